@@ -1,0 +1,167 @@
+"""The configuration: one pydantic model, the single source of truth.
+
+The repo's `config.toml` is this model's documented default (a test keeps them equal). A user's
+file only needs the keys it changes. Every error is reported at once, each with its key path.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import UserError
+from .events import Action, Event
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Camera(Section):
+    # A device index, a /dev/video* or /dev/v4l/by-id/... path, a video file, or a directory of
+    # images played in order. All of them go through OpenCV.
+    source: int | str = 0
+    width: int = Field(640, gt=0)
+    height: int = Field(480, gt=0)
+    keep_open: bool = True
+    replay_fps: float = Field(5.0, gt=0)
+    replay_loop: bool = False
+    # Frames darker (mean grey, 0-255) or blurrier (variance of the Laplacian) are skipped, not judged.
+    dark_threshold: float = Field(25.0, ge=0, le=255)
+    blur_threshold: float = Field(8.0, ge=0)
+    # Back-off between reopen attempts of a lost camera, doubling up to this.
+    retry_max_s: float = Field(30.0, gt=0)
+
+
+class Sampling(Section):
+    interval_s: float = Field(1.0, gt=0)  # while the owner is verified
+    doubt_interval_s: float = Field(0.25, gt=0)  # a face not yet decided, a grace period running
+    paused_interval_s: float = Field(5.0, gt=0)
+
+
+class Model(Section):
+    runtime: Literal["tflite", "h5"] = "tflite"
+    # None: the threshold calibrated at training time (models/owner.json).
+    threshold: float | None = Field(None, ge=-1, le=1)
+    detect_width: int = Field(320, ge=80)  # frames are downscaled to this width for detection
+    min_detection_score: float = Field(0.6, gt=0, lt=1)
+    threads: int = Field(2, ge=1)
+
+
+class Presence(Section):
+    window: int = Field(5, ge=1)  # decisions use k of the last n frames
+    required: int = Field(3, ge=1)
+
+    @model_validator(mode="after")
+    def _k_of_n(self) -> "Presence":
+        if self.required > self.window:
+            raise ValueError("required must not exceed window")
+        return self
+
+
+LockMethod = Literal["command", "loginctl", "screensaver", "xdg-screensaver"]
+
+
+class Lock(Section):
+    after_absent_s: float = Field(10.0, gt=0)
+    after_stranger_s: float = Field(2.0, ge=0)
+    command: list[str] = []  # argv, no shell; tried first when set
+    methods: list[LockMethod] = ["command", "loginctl", "screensaver", "xdg-screensaver"]
+
+
+class Onlooker(Section):
+    enabled: bool = True
+
+
+class Liveness(Section):
+    enabled: bool = True
+    window_s: float = Field(20.0, gt=0)
+    model_path: Path | None = None  # optional MiniFASNet ONNX file the user supplies
+
+
+class Snapshot(Section):
+    enabled: bool = False
+    keep: int = Field(20, ge=1)
+
+
+class Hooks(Section):
+    timeout_s: float = Field(10.0, gt=0)
+
+
+class Log(Section):
+    max_bytes: int = Field(1_000_000, ge=1024)
+    keep: int = Field(3, ge=1)
+
+
+DEFAULT_ACTIONS: dict[Event, list[Action]] = {
+    Event.OWNER_LEFT: [Action.LOCK],
+    Event.STRANGER_DETECTED: [Action.SNAPSHOT, Action.LOCK],
+    Event.ONLOOKER_DETECTED: [Action.SNAPSHOT, Action.NOTIFY],
+    Event.SPOOF_SUSPECTED: [Action.NOTIFY, Action.LOCK],
+    Event.CAMERA_LOST: [Action.NOTIFY],
+}
+
+
+class Config(Section):
+    camera: Camera = Camera()
+    sampling: Sampling = Sampling()
+    model: Model = Model()
+    presence: Presence = Presence()
+    lock: Lock = Lock()
+    onlooker: Onlooker = Onlooker()
+    liveness: Liveness = Liveness()
+    snapshot: Snapshot = Snapshot()
+    hooks: Hooks = Hooks()
+    log: Log = Log()
+    # Which built-in actions each event runs. User hooks (hooks/<event>) run for every event.
+    actions: dict[Event, list[Action]] = Field(default_factory=lambda: dict(DEFAULT_ACTIONS))
+
+    @model_validator(mode="after")
+    def _unlock_needs_liveness(self) -> "Config":
+        if not self.liveness.enabled and any(Action.UNLOCK in a for a in self.actions.values()):
+            raise ValueError("the unlock action needs liveness.enabled = true: a photo would unlock the session")
+        return self
+
+    @property
+    def unlock_enabled(self) -> bool:
+        return any(Action.UNLOCK in a for a in self.actions.values())
+
+
+class ConfigError(UserError):
+    pass
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = []
+    for e in error.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"{source}: {where}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def parse(data: dict, source: str = "config") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, source)) from None
+
+
+def load(path: Path | None) -> Config:
+    """The config at `path`; the defaults when `path` is None or does not exist."""
+    if path is None or not path.exists():
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read: {e}") from None
+    return parse(data, str(path))
+
+
+def default_text() -> str:
+    """The documented default config.toml, as shipped inside the package."""
+    return (Path(__file__).parent / "config.toml").read_text(encoding="utf-8")

@@ -1,0 +1,25 @@
+"""The closed set of events the daemon fires, and the built-in actions they can trigger."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Event(str, Enum):
+    OWNER_ARRIVED = "owner_arrived"
+    OWNER_LEFT = "owner_left"
+    STRANGER_DETECTED = "stranger_detected"
+    ONLOOKER_DETECTED = "onlooker_detected"
+    SPOOF_SUSPECTED = "spoof_suspected"
+    LOCKED = "locked"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    CAMERA_LOST = "camera_lost"
+    CAMERA_RESTORED = "camera_restored"
+
+
+class Action(str, Enum):
+    LOCK = "lock"
+    NOTIFY = "notify"
+    UNLOCK = "unlock"
+    SNAPSHOT = "snapshot"

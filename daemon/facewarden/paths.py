@@ -1,0 +1,97 @@
+"""Where facewarden keeps its files, and how it writes them privately.
+
+FACEWARDEN_HOME moves everything into one directory (tests, demos, a second profile); otherwise the
+XDG base directories are used. Nothing here touches another face tool's files (~/.config/facelock).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+APP = "facewarden"
+
+
+@dataclass(frozen=True)
+class Paths:
+    config_dir: Path  # config.toml, hooks/
+    data_dir: Path  # enroll/, models/
+    state_dir: Path  # events.jsonl, snapshots/
+    cache_dir: Path  # the ported encoder, built once
+    runtime_dir: Path  # control.sock
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / "config.toml"
+
+    @property
+    def hooks_dir(self) -> Path:
+        return self.config_dir / "hooks"
+
+    @property
+    def enroll_dir(self) -> Path:
+        return self.data_dir / "enroll"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def events_file(self) -> Path:
+        return self.state_dir / "events.jsonl"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.state_dir / "snapshots"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.runtime_dir / "control.sock"
+
+
+def _xdg(var: str, default: str) -> Path:
+    value = os.environ.get(var)
+    return Path(value) if value and os.path.isabs(value) else Path.home() / default
+
+
+def paths() -> Paths:
+    home = os.environ.get("FACEWARDEN_HOME")
+    if home:
+        root = Path(home).expanduser().absolute()
+        return Paths(root, root, root / "state", root / "cache", root / "run")
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    runtime_dir = Path(runtime) / APP if runtime else Path(tempfile.gettempdir()) / f"{APP}-{os.getuid()}"
+    return Paths(
+        config_dir=_xdg("XDG_CONFIG_HOME", ".config") / APP,
+        data_dir=_xdg("XDG_DATA_HOME", ".local/share") / APP,
+        state_dir=_xdg("XDG_STATE_HOME", ".local/state") / APP,
+        cache_dir=_xdg("XDG_CACHE_HOME", ".cache") / APP,
+        runtime_dir=runtime_dir,
+    )
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` (and parents) and make the leaf 0700, whatever the umask said."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+def write_private(path: Path, data: bytes) -> Path:
+    """Atomically write `data` to `path` as 0600 inside a 0700 directory.
+
+    Written to a temporary file first, so a crash never leaves a half-written model or enrollment.
+    """
+    private_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

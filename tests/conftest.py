@@ -1,0 +1,51 @@
+"""Shared fixtures: the real face data in ../shared (skipped with a reason when absent), an isolated
+FACEWARDEN_HOME, and a face that ships with a dependency for tests that must run anywhere."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FACES = Path(os.environ.get("FACEWARDEN_FACES", REPO.parent / "shared" / "data" / "faces"))
+
+
+def _data(name: str) -> Path:
+    path = FACES / name
+    if not path.is_dir():
+        pytest.skip(f"shared face data {path} is absent (a plain clone has no ../shared)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def lfw() -> Path:
+    return _data("lfw-dev")
+
+
+@pytest.fixture(scope="session")
+def orl() -> Path:
+    return _data("orl")
+
+
+@pytest.fixture(scope="session")
+def nuaa() -> Path:
+    return _data("nuaa-dev")
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """An isolated FACEWARDEN_HOME for one test."""
+    root = tmp_path / "fwhome"
+    monkeypatch.setenv("FACEWARDEN_HOME", str(root))
+    return root
+
+
+@pytest.fixture(scope="session")
+def astronaut_bgr():
+    """scikit-image's public-domain astronaut photo (Eileen Collins), as an OpenCV BGR frame."""
+    import cv2
+    from skimage import data
+
+    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)

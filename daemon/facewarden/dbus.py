@@ -1,0 +1,134 @@
+"""A minimal session-bus client: desktop notifications, the screensaver lock, name lookups.
+
+Pure Python (jeepney) so the venv needs no system D-Bus bindings. Every call opens its own short
+connection with short timeouts: the daemon calls these rarely (an event, a lock), and a stuck or
+absent bus must cost it at most a few seconds and never an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from jeepney import DBusAddress, HeaderFields, MessageType, new_method_call
+from jeepney.bus_messages import message_bus
+from jeepney.io.blocking import DBusConnection, open_dbus_connection
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 1.0
+CALL_TIMEOUT_S = 2.0
+APP_NAME = "facewarden"
+URGENCY = {"low": 0, "normal": 1, "critical": 2}
+
+# (bus name, object path, interface, method, signature, args), tried in order. The freedesktop name
+# is KDE's (and others'); GNOME's own Lock is preferred to SetActive, which on older GNOME only
+# blanks. The others are the same interface under each desktop's own name.
+LOCK_CALLS: list[tuple[str, str, str, str, str | None, tuple]] = [
+    ("org.freedesktop.ScreenSaver", "/org/freedesktop/ScreenSaver", "org.freedesktop.ScreenSaver", "Lock", None, ()),
+    ("org.freedesktop.ScreenSaver", "/ScreenSaver", "org.freedesktop.ScreenSaver", "Lock", None, ()),
+    ("org.gnome.ScreenSaver", "/org/gnome/ScreenSaver", "org.gnome.ScreenSaver", "Lock", None, ()),
+    ("org.gnome.ScreenSaver", "/org/gnome/ScreenSaver", "org.gnome.ScreenSaver", "SetActive", "b", (True,)),
+    ("org.cinnamon.ScreenSaver", "/org/cinnamon/ScreenSaver", "org.cinnamon.ScreenSaver", "Lock", "s", ("",)),
+    ("org.mate.ScreenSaver", "/org/mate/ScreenSaver", "org.mate.ScreenSaver", "Lock", None, ()),
+    ("org.xfce.ScreenSaver", "/org/xfce/ScreenSaver", "org.xfce.ScreenSaver", "Lock", None, ()),
+]
+
+
+def session_bus_address() -> str | None:
+    """The session bus address; systemd user sessions put the bus at $XDG_RUNTIME_DIR/bus even
+    when the variable is not exported to a unit."""
+    addr = os.environ.get("DBUS_SESSION_BUS_ADDRESS")
+    if addr:
+        return addr
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and (Path(runtime) / "bus").exists():
+        return f"unix:path={Path(runtime) / 'bus'}"
+    return None
+
+
+@contextmanager
+def _connect() -> Iterator[DBusConnection | None]:
+    addr = session_bus_address()
+    conn = None
+    if addr:
+        try:
+            conn = open_dbus_connection(addr, auth_timeout=CONNECT_TIMEOUT_S)
+        except (OSError, RuntimeError, ValueError) as e:  # TimeoutError is an OSError
+            log.info("no session bus at %s: %s", addr, e)
+    try:
+        yield conn
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def _call(conn: DBusConnection, msg) -> tuple | None:
+    """The reply's body, or None when the call failed or timed out."""
+    try:
+        reply = conn.send_and_get_reply(msg, timeout=CALL_TIMEOUT_S)
+    except (OSError, ValueError) as e:
+        log.info("D-Bus call %s failed: %s", msg.header.fields.get(HeaderFields.member), e)
+        return None
+    if reply.header.message_type == MessageType.error:
+        log.info("D-Bus call %s: %s %s", msg.header.fields.get(HeaderFields.member),
+                 reply.header.fields.get(HeaderFields.error_name), reply.body)
+        return None
+    return reply.body
+
+
+def _has_name(conn: DBusConnection, name: str) -> bool:
+    body = _call(conn, message_bus.NameHasOwner(name))
+    return bool(body and body[0])
+
+
+def has_name(name: str) -> bool:
+    """Whether `name` is currently owned on the session bus (False without a bus)."""
+    with _connect() as conn:
+        return conn is not None and _has_name(conn, name)
+
+
+def notify(summary: str, body: str = "", urgency: str = "normal", timeout_ms: int = -1) -> bool:
+    """Show a desktop notification; whether a notification server accepted it."""
+    level = URGENCY.get(urgency)
+    if level is None:
+        raise ValueError(f"urgency must be one of {', '.join(URGENCY)}, not {urgency!r}")
+    with _connect() as conn:
+        if conn is None:
+            return False
+        server = DBusAddress("/org/freedesktop/Notifications", bus_name="org.freedesktop.Notifications",
+                             interface="org.freedesktop.Notifications")
+        msg = new_method_call(server, "Notify", "susssasa{sv}i",
+                              (APP_NAME, 0, "", summary, body, [], {"urgency": ("y", level)}, timeout_ms))
+        return _call(conn, msg) is not None
+
+
+def screensaver_lock() -> bool:
+    """Lock the session through the desktop's screensaver service; whether one accepted."""
+    with _connect() as conn:
+        if conn is None:
+            return False
+        owned: dict[str, bool] = {}
+        for name, path, interface, method, signature, args in LOCK_CALLS:
+            # Only call names someone owns: calling an unowned name may start a service instead.
+            if name not in owned:
+                owned[name] = _has_name(conn, name)
+            if not owned[name]:
+                continue
+            msg = new_method_call(DBusAddress(path, bus_name=name, interface=interface), method, signature, args)
+            if _call(conn, msg) is not None:
+                log.info("locked through %s %s.%s", name, interface, method)
+                return True
+        return False
+
+
+def lock_services() -> list[str]:
+    """The screensaver names present on the session bus (for doctor), in LOCK_CALLS order."""
+    with _connect() as conn:
+        if conn is None:
+            return []
+        names = dict.fromkeys(name for name, *_ in LOCK_CALLS)
+        return [name for name in names if _has_name(conn, name)]

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
+import cv2
 import numpy as np
+
+from . import assets
 
 
 @dataclass(frozen=True)
@@ -19,3 +23,93 @@ class Face:
     def yunet_row(self) -> np.ndarray:
         """The 15-value row `cv2.FaceRecognizerSF.alignCrop` expects."""
         return np.array([*self.box, *self.landmarks.reshape(-1), self.score], dtype=np.float32)
+
+
+def _bgr(frame: np.ndarray) -> np.ndarray:
+    """Grey frames (IR cameras, ORL's PGMs) as 3-channel BGR, which YuNet and alignCrop need."""
+    return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame
+
+
+class Detector:
+    """YuNet on a frame downscaled to `detect_width` (a few ms at 320x240 instead of ~15 at
+    640x480, and a face at laptop distance is still ~60 px wide); faces come back in full-frame
+    coordinates, best score first."""
+
+    def __init__(self, detect_width: int = 320, min_score: float = 0.6, nms_threshold: float = 0.3):
+        self.detect_width = detect_width
+        self.min_score = min_score
+        # Input size is set per frame (below); the 320x320 here is a placeholder.
+        self._net = cv2.FaceDetectorYN.create(str(assets.path(assets.YUNET)), "", (320, 320), min_score, nms_threshold)
+        self._size: tuple[int, int] | None = None
+
+    def __call__(self, frame: np.ndarray) -> list[Face]:
+        frame = _bgr(frame)
+        h, w = frame.shape[:2]
+        scale = min(1.0, self.detect_width / w)  # never upscale: it invents no detail, only cost
+        if scale < 1.0:
+            size = (self.detect_width, max(1, round(h * scale)))
+            small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+            scale_x, scale_y = size[0] / w, size[1] / h
+        else:
+            small, size, scale_x, scale_y = frame, (w, h), 1.0, 1.0
+        if size != self._size:
+            self._net.setInputSize(size)
+            self._size = size
+        _, rows = self._net.detect(small)
+        if rows is None:
+            return []
+        factor = np.array([scale_x, scale_y], dtype=np.float32)
+        faces = []
+        for row in rows:
+            xy = row[:14].reshape(7, 2) / factor
+            faces.append(Face(tuple(float(t) for t in xy[:2].reshape(-1)), xy[2:].copy(), float(row[14])))
+        return sorted(faces, key=lambda f: -f.score)
+
+
+def nearest_centre(faces: list[Face], frame_shape: tuple[int, ...]) -> Face | None:
+    """The face whose box centre is nearest the frame centre: the subject of a still photo (LFW's
+    images are cropped around their subject, with bystanders at the edges)."""
+    if not faces:
+        return None
+    cy, cx = frame_shape[0] / 2, frame_shape[1] / 2
+
+    def distance(f: Face) -> float:
+        x, y, w, h = f.box
+        return (x + w / 2 - cx) ** 2 + (y + h / 2 - cy) ** 2
+
+    return min(faces, key=distance)
+
+
+@cache
+def _aligner():
+    # Only alignCrop is used: its feature() fails on OpenCV 5 with this file (the encoder is ours).
+    return cv2.FaceRecognizerSF.create(str(assets.path(assets.SFACE)), "")
+
+
+def align(frame: np.ndarray, face: Face) -> np.ndarray:
+    """The face warped onto SFace's 5-point template: 112x112x3 RGB uint8, the encoder's input."""
+    crop = _aligner().alignCrop(_bgr(frame), face.yunet_row())
+    return cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+
+def brightness(image: np.ndarray) -> float:
+    """Mean grey level, 0..255: low when the room is dark, the lid closed or the IR emitter off."""
+    return float(_grey(image).mean())
+
+
+def sharpness(image: np.ndarray) -> float:
+    """Variance of the Laplacian: low for motion blur or an out-of-focus frame."""
+    return float(cv2.Laplacian(_grey(image), cv2.CV_64F).var())
+
+
+def quality_issue(image: np.ndarray, dark_threshold: float, blur_threshold: float) -> str | None:
+    """Why a frame should not be judged ("dark", "blurry"), or None when it is fine."""
+    if brightness(image) < dark_threshold:
+        return "dark"
+    if sharpness(image) < blur_threshold:
+        return "blurry"
+    return None

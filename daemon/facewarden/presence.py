@@ -1,0 +1,255 @@
+"""The presence state machine: pure, no I/O. Samples and the clock go in, events come out.
+
+Decisions take `required` of the last `window` judged samples (config `presence`), so one bad frame
+neither locks nor verifies. Skipped frames (dark, blurry) are not judged: they add no evidence either
+way, but the clock keeps running and frames older than `lock.after_absent_s` drop out of the window,
+so a camera that only sees darkness still ends in a lock. A failed camera is judged as "owner not
+verified" (fail closed).
+
+Liveness is part of the owner decision: an owner face counts as the owner only once the liveness
+tracker judged it live. While it is pending the lock timers are held, for at most
+`liveness.window_s`; a face still pending then (or judged not live) is treated as not the owner:
+`spoof_suspected` fires and the session locks as it would for a stranger.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+
+from .config import Config
+from .events import Event
+from .verifier import Observation
+
+
+class State(str, Enum):
+    PENDING = "pending"  # nothing decided yet: just started or resumed, or a verified face awaiting liveness
+    OWNER_PRESENT = "owner_present"
+    OWNER_ABSENT = "owner_absent"
+    STRANGER = "stranger"
+    PAUSED = "paused"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What one sampling step saw, reduced to what presence decides on."""
+
+    camera_ok: bool = True
+    skipped: bool = False  # a frame was read but not judged (dark, blurry)
+    owner: bool = False  # an owner face was verified in the frame
+    live: bool | None = None  # liveness of that owner face: None = pending, True = live
+    others: int = 0  # faces in the frame that are not the owner
+    score: float | None = None  # the best owner score of the frame, for status and hooks
+
+    @property
+    def faces(self) -> int:
+        return int(self.owner) + self.others
+
+    @classmethod
+    def of(cls, observation: Observation, live: bool | None) -> "Sample":
+        owner = observation.owner_face
+        scores = [f.score for f in observation.faces if f.score is not None]
+        return cls(
+            skipped=observation.skipped is not None,
+            owner=owner is not None,
+            live=live if owner is not None else None,
+            others=len(observation.faces) - (owner is not None),
+            score=max(scores) if scores else None,
+        )
+
+    @classmethod
+    def camera_failed(cls) -> "Sample":
+        return cls(camera_ok=False)
+
+
+class Presence:
+    """Owner present / absent / stranger / paused, from samples and the clock. Not thread-safe."""
+
+    def __init__(self, config: Config, now: float):
+        self.configure(config)
+        self.state = State.PENDING
+        self.since = now
+        self.paused_until: float | None = None
+        self.paused_forever = False
+        self.locked = False
+        self.camera_ok = True
+        self.last: Sample = Sample()
+        self._reset_evidence(now)
+
+    def configure(self, config: Config) -> None:
+        """Apply a (re)loaded config; the current state and evidence are kept."""
+        self.window = config.presence.window
+        self.required = min(config.presence.required, self.window)
+        self.after_absent_s = config.lock.after_absent_s
+        self.after_stranger_s = config.lock.after_stranger_s
+        self.onlooker_enabled = config.onlooker.enabled
+        self.liveness_window_s = config.liveness.window_s
+        self.sampling = config.sampling
+        if hasattr(self, "_samples"):
+            self._samples = deque(self._samples, maxlen=self.window)
+            self._times = deque(self._times, maxlen=self.window)
+
+    def _reset_evidence(self, now: float) -> None:
+        self._samples: deque[Sample] = deque(maxlen=self.window)
+        self._times: deque[float] = deque(maxlen=self.window)
+        # The owner is assumed at the keyboard when the daemon starts or resumes (they started
+        # it), so the absence timer runs from then: if they never show up, the lock still comes.
+        self._owner_seen_at = now
+        self._stranger_since: float | None = None
+        self._pending_since: float | None = None
+        self._spoof = False
+        self._onlooker = False
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def _count(self, predicate) -> int:
+        return sum(1 for s in self._samples if predicate(s))
+
+    def _go(self, state: State, now: float) -> None:
+        if state != self.state:
+            self.state, self.since = state, now
+
+    def interval(self) -> float:
+        """Seconds to the next sample: slow while paused, fast while in doubt, else the normal pace."""
+        if self.state == State.PAUSED:
+            return self.sampling.paused_interval_s
+        return self.sampling.doubt_interval_s if self._in_doubt() else self.sampling.interval_s
+
+    def _in_doubt(self) -> bool:
+        if self.state == State.PENDING or self._pending_since is not None:
+            return True
+        if self._stranger_since is not None and self.state != State.STRANGER:
+            return True
+        last = self.last
+        if self.state == State.OWNER_PRESENT:
+            # The absence grace period runs as soon as the latest frame lacks the live owner.
+            return not (last.owner and last.live is True)
+        # Absent or stranger: a face that is not decided yet (the owner coming back, a new face).
+        return last.owner or (self.state == State.OWNER_ABSENT and last.others > 0)
+
+    # -- inputs -------------------------------------------------------------------------------
+
+    def observe(self, sample: Sample, now: float) -> list[Event]:
+        """Feed one sample; the events it causes, in order."""
+        self.last = sample
+        if self.state == State.PAUSED:
+            return self._maybe_auto_resume(now)
+        events: list[Event] = []
+        if sample.camera_ok != self.camera_ok:
+            self.camera_ok = sample.camera_ok
+            events.append(Event.CAMERA_RESTORED if sample.camera_ok else Event.CAMERA_LOST)
+        if not sample.skipped:
+            self._samples.append(sample)
+            self._times.append(now)
+            if sample.owner and sample.live is True:
+                self._owner_seen_at = now
+        while self._times and now - self._times[0] >= self.after_absent_s:
+            self._samples.popleft()
+            self._times.popleft()
+        events += self._decide(now)
+        return events
+
+    def tick(self, now: float) -> list[Event]:
+        """The clock alone (no frame): ends a timed pause."""
+        return self._maybe_auto_resume(now) if self.state == State.PAUSED else []
+
+    def pause(self, until: float | None, now: float) -> list[Event]:
+        """Pause until `until` (unix time), or until resumed when None."""
+        was_paused = self.state == State.PAUSED
+        self.paused_until, self.paused_forever = until, until is None
+        self._go(State.PAUSED, now)
+        return [] if was_paused else [Event.PAUSED]
+
+    def resume(self, now: float) -> list[Event]:
+        if self.state != State.PAUSED:
+            return []
+        self.paused_until, self.paused_forever = None, False
+        self._reset_evidence(now)
+        self._go(State.PENDING, now)
+        return [Event.RESUMED]
+
+    def lock_succeeded(self, now: float) -> list[Event]:
+        """A lock action worked: `locked` fires once, until the owner is back."""
+        if self.locked or self.state == State.PAUSED:
+            self.locked = True
+            return []
+        self.locked = True
+        return [Event.LOCKED]
+
+    def _maybe_auto_resume(self, now: float) -> list[Event]:
+        if self.paused_until is not None and now >= self.paused_until:
+            return self.resume(now)
+        return []
+
+    # -- the decision -------------------------------------------------------------------------
+
+    def _decide(self, now: float) -> list[Event]:
+        k = self.required
+        owner_frames = self._count(lambda s: s.owner)
+        last_owner = next((s for s in reversed(self._samples) if s.owner), None)
+        verified = owner_frames >= k
+        live = last_owner.live if last_owner is not None else None
+
+        events: list[Event] = []
+        # Liveness: a verified face that is not live yet holds the timers, but only for so long.
+        owner_live = verified and live is True
+        if verified and live is not True and not self._spoof:
+            if self._pending_since is None:
+                self._pending_since = now
+            if live is False or now - self._pending_since >= self.liveness_window_s:
+                self._spoof = True
+                events.append(Event.SPOOF_SUSPECTED)
+        if not verified or owner_live:
+            self._pending_since = None
+            if not verified:
+                self._spoof = False
+        pending = self._pending_since is not None and not self._spoof
+
+        if owner_live:
+            self._stranger_since = None
+            if self.state != State.OWNER_PRESENT:
+                self._go(State.OWNER_PRESENT, now)
+                self.locked = False
+                events.append(Event.OWNER_ARRIVED)
+            events += self._onlooker_check()
+            return events
+        self._onlooker = False
+
+        # A spoofed owner face counts as a stranger's from here on.
+        stranger_frames = self._count(lambda s: s.others > 0 and (not s.owner or self._spoof))
+        if self._spoof:
+            self._go(State.STRANGER, now)
+            return events
+        if pending:
+            if self.state != State.OWNER_PRESENT:
+                self._go(State.PENDING, now)
+            return events
+
+        if stranger_frames >= k:
+            if self._stranger_since is None:
+                self._stranger_since = now
+            if self.state != State.STRANGER and now - self._stranger_since >= self.after_stranger_s:
+                self._go(State.STRANGER, now)
+                events.append(Event.STRANGER_DETECTED)
+                return events
+        elif self._count(lambda s: s.others > 0) == 0:
+            self._stranger_since = None
+            if self.state == State.STRANGER:
+                self._go(State.OWNER_ABSENT, now)
+
+        if self.state in (State.OWNER_PRESENT, State.PENDING) and now - self._owner_seen_at >= self.after_absent_s:
+            self._go(State.OWNER_ABSENT, now)
+            events.append(Event.OWNER_LEFT)
+        return events
+
+    def _onlooker_check(self) -> list[Event]:
+        if not self.onlooker_enabled:
+            return []
+        with_others = self._count(lambda s: s.owner and s.others > 0)
+        if with_others >= self.required and not self._onlooker:
+            self._onlooker = True
+            return [Event.ONLOOKER_DETECTED]
+        if with_others == 0:
+            self._onlooker = False
+        return []

@@ -14,6 +14,34 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Each area registers its commands here: `sub.add_parser(...).set_defaults(func=...)`.
     _ = sub
+
+    # The daemon and its control socket: service, control, eventlog, demo (none imports TensorFlow).
+    def daemon_cmd(module: str, function: str):
+        def handler(args):
+            import importlib
+
+            return getattr(importlib.import_module(f"{__package__}.{module}"), function)(args)
+
+        return handler
+
+    sub.add_parser("run", help="run the daemon in the foreground (what the systemd unit starts)").set_defaults(
+        func=daemon_cmd("service", "cli_run")
+    )
+    sub.add_parser("status", help="what the running daemon sees").set_defaults(func=daemon_cmd("control", "cli_status"))
+    p = sub.add_parser("pause", help="stop watching for a while (e.g. 15m), or until resumed")
+    p.add_argument("duration", nargs="?", help="30s, 15m, 1h, 2d; none: until `facewarden resume`")
+    p.set_defaults(func=daemon_cmd("control", "cli_pause"))
+    sub.add_parser("resume", help="watch again after a pause").set_defaults(func=daemon_cmd("control", "cli_resume"))
+    sub.add_parser("lock", help="lock the session now").set_defaults(func=daemon_cmd("control", "cli_lock"))
+    sub.add_parser("reload", help="re-read config.toml (a bad file keeps the old config)").set_defaults(
+        func=daemon_cmd("control", "cli_reload")
+    )
+    p = sub.add_parser("events", help="what happened: the event log")
+    p.add_argument("--since", metavar="DURATION", help="only the last 30s, 15m, 1h, 2d")
+    p.set_defaults(func=daemon_cmd("eventlog", "cli_events"))
+    sub.add_parser("demo", help="enroll a sample face and run the real daemon on a replayed sequence").set_defaults(
+        func=daemon_cmd("demo", "cli_demo")
+    )
     return parser
 
 

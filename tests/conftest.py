@@ -49,3 +49,25 @@ def astronaut_bgr():
     from skimage import data
 
     return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+
+
+@pytest.fixture(scope="session")
+def encoder_model(tmp_path_factory):
+    """The ported SFace encoder (Keras), built once per session into its own FACEWARDEN_HOME's cache.
+    Later `encoder.load_encoder()` calls in the session (any home) return this same model."""
+    from facewarden import encoder
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FACEWARDEN_HOME", str(tmp_path_factory.mktemp("encoder_home")))
+        encoder.load_encoder.cache_clear()  # so the build really goes through this session's cache dir
+        model = encoder.load_encoder()
+        model.cache_path = encoder.cache_file()
+    return model
+
+
+@pytest.fixture(scope="session")
+def encoder_tflite(encoder_model, tmp_path_factory) -> Path:
+    """The encoder exported to .tflite, as the daemon runs it."""
+    from facewarden import encoder
+
+    return encoder.export_tflite(encoder_model, tmp_path_factory.mktemp("tflite") / "encoder.tflite")

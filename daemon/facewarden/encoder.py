@@ -155,8 +155,11 @@ def save_private(model, path: Path) -> Path:
 
 
 def _load_cached(path: Path):
+    """The cached encoder, or None when the file is missing, damaged or not our encoder."""
     import keras
 
+    if not path.is_file():
+        return None
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception:  # truncated or foreign file: h5py/keras raise many kinds; we just rebuild
@@ -167,17 +170,15 @@ def _load_cached(path: Path):
 
 
 @cache
-def _encoder(path: Path):
-    model = _load_cached(path) if path.is_file() else None
+def load_encoder():
+    """The Keras port of SFace, once per process: read from the cache file, or built (~10 s) and
+    cached there first. Later calls return the same model even if FACEWARDEN_HOME changed (tests)."""
+    path = cache_file()
+    model = _load_cached(path)
     if model is None:
         model = build()
         save_private(model, path)
     return model
-
-
-def load_encoder():
-    """The Keras port of SFace: read from the cache, or built (a few seconds) and cached first."""
-    return _encoder(cache_file())
 
 
 def embed(model, faces_rgb: np.ndarray) -> np.ndarray:

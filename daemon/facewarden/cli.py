@@ -42,6 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="enroll a sample face and run the real daemon on a replayed sequence").set_defaults(
         func=daemon_cmd("demo", "cli_demo")
     )
+
+    # Desktop integration (tray, desktop): pystray is imported only inside `tray`, it needs a display.
+    sub.add_parser("tray", help="show the tray icon (a client of the running daemon)").set_defaults(
+        func=daemon_cmd("tray", "run")
+    )
+    sub.add_parser("install", help="install the systemd user units and the default config").set_defaults(
+        func=daemon_cmd("desktop", "install")
+    )
+    p = sub.add_parser("uninstall", help="remove the systemd user units (keeps config, enrollment, models)")
+    p.add_argument("--purge", action="store_true", help="also delete config, enrollment, models, events and caches")
+    p.set_defaults(func=daemon_cmd("desktop", "uninstall"))
+    sub.add_parser("doctor", help="check camera, model, lock method, notifications, tray and unit").set_defaults(
+        func=daemon_cmd("desktop", "doctor")
+    )
     return parser
 
 

@@ -1,0 +1,107 @@
+"""Detection, alignment and frame quality on real faces."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from facewarden import config, vision
+from facewarden.vision import Face
+
+DEFAULTS = config.Config()
+
+
+@pytest.fixture(scope="module")
+def detector() -> vision.Detector:
+    return vision.Detector(DEFAULTS.model.detect_width, DEFAULTS.model.min_detection_score)
+
+
+def test_finds_the_astronauts_face_with_plausible_landmarks(detector, astronaut_bgr):
+    faces = detector(astronaut_bgr)
+    assert len(faces) == 1
+    face = faces[0]
+    x, y, w, h = face.box
+    # Eileen Collins' face in the 512x512 photo: about 90x110 px, upper middle-left
+    assert 150 < x < 210 and 40 < y < 90 and 70 < w < 120 and 90 < h < 140
+    assert face.score > 0.8
+    right_eye, left_eye, nose, mouth_right, mouth_left = face.landmarks
+    assert face.landmarks.shape == (5, 2)
+    assert all(x <= px <= x + w and y <= py <= y + h for px, py in face.landmarks)
+    assert right_eye[0] < nose[0] < left_eye[0]  # the subject's right eye is on the image's left
+    assert max(right_eye[1], left_eye[1]) < nose[1] < min(mouth_right[1], mouth_left[1])
+
+
+def test_downscaled_detection_maps_back_to_full_frame(astronaut_bgr):
+    full = vision.Detector(detect_width=10_000)(astronaut_bgr)[0]
+    small = vision.Detector(detect_width=256)(astronaut_bgr)[0]
+    assert np.abs(np.subtract(full.box, small.box)).max() < 8
+    assert np.abs(full.landmarks - small.landmarks).max() < 8
+
+
+def test_finds_a_face_in_a_webcam_sized_frame_at_320(detector, nuaa):
+    frame = cv2.imread(str(nuaa / "sequences" / "0001_live" / "000.jpg"))
+    assert frame.shape[:2] == (480, 640)
+    face = vision.nearest_centre(detector(frame), frame.shape)
+    assert face is not None and face.box[2] > 60
+
+
+def test_grey_frames_work(detector, astronaut_bgr):
+    grey = cv2.cvtColor(astronaut_bgr, cv2.COLOR_BGR2GRAY)
+    assert len(detector(grey)) == 1
+    assert vision.align(grey, detector(grey)[0]).shape == (112, 112, 3)
+
+
+def test_finds_orl_grey_faces(detector, orl):
+    found = sum(bool(detector(cv2.imread(str(orl / f"s{i}" / "1.pgm"), cv2.IMREAD_GRAYSCALE))) for i in range(1, 11))
+    assert found >= 8
+
+
+def test_no_face_no_detection(detector):
+    from skimage import data
+
+    assert detector(np.zeros((480, 640, 3), np.uint8)) == []
+    assert detector(cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2BGR)) == []
+
+
+def test_score_threshold_is_applied(astronaut_bgr):
+    score = vision.Detector(min_score=0.3)(astronaut_bgr)[0].score
+    assert vision.Detector(min_score=min(0.99, score + 0.02))(astronaut_bgr) == []
+
+
+def test_align_gives_the_encoders_rgb_input(detector, astronaut_bgr):
+    crop = vision.align(astronaut_bgr, detector(astronaut_bgr)[0])
+    assert crop.shape == (112, 112, 3) and crop.dtype == np.uint8
+    centre = crop[40:80, 35:77].reshape(-1, 3).mean(axis=0)
+    assert centre[0] > centre[2] + 20  # skin: red channel first means RGB, not OpenCV's BGR
+
+
+def _face_at(cx: float, cy: float) -> Face:
+    return Face((cx - 10, cy - 10, 20, 20), np.zeros((5, 2), np.float32), 0.9)
+
+
+def test_nearest_centre_picks_the_subject():
+    subject, bystander = _face_at(130, 120), _face_at(20, 30)
+    assert vision.nearest_centre([bystander, subject], (250, 250, 3)) is subject
+    assert vision.nearest_centre([], (250, 250, 3)) is None
+
+
+def test_dark_frames_are_flagged(astronaut_bgr):
+    assert vision.quality_issue(astronaut_bgr, DEFAULTS.camera.dark_threshold, DEFAULTS.camera.blur_threshold) is None
+    dark = (astronaut_bgr * 0.1).astype(np.uint8)  # a room with the light off
+    assert vision.brightness(dark) < DEFAULTS.camera.dark_threshold < vision.brightness(astronaut_bgr)
+    assert vision.quality_issue(dark, DEFAULTS.camera.dark_threshold, DEFAULTS.camera.blur_threshold) == "dark"
+
+
+def _assert_blur_flagged(frame: np.ndarray) -> None:
+    blurred = cv2.GaussianBlur(frame, (0, 0), 4)  # out of focus / fast motion
+    assert vision.sharpness(blurred) < DEFAULTS.camera.blur_threshold < vision.sharpness(frame)
+    assert vision.quality_issue(blurred, DEFAULTS.camera.dark_threshold, DEFAULTS.camera.blur_threshold) == "blurry"
+
+
+def test_blurred_frames_are_flagged(astronaut_bgr):
+    _assert_blur_flagged(astronaut_bgr)
+
+
+def test_blurred_webcam_frames_are_flagged(nuaa):
+    _assert_blur_flagged(cv2.imread(str(nuaa / "sequences" / "0005_live" / "000.jpg")))

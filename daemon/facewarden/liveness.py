@@ -1,0 +1,334 @@
+"""Liveness: is the verified face a live head or a photo of one?
+
+Three cues, all from MediaPipe's landmark models (face mesh and iris, run with LiteRT) on the face
+the detector found:
+- blinks: the iris model's eye contour closes with the eyelid (the mesh's own eyelids do not), so
+  the eye aspect ratio dips well below the person's usual value;
+- non-rigid motion: a flat photo, however it is moved, maps its mesh points between two frames by
+  one homography; a real head (parallax of a 3-D shape, expressions) leaves a residual. The residual
+  is only judged for frame pairs whose motion falls in a fixed band, never by how much a face moves
+  (people at a desk sit still, photos get waved about: motion size would separate a test set and
+  nothing else);
+- texture: a printed or displayed face recaptured by the camera loses fine detail and shows
+  specular highlights of paper or glass.
+`judge` (pure) turns a window of per-sample cues into one decision; `LivenessTracker` is the
+stateful adapter the daemon calls once per sample.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from . import assets
+from .config import Liveness
+from .errors import UserError
+from .runtime import TFLiteModel
+from .vision import Face
+
+MESH_SIZE = 192  # face_landmark.tflite input, RGB in [0, 1]
+EYE_SIZE = 64  # iris_landmark.tflite input, RGB in [0, 1]
+MESH_ROI_SCALE = 1.5  # MediaPipe's face ROI: the detection box grown by half
+EYE_ROI_SCALE = 2.3  # MediaPipe's eye ROI: eye corners' box grown to include the brow
+MESH_PRESENT = 0.5  # the mesh model's face-present probability below which it saw no face
+# Eye corners in the 468-point mesh (outer, inner for the eye on the image's left; inner, outer
+# for the other), as MediaPipe's iris graph uses them to place the eye ROIs.
+EYE_CORNERS = ((33, 133), (362, 263))
+
+
+def _roi_matrix(center: np.ndarray, side: float, angle: float, size: int) -> np.ndarray:
+    """The 2x3 affine map from frame pixels to a `size`-pixel square crop of side `side` around
+    `center`, rotated by `angle` so that the crop's x axis runs along that direction."""
+    scale = size / side
+    c, s = math.cos(angle) * scale, math.sin(angle) * scale
+    # u = R(-angle) * scale * (p - center) + size/2
+    return np.array(
+        [
+            [c, s, size / 2 - c * center[0] - s * center[1]],
+            [-s, c, size / 2 + s * center[0] - c * center[1]],
+        ],
+        dtype=np.float64,
+    )
+
+
+def _to_frame(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    inverse = cv2.invertAffineTransform(matrix)
+    return points @ inverse[:, :2].T + inverse[:, 2]
+
+
+def eye_aspect_ratio(contour: np.ndarray) -> float:
+    """Eyelid opening over eye width from the iris model's 16-point eyeball contour.
+
+    Points 0-8 are the lower lid from corner to corner, 9-15 the upper lid without the corners,
+    so upper point 9+k lies above lower point 1+k. Ratios are unchanged by the crop's rotation,
+    scale and flip, so the contour may stay in crop pixels.
+    """
+    lower, upper = contour[2:7], contour[10:15]
+    opening = np.linalg.norm(upper - lower, axis=1).mean()
+    width = np.linalg.norm(contour[8] - contour[0])
+    return float(opening / width) if width > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Landmarks:
+    mesh: np.ndarray  # (468, 2) frame pixels
+    ear: float  # eye aspect ratio, mean of both eyes
+    crop: np.ndarray  # the face ROI the mesh model saw, BGR uint8, MESH_SIZE square
+
+    @property
+    def iod(self) -> float:
+        """Inter-ocular distance: between the two eyes' corner midpoints, in pixels."""
+        (a, b), (c, d) = EYE_CORNERS
+        left = (self.mesh[a] + self.mesh[b]) / 2
+        right = (self.mesh[c] + self.mesh[d]) / 2
+        return float(np.linalg.norm(right - left))
+
+
+class Landmarker:
+    """The face mesh and iris models, run with LiteRT on one face."""
+
+    def __init__(self, threads: int = 1):
+        # One thread: these models take a millisecond or two each, less than threads cost to wake.
+        self._mesh = TFLiteModel(assets.path(assets.FACE_MESH), threads)
+        self._iris = TFLiteModel(assets.path(assets.IRIS), threads)
+
+    @staticmethod
+    def _run(model: TFLiteModel, crop_bgr: np.ndarray) -> list[np.ndarray]:
+        rgb = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2RGB).astype(np.float32) * (1 / 255)
+        return model(rgb[np.newaxis])
+
+    def __call__(self, frame_bgr: np.ndarray, face: Face) -> Landmarks | None:
+        """The mesh and eye opening of `face`, or None when the mesh model sees no face there."""
+        x, y, w, h = face.box
+        eye_a, eye_b = face.landmarks[0], face.landmarks[1]
+        angle = math.atan2(eye_b[1] - eye_a[1], eye_b[0] - eye_a[0])
+        matrix = _roi_matrix(np.array([x + w / 2, y + h / 2]), max(w, h) * MESH_ROI_SCALE, angle, MESH_SIZE)
+        crop = cv2.warpAffine(frame_bgr, matrix, (MESH_SIZE, MESH_SIZE), flags=cv2.INTER_LINEAR)
+        raw, present = self._run(self._mesh, crop)
+        if 1 / (1 + math.exp(-float(present.reshape(-1)[-1]))) <= MESH_PRESENT:
+            return None
+        mesh = _to_frame(raw.reshape(-1, 3)[:, :2].astype(np.float64), matrix)
+        ears = [self._eye_opening(frame_bgr, mesh, corners, flip=i == 1) for i, corners in enumerate(EYE_CORNERS)]
+        return Landmarks(mesh=mesh, ear=float(np.mean(ears)), crop=crop)
+
+    def _eye_opening(self, frame_bgr: np.ndarray, mesh: np.ndarray, corners: tuple[int, int], flip: bool) -> float:
+        a, b = mesh[corners[0]], mesh[corners[1]]
+        side = max(abs(b[0] - a[0]), abs(b[1] - a[1])) * EYE_ROI_SCALE
+        angle = math.atan2(b[1] - a[1], b[0] - a[0])
+        matrix = _roi_matrix((a + b) / 2, side, angle, EYE_SIZE)
+        crop = cv2.warpAffine(frame_bgr, matrix, (EYE_SIZE, EYE_SIZE), flags=cv2.INTER_LINEAR)
+        if flip:
+            # The iris model knows one eye; the other is shown to it mirrored, as MediaPipe does.
+            crop = crop[:, ::-1]
+        contour, _ = self._run(self._iris, np.ascontiguousarray(crop))
+        return eye_aspect_ratio(contour.reshape(-1, 3)[:16, :2])
+
+
+def texture(crop_bgr: np.ndarray) -> float:
+    """Fine detail of the face: variance of the Laplacian over the central half of the mesh ROI
+    (eyes, nose, mouth, cheeks), divided by the grey-level variance so that lighting and contrast
+    cancel out. A recaptured print or screen loses the detail first."""
+    side = crop_bgr.shape[0]
+    grey = cv2.cvtColor(crop_bgr[side // 4 : 3 * side // 4, side // 4 : 3 * side // 4], cv2.COLOR_BGR2GRAY)
+    grey = grey.astype(np.float32)
+    return float(cv2.Laplacian(grey, cv2.CV_32F).var() / (grey.var() + 1.0))
+
+
+def mesh_motion(a: np.ndarray, b: np.ndarray, iod: float) -> tuple[float, float]:
+    """How far the mesh moved from `a` to `b`, and how much of that no homography explains.
+
+    Both in units of the inter-ocular distance `iod`: the mean point displacement, and the RMS
+    residual after the least-squares homography from `a` to `b`. A flat photo, however it is
+    turned, only ever shows a homography of itself; a head's 3-D shape and expressions do not.
+    """
+    origin = a.mean(axis=0)
+    src = (a - origin) / iod
+    dst = (b - origin) / iod
+    motion = float(np.linalg.norm(dst - src, axis=1).mean())
+    homography, _ = cv2.findHomography(src, dst, 0)
+    if homography is None:
+        return motion, 0.0
+    fitted = cv2.perspectiveTransform(src.reshape(-1, 1, 2), homography).reshape(-1, 2)
+    return motion, float(np.sqrt(((fitted - dst) ** 2).sum(axis=1).mean()))
+
+
+# -- the pure combiner --------------------------------------------------------------------------
+
+# Mesh motion (IOD units) between two samples for their residual to count: below MOTION_MIN the
+# landmark jitter dominates, above MOTION_MAX motion blur and rolling shutter bend even a photo's
+# mesh. Inside the band the bar rises with the motion (RESIDUAL_SLOPE), matching the way a photo's
+# own residual floor rises with it, so no amount of motion is by itself evidence of life.
+MOTION_MIN = 0.03
+MOTION_MAX = 0.3
+RESIDUAL_SLOPE = 0.05
+STILL = 0.1  # texture is only read from samples that moved less than this (blur hides detail)
+PAIR_SPAN_S = 1.0  # a sample is compared with the earlier samples of the last second
+
+
+@dataclass(frozen=True)
+class Cues:
+    """What one sample contributes to the liveness decision."""
+
+    ear: float  # eye aspect ratio
+    texture: float
+    motion: float | None = None  # mesh motion since the previous sample (IOD units); None: first
+    # The largest residual over the motion-matched bar among pairs with the recent samples whose
+    # motion fell in the band; None when no pair did (a still face gives no evidence either way).
+    nonrigid: float | None = None
+    model: float | None = None  # the optional MiniFASNet's live probability
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Set on the nuaa-dev clips (bench/bench_liveness.py --calibrate) so that no printed-photo
+    clip is judged live, with a margin beyond the worst photo for unseen people; the target is
+    APCER <= 7% at BPCER <= 15%. The README explains them."""
+
+    blink_ratio: float = 0.6  # a blink: eye opening below this share of the window's median
+    blink_min_samples: int = 5  # ...judged against at least this many samples
+    nonrigid_excess: float = 0.015  # residual above the motion-matched bar...
+    nonrigid_count: int = 4  # ...in at least this many samples
+    texture: float = 0.25  # median texture of still samples...
+    texture_min_samples: int = 5  # ...over at least this many
+    model: float = 0.5  # median MiniFASNet live probability...
+    model_min_samples: int = 3  # ...over at least this many
+
+
+THRESHOLDS = Thresholds()
+
+
+def judge(cues: Sequence[Cues], thresholds: Thresholds = THRESHOLDS) -> str | None:
+    """The cue that shows life in this window of samples ("blink", "nonrigid", "texture",
+    "model"), or None when none does yet. Pure: the same samples always give the same answer."""
+    t = thresholds
+    # Landmarks of a blurred, fast-moving face are unreliable, so they neither set the baseline
+    # nor count as a blink.
+    ears = [c.ear for c in cues if c.motion is None or c.motion <= MOTION_MAX]
+    if len(ears) >= t.blink_min_samples and min(ears) < t.blink_ratio * float(np.median(ears)):
+        return "blink"
+    if sum(1 for c in cues if c.nonrigid is not None and c.nonrigid > t.nonrigid_excess) >= t.nonrigid_count:
+        return "nonrigid"
+    still = [c.texture for c in cues if c.motion is not None and c.motion <= STILL]
+    if len(still) >= t.texture_min_samples and float(np.median(still)) >= t.texture:
+        return "texture"
+    scores = [c.model for c in cues if c.model is not None]
+    if len(scores) >= t.model_min_samples and float(np.median(scores)) >= t.model:
+        return "model"
+    return None
+
+
+# -- the optional anti-spoofing model -----------------------------------------------------------
+
+
+class MiniFASNet:
+    """A MiniFASNet ONNX file the user supplies (minivision's Silent-Face-Anti-Spoofing), run with
+    OpenCV's dnn. Its crop protocol: the face box scaled by the factor that starts the file name
+    ("2.7_80x80_MiniFASNetV2.onnx"; 2.7 when the name has none), shifted to stay inside the frame,
+    resized to 80x80, raw BGR 0-255 in NCHW; softmax over the outputs, class 1 = live."""
+
+    SIZE = 80
+
+    def __init__(self, path: Path):
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise UserError(f"liveness.model_path: {path} does not exist")
+        try:
+            self.scale = float(path.name.split("_", 1)[0])
+        except ValueError:
+            self.scale = 2.7
+        try:
+            self._net = cv2.dnn.readNetFromONNX(str(path))
+        except cv2.error as e:
+            raise UserError(f"liveness.model_path: {path} is not a readable ONNX model: {e}") from None
+
+    def crop(self, frame_bgr: np.ndarray, face: Face) -> np.ndarray:
+        height, width = frame_bgr.shape[:2]
+        x, y, w, h = face.box
+        # minivision's _get_new_box: as large as asked, but never larger than the frame.
+        scale = min(self.scale, (height - 1) / h, (width - 1) / w)
+        new_w, new_h = w * scale, h * scale
+        cx, cy = x + w / 2, y + h / 2
+        left = min(max(cx - new_w / 2, 0.0), width - 1 - new_w)
+        top = min(max(cy - new_h / 2, 0.0), height - 1 - new_h)
+        box = frame_bgr[int(top) : int(top + new_h) + 1, int(left) : int(left + new_w) + 1]
+        return cv2.resize(box, (self.SIZE, self.SIZE))
+
+    def __call__(self, frame_bgr: np.ndarray, face: Face) -> float:
+        blob = self.crop(frame_bgr, face).astype(np.float32).transpose(2, 0, 1)[np.newaxis]
+        self._net.setInput(np.ascontiguousarray(blob))
+        logits = self._net.forward().reshape(-1).astype(np.float64)
+        if logits.size < 2:
+            raise UserError("liveness.model_path: the model must output at least 2 classes (1 = live)")
+        p = np.exp(logits - logits.max())
+        return float(p[1] / p.sum())
+
+
+# -- the stateful adapter the daemon calls --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Seen:
+    now: float
+    mesh: np.ndarray
+    iod: float
+
+
+class LivenessTracker:
+    """One face's liveness over time. `update` once per sample of the owner's face; `reset` when
+    the face is lost or another person takes its place. Once judged live it stays live until reset
+    (and costs nothing more)."""
+
+    def __init__(self, config: Liveness, landmarker: Landmarker | None = None, thresholds: Thresholds = THRESHOLDS):
+        self.enabled = config.enabled
+        self.window_s = config.window_s
+        self.thresholds = thresholds
+        self._landmarker = landmarker if landmarker is not None or not self.enabled else Landmarker()
+        self._model = MiniFASNet(config.model_path) if self.enabled and config.model_path else None
+        self.reset()
+
+    def reset(self) -> None:
+        self._seen: deque[_Seen] = deque()
+        self._cues: deque[tuple[float, Cues]] = deque()
+        self.reason: str | None = None  # the cue that proved life, for logs and status
+        self.last: Cues | None = None  # what the latest update measured (None: nothing)
+
+    def update(self, frame_bgr: np.ndarray, face: Face, now: float) -> bool | None:
+        """True once the face has shown life, None while pending (the caller's clock runs out)."""
+        self.last = None
+        if not self.enabled or self.reason is not None:
+            return True
+        marks = self._landmarker(frame_bgr, face)
+        if marks is None:
+            return None  # the mesh model saw no face in the box: this sample says nothing
+        iod = marks.iod
+        while self._seen and now - self._seen[0].now > PAIR_SPAN_S:
+            self._seen.popleft()
+        while self._cues and now - self._cues[0][0] > self.window_s:
+            self._cues.popleft()
+        motion = None
+        nonrigid = None
+        for i, earlier in enumerate(reversed(self._seen)):
+            moved, residual = mesh_motion(earlier.mesh, marks.mesh, (earlier.iod + iod) / 2)
+            if i == 0:
+                motion = moved
+            if MOTION_MIN <= moved <= MOTION_MAX:
+                excess = residual - RESIDUAL_SLOPE * moved
+                nonrigid = excess if nonrigid is None else max(nonrigid, excess)
+        self._seen.append(_Seen(now, marks.mesh, iod))
+        cues = Cues(
+            ear=marks.ear,
+            texture=texture(marks.crop),
+            motion=motion,
+            nonrigid=nonrigid,
+            model=self._model(frame_bgr, face) if self._model is not None else None,
+        )
+        self._cues.append((now, cues))
+        self.last = cues
+        self.reason = judge([c for _, c in self._cues], self.thresholds)
+        return True if self.reason is not None else None

@@ -1,0 +1,232 @@
+"""The control socket: how `facewarden status|pause|resume|lock|reload` and the tray talk to the daemon.
+
+A Unix stream socket at paths().socket_path, 0600 in a 0700 directory, and every connection's peer
+uid checked (SO_PEERCRED): no other local user may pause your lock, even if the file modes were
+loosened. The protocol is JSON lines, one request, one response:
+
+    {"cmd": "status"} -> {"ok": true, "state": "owner_present"|"owner_absent"|"stranger"|"paused"|"pending",
+                          "since": <unix time>, "paused_until": <unix time>|null, "locked": bool,
+                          "camera": "ok"|"lost", "faces": int, "score": float|null}
+    {"cmd": "pause", "seconds": N|null}  (null: until resumed) -> {"ok": true, ...status}
+    {"cmd": "resume"}, {"cmd": "lock-now"}, {"cmd": "reload"} -> {"ok": true, ...status}
+    errors -> {"ok": false, "error": "..."}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import struct
+import threading
+import time
+from pathlib import Path
+from typing import Protocol
+
+from .errors import UserError
+from .paths import private_dir
+
+log = logging.getLogger(__name__)
+
+MAX_LINE = 65536  # far above any request; a peer sending more is cut off
+
+
+class Controller(Protocol):
+    """What the daemon offers the socket (service.Daemon). Each returns the response's fields."""
+
+    def status(self) -> dict: ...
+    def pause(self, seconds: float | None) -> dict: ...
+    def resume(self) -> dict: ...
+    def lock_now(self) -> dict: ...
+    def reload(self) -> dict: ...
+
+
+def peer_uid(conn: socket.socket) -> int:
+    """The uid of the process at the other end of a Unix socket, from the kernel (not from the peer)."""
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return uid
+
+
+def handle_request(controller: Controller, line: bytes) -> dict:
+    """One request line -> its response. Bad requests get an error response, never an exception."""
+    try:
+        request = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {"ok": False, "error": "not a JSON line"}
+    if not isinstance(request, dict):
+        return {"ok": False, "error": "a request is a JSON object with a \"cmd\""}
+    cmd = request.get("cmd")
+    try:
+        if cmd == "status":
+            return {"ok": True, **controller.status()}
+        if cmd == "pause":
+            seconds = request.get("seconds")
+            if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0):
+                return {"ok": False, "error": "pause: seconds must be a positive number or null"}
+            return controller.pause(None if seconds is None else float(seconds))
+        if cmd == "resume":
+            return controller.resume()
+        if cmd == "lock-now":
+            return controller.lock_now()
+        if cmd == "reload":
+            return controller.reload()
+    except Exception as e:  # the socket must outlive any one request
+        log.exception("control request %r failed", cmd)
+        return {"ok": False, "error": f"{cmd}: {e}"}
+    return {"ok": False, "error": f"unknown command {cmd!r} (status, pause, resume, lock-now, reload)"}
+
+
+class Server:
+    def __init__(self, path: Path, controller: Controller):
+        self.path = path
+        self.controller = controller
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        private_dir(self.path.parent)
+        if self.path.exists() or self.path.is_symlink():
+            try:
+                request({"cmd": "status"}, self.path, timeout=1.0)
+            except UserError:
+                self.path.unlink()  # left behind by a daemon that died
+            else:
+                raise UserError(f"facewarden is already running (its socket {self.path} answers)")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # The 0700 directory already shuts others out between bind and chmod.
+        sock.bind(str(self.path))
+        os.chmod(self.path, 0o600)
+        sock.listen(8)
+        self._sock = sock
+        self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._sock is not None:
+            # shutdown() wakes the accept() blocked in the serving thread; close() alone does not.
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._sock.close()
+            self._sock = None
+            self.path.unlink(missing_ok=True)
+        if self._thread is not None:
+            self._thread.join(2.0)
+
+    def _serve(self) -> None:
+        while self._sock is not None:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return  # stopped
+            threading.Thread(target=self._connection, args=(conn,), name="control-conn", daemon=True).start()
+
+    def _connection(self, conn: socket.socket) -> None:
+        with conn:
+            uid = peer_uid(conn)
+            if uid != os.getuid():
+                log.warning("control socket: refused a connection from uid %d", uid)
+                self._send(conn, {"ok": False, "error": "permission denied: not the daemon's user"})
+                return
+            reader = conn.makefile("rb")
+            while True:
+                line = reader.readline(MAX_LINE)
+                if not line:
+                    return
+                if not line.endswith(b"\n") and len(line) >= MAX_LINE:
+                    self._send(conn, {"ok": False, "error": "request too long"})
+                    return
+                if line.strip() and not self._send(conn, handle_request(self.controller, line)):
+                    return
+
+    @staticmethod
+    def _send(conn: socket.socket, response: dict) -> bool:
+        try:
+            conn.sendall((json.dumps(response) + "\n").encode())
+            return True
+        except OSError:
+            return False
+
+
+def request(cmd: dict, path: Path | None = None, timeout: float = 2.0) -> dict:
+    """Send one request to the running daemon and return its response.
+
+    Raises UserError("daemon not running ...") when nothing answers at the socket.
+    """
+    if path is None:
+        from .paths import paths
+
+        path = paths().socket_path
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    with sock:
+        try:
+            sock.connect(str(path))
+            sock.sendall((json.dumps(cmd) + "\n").encode())
+            line = sock.makefile("rb").readline(MAX_LINE)
+        except (FileNotFoundError, ConnectionRefusedError) as e:
+            raise UserError(f"daemon not running (no answer at {path}: {e.strerror}); start it with `facewarden run`") from None
+        except (socket.timeout, OSError) as e:
+            raise UserError(f"daemon not running or not answering at {path}: {e}") from None
+    if not line:
+        raise UserError(f"daemon not running or not answering at {path}: connection closed")
+    return json.loads(line)
+
+
+# -- the CLI side -------------------------------------------------------------------------------
+
+def _ago(t: float) -> str:
+    seconds = max(0, int(time.time() - t))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def format_status(status: dict) -> str:
+    lines = [f"state:   {status['state']} (for {_ago(status['since'])})"]
+    if status["state"] == "paused":
+        until = status.get("paused_until")
+        lines.append("paused:  until " + (time.strftime("%H:%M:%S", time.localtime(until)) if until else "resumed"))
+    lines.append(f"locked:  {'yes' if status['locked'] else 'no'}")
+    lines.append(f"camera:  {status['camera']}")
+    score = status.get("score")
+    lines.append(f"faces:   {status['faces']}" + (f" (best owner score {score:.2f})" if score is not None else ""))
+    return "\n".join(lines)
+
+
+def _checked(response: dict) -> dict:
+    if not response.get("ok"):
+        raise UserError(response.get("error", "the daemon refused"))
+    return response
+
+
+def cli_status(args) -> int:
+    print(format_status(_checked(request({"cmd": "status"}))))
+    return 0
+
+
+def cli_pause(args) -> int:
+    from .eventlog import parse_duration
+
+    seconds = parse_duration(args.duration) if args.duration else None
+    print(format_status(_checked(request({"cmd": "pause", "seconds": seconds}))))
+    return 0
+
+
+def cli_resume(args) -> int:
+    print(format_status(_checked(request({"cmd": "resume"}))))
+    return 0
+
+
+def cli_lock(args) -> int:
+    # The lock chain may wait a few seconds for a screen locker to confirm.
+    _checked(request({"cmd": "lock-now"}, timeout=30.0))
+    print("locked")
+    return 0
+
+
+def cli_reload(args) -> int:
+    _checked(request({"cmd": "reload"}, timeout=10.0))
+    print("config reloaded")
+    return 0

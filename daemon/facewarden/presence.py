@@ -110,6 +110,11 @@ class Presence:
         if state != self.state:
             self.state, self.since = state, now
 
+    @property
+    def owner_in_window(self) -> bool:
+        """Whether any recent judged frame showed an owner face (else the face is lost)."""
+        return any(s.owner for s in self._samples)
+
     def interval(self) -> float:
         """Seconds to the next sample: slow while paused, fast while in doubt, else the normal pace."""
         if self.state == State.PAUSED:

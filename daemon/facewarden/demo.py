@@ -1,0 +1,186 @@
+"""`facewarden demo`: the real daemon on a replayed image sequence, on a machine without a webcam.
+
+Everything lives in a temporary FACEWARDEN_HOME. The owner is scikit-image's public-domain astronaut
+photo, enrolled from augmented copies and trained with the real `enroll` and `train` commands. The
+daemon (`facewarden run`, a separate process, as systemd would start it) then watches a replayed
+sequence: the owner, an empty scene (owner_left, and the lock chain runs a hook that prints instead
+of locking this machine), the owner again. Hooks print each event as it happens.
+
+Liveness is switched off for the demo, and it says so: the "owner" is a still photo, which the
+liveness check exists to refuse.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import UserError
+from .events import Event
+
+REPO_HOOKS = Path(__file__).resolve().parents[2] / "hooks"
+FPS = 5
+SIZE = (640, 480)
+# The timeline, in seconds of replay: owner, nobody, owner.
+OWNER_S, EMPTY_S, RETURN_S = 6, 9, 5
+AFTER_ABSENT_S = 5.0
+DAEMON_TIMEOUT_S = 120
+
+
+def _astronaut() -> np.ndarray:
+    from skimage import data
+
+    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+
+
+def _empty_scene() -> np.ndarray:
+    from skimage import data
+
+    # A cup of coffee on a table: a well-lit frame with texture and no face in it.
+    return cv2.resize(cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2BGR), SIZE)
+
+
+def augmented(image: np.ndarray, count: int, seed: int = 7) -> list[np.ndarray]:
+    """Copies of `image` as a webcam might see the same person: shifted, scaled, turned, lit differently."""
+    rng = np.random.default_rng(seed)
+    h, w = image.shape[:2]
+    out = []
+    for i in range(count):
+        angle = rng.uniform(-8, 8)
+        scale = rng.uniform(0.85, 1.1)
+        matrix = cv2.getRotationMatrix2D((w / 2 + rng.uniform(-20, 20), h / 2 + rng.uniform(-20, 20)), angle, scale)
+        img = cv2.warpAffine(image, matrix, (w, h), borderMode=cv2.BORDER_REFLECT)
+        img = cv2.convertScaleAbs(img, alpha=rng.uniform(0.75, 1.2), beta=rng.uniform(-20, 20))
+        if i % 2:
+            img = cv2.flip(img, 1)
+        if i % 3 == 2:
+            img = cv2.GaussianBlur(img, (3, 3), 0)
+        out.append(img)
+    return out
+
+
+def _on_canvas(face_image: np.ndarray, background: np.ndarray, dx: int) -> np.ndarray:
+    frame = background.copy()
+    h, w = face_image.shape[:2]
+    scale = SIZE[1] / h
+    small = cv2.resize(face_image, (int(w * scale), SIZE[1]))
+    x = (SIZE[0] - small.shape[1]) // 2 + dx
+    frame[:, x:x + small.shape[1]] = small
+    return frame
+
+
+def write_sequence(folder: Path, owner: np.ndarray, empty: np.ndarray) -> dict[str, float]:
+    """The replayed frames, numbered in order; returns when each part starts (seconds into the replay)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+    parts = [("owner", OWNER_S), ("empty", EMPTY_S), ("owner again", RETURN_S)]
+    index, starts = 0, {}
+    for name, seconds in parts:
+        starts[name] = index / FPS
+        for _ in range(seconds * FPS):
+            if name == "empty":
+                frame = empty
+            else:  # a person sits still, but not perfectly: small shifts and sensor noise
+                frame = _on_canvas(owner, empty, int(rng.integers(-6, 7)))
+            noise = rng.normal(0, 3, frame.shape)
+            cv2.imwrite(str(folder / f"{index:05d}.jpg"), np.clip(frame + noise, 0, 255).astype(np.uint8))
+            index += 1
+    return starts
+
+
+def demo_config(frames: Path, lock_hook: Path) -> str:
+    actions = {e.value: [] for e in Event}
+    actions["owner_left"] = ["lock"]
+    actions["stranger_detected"] = ["lock"]
+    lines = "\n".join(f"{k} = {v!r}".replace("'", '"') for k, v in actions.items())
+    return f"""# Written by `facewarden demo`.
+[camera]
+source = "{frames}"
+replay_fps = {FPS}
+
+[lock]
+after_absent_s = {AFTER_ABSENT_S}
+# The lock chain runs for real, but its only method is the demo hook that prints instead.
+command = ["{lock_hook}"]
+methods = ["command"]
+
+[liveness]
+# Off for the demo only: the owner here is a still photo, which liveness exists to refuse.
+enabled = false
+
+[actions]
+# No desktop notifications from the demo.
+{lines}
+"""
+
+
+def _run(argv: list[str], env: dict, what: str) -> None:
+    print(f"[demo] {what}: {' '.join(argv[2:])}", flush=True)
+    result = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if result.returncode != 0:
+        raise UserError(f"demo: `{' '.join(argv[2:])}` failed (exit {result.returncode}):\n{result.stdout.strip()}")
+
+
+def install_hooks(home: Path) -> Path:
+    """The demo's hooks under `home`: print-event for every event, and the printing lock command."""
+    if not (REPO_HOOKS / "demo-lock").exists():
+        raise UserError(f"demo: the repository's hooks/ folder is missing ({REPO_HOOKS}); run the demo from a clone")
+    hooks = home / "hooks"
+    for event in Event:
+        folder = hooks / f"{event.value}.d"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_HOOKS / "print-event", folder / "50-print-event")
+    lock_hook = hooks / "demo-lock"
+    shutil.copy2(REPO_HOOKS / "demo-lock", lock_hook)
+    return lock_hook
+
+
+def cli_demo(args) -> int:
+    started = time.monotonic()
+    home = Path(tempfile.mkdtemp(prefix="facewarden-demo-"))
+    env = {**os.environ, "FACEWARDEN_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    python = [sys.executable, "-m", "facewarden"]
+    try:
+        print(f"[demo] FACEWARDEN_HOME={home} (removed at the end)")
+        print("[demo] liveness is OFF for this demo: the owner is a still photo (scikit-image's astronaut),")
+        print("[demo]   and refusing photos is exactly what liveness is for. Keep it on for real use.")
+        owner = _astronaut()
+        enroll_src = home / "demo-enroll"
+        enroll_src.mkdir()
+        for i, img in enumerate(augmented(owner, 12)):
+            cv2.imwrite(str(enroll_src / f"astronaut-{i:02d}.jpg"), img)
+        _run(python + ["enroll", "--from", str(enroll_src)], env, "enrolling the owner from 12 augmented photos")
+        _run(python + ["train"], env, "training the owner model")
+
+        frames = home / "demo-frames"
+        starts = write_sequence(frames, owner, _empty_scene())
+        lock_hook = install_hooks(home)
+        (home / "config.toml").write_text(demo_config(frames, lock_hook))
+        print(f"[demo] replaying {OWNER_S} s of the owner, {EMPTY_S} s of an empty desk (lock after "
+              f"{AFTER_ABSENT_S:g} s), then {RETURN_S} s of the owner again; events as they happen:", flush=True)
+        log_file = home / "daemon.log"
+        with open(log_file, "w") as log:
+            daemon = subprocess.Popen(python + ["run"], env=env, stdout=None, stderr=log)
+            try:
+                code = daemon.wait(DAEMON_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                daemon.terminate()
+                daemon.wait()
+                code = -1
+        if code != 0:
+            raise UserError(f"demo: the daemon exited with {code}; its log:\n{log_file.read_text()[-3000:]}")
+        print(f"[demo] replay over (the owner left at {starts['empty']:g} s and came back at "
+              f"{starts['owner again']:g} s); the event log, as `facewarden events` shows it:", flush=True)
+        subprocess.run(python + ["events"], env=env, check=False)
+        print(f"[demo] done in {time.monotonic() - started:.0f} s")
+        return 0
+    finally:
+        shutil.rmtree(home, ignore_errors=True)

@@ -199,15 +199,15 @@ def export_tflite(model, path: Path) -> Path:
     import tensorflow as tf
 
     # Keras 3's own route (keras.export.ExportArchive -> SavedModel -> converter), but builtin ops
-    # only: LiteRT in the daemon has no TensorFlow "flex" ops to fall back on. A batch of one:
-    # the daemon judges frame by frame, and `runtime.TFLiteModel` resizes for other batch sizes.
+    # only: LiteRT in the daemon has no TensorFlow "flex" ops to fall back on. The batch dimension
+    # stays free (the file runs a batch of one by default; `runtime.TFLiteModel` resizes for more).
     with tempfile.TemporaryDirectory() as saved_model:
         archive = keras.export.ExportArchive()
         archive.track(model)
         archive.add_endpoint(
             "serve",
             lambda x: model(x, training=False),
-            input_signature=[tf.TensorSpec((1, *model.input_shape[1:]), tf.float32)],
+            input_signature=[tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)],
         )
         archive.write_out(saved_model, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)

@@ -1,0 +1,104 @@
+"""Inference without TensorFlow: LiteRT on our exported encoder and on MediaPipe's landmark model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from facewarden import assets, encoder, runtime, vision
+from facewarden.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def astronaut_face(astronaut_bgr) -> np.ndarray:
+    return vision.align(astronaut_bgr, vision.Detector()(astronaut_bgr)[0])
+
+
+def test_tflite_model_runs_one_face_and_a_batch(encoder_tflite, astronaut_face):
+    model = runtime.load(encoder_tflite, threads=2)
+    assert isinstance(model, runtime.TFLiteModel)
+    assert model.input_shapes == [(1, 112, 112, 3)]
+    (one,) = model(astronaut_face[None])
+    assert one.shape == (1, encoder.EMBEDDING_SIZE)
+    flipped = astronaut_face[:, ::-1]
+    (batch,) = model(np.stack([astronaut_face, flipped]))  # resizes the interpreter to a batch of 2
+    np.testing.assert_allclose(batch[0], one[0], rtol=1e-4, atol=1e-4)
+    assert not np.allclose(batch[1], one[0], atol=1e-2)
+    (again,) = model(astronaut_face[None])  # and back to one
+    np.testing.assert_allclose(again, one, rtol=1e-4, atol=1e-4)
+
+
+def test_h5_runtime_gives_the_same_embedding(encoder_model, encoder_tflite, astronaut_face):
+    keras_model = runtime.load(encoder_model.cache_path)
+    assert isinstance(keras_model, runtime.KerasModel)
+    (h5,) = keras_model(astronaut_face[None])
+    (lite,) = runtime.TFLiteModel(encoder_tflite)(astronaut_face[None])
+    assert float(h5[0] @ lite[0] / np.linalg.norm(h5) / np.linalg.norm(lite)) > 0.9999
+
+
+def test_runs_mediapipe_face_mesh(astronaut_bgr):
+    """The liveness engineer's landmark models go through the same class."""
+    import cv2
+
+    mesh = runtime.TFLiteModel(assets.path(assets.FACE_MESH), threads=1)
+    (shape,) = mesh.input_shapes
+    x, y, w, h = (int(v) for v in vision.Detector()(astronaut_bgr)[0].box)
+    pad = w // 4
+    crop = astronaut_bgr[max(0, y - pad) : y + h + pad, max(0, x - pad) : x + w + pad]
+    rgb = cv2.cvtColor(cv2.resize(crop, (shape[2], shape[1])), cv2.COLOR_BGR2RGB)
+    outputs = mesh((rgb[None] / 255.0).astype(np.float32))
+    landmarks = next(o for o in outputs if o.size == 468 * 3).reshape(468, 3)
+    # the points lie on the crop, and spread over much of it (a face, not a collapsed blob)
+    assert (landmarks[:, :2] > -10).all() and (landmarks[:, :2] < shape[1] + 10).all()
+    assert np.ptp(landmarks[:, 0]) > shape[2] / 3
+
+
+def test_missing_model_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="missing"):
+        runtime.load(tmp_path / "owner.tflite")
+    with pytest.raises(UserError, match="missing"):
+        runtime.load(tmp_path / "owner.h5")
+
+
+@pytest.mark.parametrize("name", ["owner.tflite", "owner.h5"])
+def test_corrupt_model_is_a_user_error(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b"\x00garbage, not a model" * 50)
+    with pytest.raises(UserError, match="not a usable"):
+        runtime.load(path)
+
+
+def test_truncated_tflite_is_a_user_error(tmp_path, encoder_tflite):
+    path = tmp_path / "owner.tflite"
+    path.write_bytes(encoder_tflite.read_bytes()[:4096])
+    with pytest.raises(UserError, match="not a usable"):
+        runtime.load(path)
+
+
+DAEMON_SIDE = """
+import json, sys
+import cv2
+from skimage import data
+from facewarden import runtime, vision
+frame = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+face = vision.Detector()(frame)[0]
+(embedding,) = runtime.load(sys.argv[1], threads=1)(vision.align(frame, face)[None])
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf_keras"))
+print(json.dumps({"embedding": embedding[0].tolist(), "heavy": heavy}))
+"""
+
+
+def test_daemon_side_inference_does_not_import_tensorflow(encoder_model, encoder_tflite, astronaut_face):
+    out = subprocess.run(
+        [sys.executable, "-c", DAEMON_SIDE, str(encoder_tflite)], capture_output=True, text=True, check=True
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["heavy"] == []
+    # and it computed the real thing, not an empty run
+    expected = encoder.embed(encoder_model, astronaut_face[None])[0]
+    got = np.array(result["embedding"])
+    assert got @ expected / np.linalg.norm(got) / np.linalg.norm(expected) > 0.9999

@@ -121,6 +121,8 @@ class Camera:
     def _replay_index(self, now: float, fps: float, count: int) -> int:
         if self._started is None:
             self._started = now
+            # In wall-clock time, so that benchmarks can line up the replay with the daemon's actions.
+            log.info("replay of %s started at %.3f", self.config.source, time.time())
         index = math.floor((now - self._started) * fps)
         if count > 0 and index >= count:
             if not self.config.replay_loop:

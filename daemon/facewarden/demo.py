@@ -67,32 +67,45 @@ def augmented(image: np.ndarray, count: int, seed: int = 7) -> list[np.ndarray]:
     return out
 
 
-def _on_canvas(face_image: np.ndarray, background: np.ndarray, dx: int) -> np.ndarray:
+def compose(faces: list[np.ndarray], background: np.ndarray, dx: int = 0) -> np.ndarray:
+    """A 640x480 frame with the given face photos side by side on `background` (an onlooker frame
+    is the owner's photo and someone else's), each as tall as fits."""
     frame = background.copy()
-    h, w = face_image.shape[:2]
-    scale = SIZE[1] / h
-    small = cv2.resize(face_image, (int(w * scale), SIZE[1]))
-    x = (SIZE[0] - small.shape[1]) // 2 + dx
-    frame[:, x:x + small.shape[1]] = small
+    slot = SIZE[0] // len(faces)
+    for i, image in enumerate(faces):
+        h, w = image.shape[:2]
+        scale = min(SIZE[1] / h, slot / w) * 0.95
+        small = cv2.resize(image, (int(w * scale), int(h * scale)))
+        x = min(max(0, i * slot + (slot - small.shape[1]) // 2 + dx), SIZE[0] - small.shape[1])
+        y = (SIZE[1] - small.shape[0]) // 2
+        frame[y:y + small.shape[0], x:x + small.shape[1]] = small
     return frame
 
 
-def write_sequence(folder: Path, owner: np.ndarray, empty: np.ndarray) -> dict[str, float]:
-    """The replayed frames, numbered in order; returns when each part starts (seconds into the replay)."""
+BROKEN = b"not an image"  # a frame the camera cannot decode: a camera failure mid-run
+
+
+def write_replay(folder: Path, segments: list[tuple[str, float, list]], fps: float = FPS, seed: int = 3) -> dict[str, float]:
+    """Numbered frames for a replayed camera: each segment (name, seconds, choices) cycles through
+    `choices`, lists of face photos to compose (empty list: nobody; None: a broken frame), with the
+    small shifts and sensor noise of a live camera. Returns when each segment starts, in seconds."""
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(3)
-    parts = [("owner", OWNER_S), ("empty", EMPTY_S), ("owner again", RETURN_S)]
+    rng = np.random.default_rng(seed)
+    background = _empty_scene()
     index, starts = 0, {}
-    for name, seconds in parts:
-        starts[name] = index / FPS
-        for _ in range(seconds * FPS):
-            if name == "empty":
-                frame = empty
-            else:  # a person sits still, but not perfectly: small shifts and sensor noise
-                frame = _on_canvas(owner, empty, int(rng.integers(-6, 7)))
-            noise = rng.normal(0, 3, frame.shape)
-            cv2.imwrite(str(folder / f"{index:05d}.jpg"), np.clip(frame + noise, 0, 255).astype(np.uint8))
+    for name, seconds, choices in segments:
+        starts[name] = index / fps
+        for n in range(round(seconds * fps)):
+            faces = choices[n % len(choices)]
+            path = folder / f"{index:05d}.jpg"
             index += 1
+            if faces is None:
+                path.write_bytes(BROKEN)
+                continue
+            frame = compose(faces, background, int(rng.integers(-6, 7))) if faces else background
+            noise = rng.normal(0, 3, frame.shape)
+            cv2.imwrite(str(path), np.clip(frame + noise, 0, 255).astype(np.uint8))
+    starts["end"] = index / fps
     return starts
 
 
@@ -161,7 +174,8 @@ def cli_demo(args) -> int:
         _run(python + ["train"], env, "training the owner model")
 
         frames = home / "demo-frames"
-        starts = write_sequence(frames, owner, _empty_scene())
+        starts = write_replay(frames, [("owner", OWNER_S, [[owner]]), ("empty", EMPTY_S, [[]]),
+                                       ("owner again", RETURN_S, [[owner]])])
         lock_hook = install_hooks(home)
         (home / "config.toml").write_text(demo_config(frames, lock_hook))
         print(f"[demo] replaying {OWNER_S} s of the owner, {EMPTY_S} s of an empty desk (lock after "

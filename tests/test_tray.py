@@ -8,10 +8,12 @@ import subprocess
 import sys
 import time
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from desktop_helpers.procs import wait_for
 from facewarden import tray
 from facewarden.errors import UserError
 
@@ -48,9 +50,11 @@ def test_tooltip_says_the_state_and_since_when():
     assert down.tooltip == "facewarden: daemon not running" and not down.running
 
 
-def pixels(img, colour):
-    a = np.asarray(img.convert("RGBA"))
-    return int(((a[..., :3] == colour).all(axis=-1) & (a[..., 3] == 255)).sum())
+def pixels(img, colour, tolerance=0):
+    """Opaque pixels of `colour`; a tolerance absorbs the tray's resampling of the icon."""
+    a = np.asarray(img.convert("RGBA")).astype(int)
+    near = (abs(a[..., :3] - colour) <= tolerance).all(axis=-1)
+    return int((near & (a[..., 3] == 255)).sum())
 
 
 def test_icons_differ_per_state_and_camera_loss():
@@ -138,3 +142,180 @@ def test_no_display_is_one_line_and_exit_2(tmp_path):
     r = subprocess.run([sys.executable, "-m", "facewarden", "tray"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert r.stderr == "facewarden: no graphical display (DISPLAY is not set): run the tray inside your desktop session\n"
+
+
+# -- the real tray process on Xvfb + trayer, against the real control server ------------------
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+class TestDaemon:
+    """The daemon side of the socket (control.Controller): a state the test sets, calls recorded.
+    Served by the real control.Server, so the tray goes through the real socket and protocol."""
+
+    __test__ = False
+
+    def __init__(self):
+        self.calls: list[tuple] = []
+        self.state = status()
+        self.state.pop("ok")
+
+    def status(self) -> dict:
+        return dict(self.state)
+
+    def pause(self, seconds):
+        self.calls.append(("pause", seconds))
+        self.state |= {"state": "paused", "paused_until": None if seconds is None else time.time() + seconds}
+        return {"ok": True, **self.status()}
+
+    def resume(self):
+        self.calls.append(("resume",))
+        self.state |= {"state": "owner_present", "paused_until": None}
+        return {"ok": True, **self.status()}
+
+    def lock_now(self):
+        self.calls.append(("lock-now",))
+        self.state["locked"] = True
+        return {"ok": True, **self.status()}
+
+    def reload(self):
+        self.calls.append(("reload",))
+        return {"ok": True, **self.status()}
+
+
+@pytest.fixture
+def served(home):
+    from facewarden.control import Server
+    from facewarden.paths import paths
+
+    daemon = TestDaemon()
+    server = Server(paths().socket_path, daemon)
+    server.start()
+    yield daemon, server
+    server.stop()
+
+
+def test_menu_entries_reach_the_daemon_through_the_socket(served):
+    daemon, _ = served
+    t = tray.Tray()  # the default request: control.request on paths().socket_path
+    assert t.refresh().colour == tray.GREEN
+    for label, what in tray.MENU:
+        if isinstance(what, dict):
+            t.activate(what)
+    assert daemon.calls == [("pause", 300.0), ("pause", 1800.0), ("pause", None), ("resume",), ("lock-now",)]
+    assert t.current.colour == tray.RED  # locked
+    assert "session locked" in t.current.tooltip
+
+
+@pytest.fixture(scope="module")
+def x_tray():
+    from desktop_helpers.procs import trayer, xvfb
+
+    with xvfb() as display, trayer(display):
+        yield display
+
+
+def icon_window(display: str):
+    """(x, y, width, height, title) of our docked icon, or None while it is not docked."""
+    import Xlib.display
+
+    d = Xlib.display.Display(display)
+    try:
+        root = d.screen().root
+        todo = list(root.query_tree().children)
+        while todo:
+            w = todo.pop()
+            try:
+                cls = w.get_wm_class() or ()
+                if "facewardenSystemTrayIcon" in cls and w.query_tree().parent.id != root.id:
+                    geo, pos = w.get_geometry(), w.translate_coords(root, 0, 0)
+                    return -pos.x, -pos.y, geo.width, geo.height, w.get_wm_name()
+                todo += w.query_tree().children
+            except Exception:  # a window vanished while we walked the tree
+                continue
+        return None
+    finally:
+        d.close()
+
+
+def shows(display: str, colour, name: str, title: str = "facewarden: "):
+    """The icon's title once its pixels show `colour` (most of a disc) and the title starts with
+    `title`, saving the screenshot."""
+    from desktop_helpers.procs import screenshot
+
+    def check():
+        win = icon_window(display)
+        if win is None:
+            return None
+        x, y, w, h, shown = win
+        if not shown.startswith(title):
+            return None
+        shot = screenshot(display)
+        if pixels(shot.crop((x, y, x + w, y + h)), colour, tolerance=16) < w * h // 4:
+            return None
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot.save(ARTIFACTS / f"tray-{name}.png")
+        return shown
+
+    return wait_for(check, f"the tray icon to show {name}")
+
+
+@pytest.fixture
+def tray_process(x_tray, served, home, tmp_path):
+    env = dict(os.environ, DISPLAY=x_tray, FACEWARDEN_HOME=str(home),
+               DBUS_SESSION_BUS_ADDRESS=f"unix:path={tmp_path / 'no-bus'}")
+    proc = subprocess.Popen([sys.executable, "-m", "facewarden", "tray"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    yield proc
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_tray_icon_per_state_click_and_daemon_restart(x_tray, served, tray_process):
+    from facewarden.control import Server
+    from facewarden.paths import paths
+
+    daemon, server = served
+    shows(x_tray, tray.GREEN, "owner_present", "facewarden: owner present since ")
+    daemon.state |= {"state": "owner_absent", "faces": 0}
+    shows(x_tray, tray.GREY, "owner_absent", "facewarden: owner away since ")
+    daemon.state |= {"state": "stranger", "faces": 1}
+    shows(x_tray, tray.RED, "stranger", "facewarden: stranger at the desk since ")
+    daemon.state |= {"state": "pending"}
+    shows(x_tray, tray.AMBER, "pending", "facewarden: checking since ")
+    daemon.state |= {"state": "owner_absent", "locked": True, "camera": "lost"}
+    assert shows(x_tray, tray.RED, "camera_lost", "facewarden: owner away").endswith("; session locked; camera lost")
+    daemon.state |= {"state": "owner_present", "locked": False, "camera": "ok"}
+    shows(x_tray, tray.GREEN, "owner_back", "facewarden: owner present")
+
+    # A left click on the docked icon (xorg has no menu) pauses for 5 minutes; again resumes.
+    x, y, w, h, _ = icon_window(x_tray)
+    click = ["xdotool", "mousemove", str(x + w // 2), str(y + h // 2), "click", "1"]
+    subprocess.run(click, env=dict(os.environ, DISPLAY=x_tray), check=True, timeout=30)
+    shows(x_tray, tray.AMBER, "paused", "facewarden: paused until ")
+    assert daemon.calls == [("pause", 300.0)]
+    subprocess.run(click, env=dict(os.environ, DISPLAY=x_tray), check=True, timeout=30)
+    shows(x_tray, tray.GREEN, "resumed", "facewarden: owner present")
+    assert daemon.calls[-1] == ("resume",)
+
+    # The daemon goes away: "not running"; it comes back on the same socket: the tray reconnects.
+    server.stop()
+    shows(x_tray, tray.OFF, "daemon_not_running", "facewarden: daemon not running")
+    again = Server(paths().socket_path, daemon)
+    again.start()
+    try:
+        shows(x_tray, tray.GREEN, "daemon_back", "facewarden: owner present")
+    finally:
+        again.stop()
+    assert tray_process.poll() is None
+
+
+def test_no_tray_host_is_one_line_and_exit_2(home):
+    from desktop_helpers.procs import xvfb
+
+    with xvfb() as display:
+        r = subprocess.run([sys.executable, "-m", "facewarden", "tray"], env=dict(os.environ, DISPLAY=display),
+                           capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.startswith("facewarden: no tray host: ") and r.stderr.count("\n") == 1

@@ -126,10 +126,14 @@ def click_request(v: View) -> dict:
     return {"cmd": "resume"} if v.paused else PAUSE_5
 
 
+# The lock chain may wait seconds for a screen locker to confirm; a reload re-reads the config.
+TIMEOUTS_S = {"lock-now": 30.0, "reload": 10.0}
+
+
 def _default_request(cmd: dict) -> dict:
     from . import control
 
-    return control.request(cmd)
+    return control.request(cmd, timeout=TIMEOUTS_S.get(cmd.get("cmd"), 2.0))
 
 
 def poll(request: Callable[[dict], dict]) -> dict | None:
@@ -167,13 +171,17 @@ class Tray:
         self.tell = tell or _tell
         self.current = view(None, clock())
         self.stopping = threading.Event()
+        # The poll loop and menu entries refresh from different threads; pystray's cross-thread
+        # updates are not safe to interleave.
+        self._refreshing = threading.Lock()
 
     def refresh(self) -> View:
-        v = view(poll(self.request), self.clock())
-        if v != self.current:
-            self.current = v
-            self.show(v)
-        return v
+        with self._refreshing:
+            v = view(poll(self.request), self.clock())
+            if v != self.current:
+                self.current = v
+                self.show(v)
+            return v
 
     def activate(self, what: dict | str) -> None:
         """Run one menu entry; failures are told to the user, never raised into the toolkit."""
@@ -257,8 +265,9 @@ def run(args=None) -> int:
 
     def item(label: str, what: dict | str):
         needs_daemon = isinstance(what, dict)
+        # Off the toolkit's thread: a lock may take seconds, and the icon must keep redrawing.
         return pystray.MenuItem(
-            label, lambda _icon, _item: tray.activate(what),
+            label, lambda _icon, _item: threading.Thread(target=tray.activate, args=(what,), daemon=True).start(),
             # Resume only while paused and Pause only while not; a plain click on a menu-less
             # backend runs the default item, which toggles between the two.
             default=(lambda _: not tray.current.paused) if what is PAUSE_5 else
@@ -267,6 +276,8 @@ def run(args=None) -> int:
 
     icon.menu = pystray.Menu(*(item(label, what) for label, what in MENU))
     icon.icon = draw(tray.current)
+    if backend == "_xorg":
+        _listen_for_clicks(icon)
 
     def setup(ic):
         ic.visible = True
@@ -278,7 +289,17 @@ def run(args=None) -> int:
     return 0
 
 
+def _listen_for_clicks(icon) -> None:
+    """pystray 0.19's xorg backend handles ButtonPress but never selects it on its window, so a
+    click never arrives (pystray issue #151, "callbacks not working on tint2"). Select it."""
+    import Xlib.X
+
+    icon._window.change_attributes(
+        event_mask=Xlib.X.ExposureMask | Xlib.X.StructureNotifyMask | Xlib.X.ButtonPressMask)
+    icon._display.flush()
+
+
 def _show(icon, v: View) -> None:
+    icon.title = v.tooltip  # first, so the tooltip never lags the picture
     icon.icon = draw(v)
-    icon.title = v.tooltip
     icon.update_menu()

@@ -112,7 +112,7 @@ def trayer(display: str) -> Iterator[subprocess.Popen]:
     """Debian's `trayer` as the tray host on `display`, once it owns the tray selection."""
     exe = need("trayer", "trayer")
     proc = subprocess.Popen([exe, "--edge", "top", "--align", "left", "--widthtype", "pixel", "--width", "120",
-                             "--heighttype", "pixel", "--height", "48", "--iconspacing", "0", "--tint", "0x000000",
+                             "--heighttype", "pixel", "--height", "26", "--iconspacing", "0", "--tint", "0x000000",
                              "--transparent", "false", "--SetDockType", "false"],
                             env=dict(os.environ, DISPLAY=display), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -1,0 +1,280 @@
+"""Liveness: cue extraction on real frames through the real landmark models, the pure combiner on
+scripted cue sequences, the tracker on real NUAA clips, and the optional MiniFASNet's crop protocol
+on a small real ONNX file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from facewarden import liveness
+from facewarden.config import Liveness
+from facewarden.errors import UserError
+from facewarden.liveness import Cues, Landmarker, LivenessTracker, MiniFASNet, Thresholds, judge, mesh_motion
+from facewarden.vision import Detector
+
+
+@pytest.fixture(scope="session")
+def detector() -> Detector:
+    return Detector()
+
+
+@pytest.fixture(scope="session")
+def landmarker() -> Landmarker:
+    return Landmarker()
+
+
+def _frame(nuaa: Path, clip: str, index: int) -> np.ndarray:
+    frame = cv2.imread(str(nuaa / "sequences" / clip / f"{index:03d}.jpg"))
+    assert frame is not None
+    return frame
+
+
+def _marks(frame, detector, landmarker):
+    faces = detector(frame)
+    assert faces, "the detector found no face"
+    marks = landmarker(frame, faces[0])
+    assert marks is not None, "the mesh model saw no face in the detector's box"
+    return marks
+
+
+# -- cue extraction on real frames -----------------------------------------------------------------
+
+
+def test_mesh_and_eyes_on_the_astronaut(astronaut_bgr, detector, landmarker):
+    marks = _marks(astronaut_bgr, detector, landmarker)
+    assert marks.mesh.shape == (468, 2)
+    x, y, w, h = detector(astronaut_bgr)[0].box
+    inside = (marks.mesh[:, 0] > x - w * 0.2) & (marks.mesh[:, 0] < x + w * 1.2)
+    inside &= (marks.mesh[:, 1] > y - h * 0.2) & (marks.mesh[:, 1] < y + h * 1.2)
+    assert inside.mean() > 0.95, "the mesh is not on the detected face"
+    assert 0.3 * w < marks.iod < 0.7 * w
+    assert 0.15 < marks.ear < 0.45, "open eyes have an aspect ratio of about a quarter"
+    along = marks.gaze[0::2]
+    assert np.all((along > 0.2) & (along < 0.8)), "the irises sit between the eye corners"
+    assert marks.crop.shape == (liveness.MESH_SIZE, liveness.MESH_SIZE, 3)
+    assert liveness.texture(marks.crop) > 0
+
+
+def test_closed_eyes_have_a_lower_aspect_ratio(nuaa, detector, landmarker):
+    # 0008_live frame 21 catches a blink; frame 20, a fifth of a second earlier, does not.
+    open_ = _marks(_frame(nuaa, "0008_live", 20), detector, landmarker).ear
+    closed = _marks(_frame(nuaa, "0008_live", 21), detector, landmarker).ear
+    assert closed < 0.5 * open_, (closed, open_)
+    assert closed < 0.14
+
+
+def test_mesh_motion_of_a_frame_with_itself_is_zero(nuaa, detector, landmarker):
+    marks = _marks(_frame(nuaa, "0014_live", 0), detector, landmarker)
+    motion, residual = mesh_motion(marks.mesh, marks.mesh, marks.iod)
+    assert motion == pytest.approx(0, abs=1e-9)
+    assert residual == pytest.approx(0, abs=1e-6)
+
+
+def test_a_flat_picture_moves_by_a_homography_and_a_head_does_not(nuaa, detector, landmarker):
+    frame = _frame(nuaa, "0014_live", 0)
+    first = _marks(frame, detector, landmarker)
+    # The same picture tilted and shifted, as a photo held up and turned would be.
+    h, w = frame.shape[:2]
+    corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    moved = np.float32([[6, 4], [w - 4, 12], [w + 2, h - 6], [-3, h + 2]])
+    tilted = cv2.warpPerspective(frame, cv2.getPerspectiveTransform(corners, moved), (w, h))
+    motion, residual = mesh_motion(first.mesh, _marks(tilted, detector, landmarker).mesh, first.iod)
+    assert liveness.MOTION_MIN <= motion <= liveness.MOTION_MAX
+    flat_excess = residual - liveness.RESIDUAL_SLOPE * motion
+    # 0014_live frames 0 -> 1: the person's head turns a little (a motion in the band).
+    head_motion, head_residual = mesh_motion(
+        first.mesh, _marks(_frame(nuaa, "0014_live", 1), detector, landmarker).mesh, first.iod
+    )
+    assert liveness.MOTION_MIN <= head_motion <= liveness.MOTION_MAX
+    head_excess = head_residual - liveness.RESIDUAL_SLOPE * head_motion
+    assert flat_excess < liveness.THRESHOLDS.nonrigid_excess < head_excess, (flat_excess, head_excess)
+
+
+# -- the pure combiner -----------------------------------------------------------------------------
+
+
+def _cues(n: int, **overrides) -> list[Cues]:
+    """A still, steady face that shows nothing: same eye opening, gaze, texture of a print."""
+    base = dict(ear=0.25, gaze=(0.5, 0.0, 0.5, 0.0), texture=0.1, motion=0.01, nonrigid=None)
+    base.update(overrides)
+    return [Cues(**base) for _ in range(n)]
+
+
+def test_a_steady_face_shows_no_life():
+    assert judge(_cues(40)) is None
+    assert judge([]) is None
+
+
+def test_a_blink_is_a_dip_below_the_window_median():
+    cues = _cues(10)
+    cues[6] = Cues(ear=0.08, gaze=cues[6].gaze, texture=0.1, motion=0.01)
+    assert judge(cues) == "blink"
+    # The same dip in a sample that moved too fast for its landmarks to count says nothing.
+    cues[6] = Cues(ear=0.08, gaze=cues[6].gaze, texture=0.1, motion=liveness.MOTION_MAX * 2)
+    assert judge(cues) is None
+    # A shallow dip is landmark noise, not a blink.
+    cues[6] = Cues(ear=0.25 * 0.7, gaze=cues[6].gaze, texture=0.1, motion=0.01)
+    assert judge(cues) is None
+    # Too few samples to know the person's usual opening.
+    short = _cues(3) + [Cues(ear=0.05, gaze=(0.5, 0.0, 0.5, 0.0), texture=0.1, motion=0.01)]
+    assert judge(short) is None
+
+
+def test_gaze_shifts_need_several_samples_away_from_the_usual_position():
+    t = Thresholds()
+    away = (0.5 + 2 * t.gaze_shift, 0.0, 0.5, 0.0)
+    cues = _cues(12)
+    for i in range(t.gaze_count - 1):
+        cues[i + 4] = Cues(ear=0.25, gaze=away, texture=0.1, motion=0.01)
+    assert judge(cues) is None
+    cues[9] = Cues(ear=0.25, gaze=away, texture=0.1, motion=0.01)
+    assert judge(cues) == "gaze"
+
+
+def test_nonrigid_needs_several_pairs_over_the_motion_matched_bar():
+    t = Thresholds()
+    over = _cues(t.nonrigid_count, nonrigid=t.nonrigid_excess * 1.5, motion=0.2)
+    below = _cues(10, nonrigid=t.nonrigid_excess * 0.9, motion=0.2)
+    assert judge(below + over[:-1]) is None
+    assert judge(below + over) == "nonrigid"
+
+
+def test_texture_is_read_from_still_samples_only():
+    t = Thresholds()
+    sharp_moving = _cues(10, texture=t.texture * 2, motion=liveness.STILL * 2)
+    assert judge(sharp_moving) is None
+    assert judge(_cues(t.texture_min_samples, texture=t.texture * 1.1)) == "texture"
+    assert judge(_cues(t.texture_min_samples - 1, texture=t.texture * 1.1)) is None
+    # The first sample has no motion to compare: not known to be still.
+    assert judge(_cues(t.texture_min_samples, texture=t.texture * 1.1, motion=None)) is None
+
+
+def test_the_optional_model_votes_by_its_median():
+    assert judge(_cues(3, model=0.9)) == "model"
+    assert judge(_cues(3, model=0.4)) is None
+    assert judge(_cues(2, model=0.9)) is None
+
+
+def test_judge_is_pure():
+    cues = _cues(8, nonrigid=0.05, motion=0.1)
+    assert judge(cues) == judge(list(cues)) == "nonrigid"
+
+
+# -- the tracker on real clips ---------------------------------------------------------------------
+
+
+def _replay(tracker: LivenessTracker, nuaa: Path, clip: str, detector: Detector, fps: float = 5.0):
+    results = []
+    for i in range(40):
+        frame = _frame(nuaa, clip, i)
+        faces = detector(frame)
+        results.append(tracker.update(frame, faces[0], i / fps) if faces else None)
+    return results
+
+
+def test_the_tracker_finds_life_in_a_live_clip_and_latches(nuaa, detector, landmarker):
+    tracker = LivenessTracker(Liveness(), landmarker)
+    results = _replay(tracker, nuaa, "0008_live", detector)
+    assert True in results
+    first = results.index(True)
+    assert all(r is True for r in results[first:]), "live stays live until reset"
+    assert all(r is None for r in results[:first])
+    assert tracker.reason in {"blink", "gaze", "nonrigid", "texture"}
+    tracker.reset()
+    assert tracker.reason is None and tracker.last is None
+
+
+def test_the_tracker_never_finds_life_in_a_photo_clip(nuaa, detector, landmarker):
+    tracker = LivenessTracker(Liveness(), landmarker)
+    for clip in ("0008_photo1", "0004_photo2"):
+        tracker.reset()
+        assert set(_replay(tracker, nuaa, clip, detector)) == {None}, clip
+
+
+def test_reset_forgets_the_previous_face(nuaa, detector, landmarker):
+    tracker = LivenessTracker(Liveness(), landmarker)
+    _replay(tracker, nuaa, "0008_live", detector)
+    assert tracker.reason is not None
+    tracker.reset()
+    frame = _frame(nuaa, "0008_photo1", 0)
+    assert tracker.update(frame, detector(frame)[0], 100.0) is None
+
+
+def test_switched_off_every_face_counts_as_live(astronaut_bgr, detector):
+    tracker = LivenessTracker(Liveness(enabled=False))
+    assert tracker.update(astronaut_bgr, detector(astronaut_bgr)[0], 0.0) is True
+
+
+def test_a_face_too_small_to_judge_gives_no_evidence(astronaut_bgr, detector, landmarker):
+    small = cv2.resize(astronaut_bgr, None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
+    faces = detector(small)
+    assert faces
+    tracker = LivenessTracker(Liveness(), landmarker)
+    assert tracker.update(small, faces[0], 0.0) is None
+    assert tracker.last is None
+
+
+# -- the optional MiniFASNet -------------------------------------------------------------------------
+
+
+def _minifasnet(path: Path) -> Path:
+    """A real (tiny) ONNX model with MiniFASNet's interface: 1x3x80x80 in, 3 logits out. Its logit
+    for class 1 is the mean of input channel 1 (green, in BGR order) scaled, so a green crop reads
+    as live and a red one does not."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    scale = helper.make_tensor("scale", TensorProto.FLOAT, [1, 3], [0.0, 0.1, 0.0])
+    bias = helper.make_tensor("bias", TensorProto.FLOAT, [1, 3], [0.0, -5.0, 0.0])
+    graph = helper.make_graph(
+        [
+            helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["flat"]),
+            helper.make_node("Mul", ["flat", "scale"], ["scaled"]),
+            helper.make_node("Add", ["scaled", "bias"], ["logits"]),
+        ],
+        "minifasnet_interface",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 80, 80])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3])],
+        [scale, bias],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_minifasnet_crop_protocol_and_live_class(tmp_path, astronaut_bgr, detector):
+    model = MiniFASNet(_minifasnet(tmp_path / "4.0_0_0_80x80_MiniFASNetV1SE.onnx"))
+    assert model.scale == 4.0
+    face = detector(astronaut_bgr)[0]
+    assert model.crop(astronaut_bgr, face).shape == (80, 80, 3)
+    green = np.zeros_like(astronaut_bgr)
+    green[..., 1] = 255
+    red = np.zeros_like(astronaut_bgr)
+    red[..., 2] = 255
+    assert model(green, face) > 0.9
+    assert model(red, face) < 0.1
+    # A name without a scale prefix gets the common 2.7 crop.
+    assert MiniFASNet(_minifasnet(tmp_path / "antispoof.onnx")).scale == 2.7
+
+
+def test_minifasnet_feeds_the_tracker(tmp_path, astronaut_bgr, detector, landmarker):
+    path = _minifasnet(tmp_path / "2.7_80x80_MiniFASNetV2.onnx")
+    tracker = LivenessTracker(Liveness(model_path=path), landmarker)
+    face = detector(astronaut_bgr)[0]
+    tracker.update(astronaut_bgr, face, 0.0)
+    assert tracker.last is not None and tracker.last.model is not None
+
+
+def test_minifasnet_bad_paths_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        MiniFASNet(tmp_path / "missing.onnx")
+    junk = tmp_path / "2.7_junk.onnx"
+    junk.write_bytes(b"not an onnx file")
+    with pytest.raises(UserError, match="not a readable ONNX model"):
+        MiniFASNet(junk)

@@ -248,7 +248,8 @@ def shows(display: str, colour, name: str, title: str = "facewarden: "):
         if win is None:
             return None
         x, y, w, h, shown = win
-        if not shown.startswith(title):
+        # While trayer (re)embeds the icon its window is briefly tiny: wait for a real icon size.
+        if not shown.startswith(title) or min(w, h) < 16:
             return None
         shot = screenshot(display)
         if pixels(shot.crop((x, y, x + w, y + h)), colour, tolerance=16) < w * h // 4:

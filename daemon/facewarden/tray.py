@@ -260,7 +260,8 @@ def run(args=None) -> int:
         raise UserError("no tray host: no system tray owns _NET_SYSTEM_TRAY on this display "
                         "(add a notification area/systray to your panel)")
 
-    icon = pystray.Icon("facewarden", title="facewarden")
+    icon_class = _fixed_xorg_icon(pystray.Icon) if backend == "_xorg" else pystray.Icon
+    icon = icon_class("facewarden", title="facewarden")
     tray = Tray(show=lambda v: _show(icon, v), stop=icon.stop)
 
     def item(label: str, what: dict | str):
@@ -276,8 +277,6 @@ def run(args=None) -> int:
 
     icon.menu = pystray.Menu(*(item(label, what) for label, what in MENU))
     icon.icon = draw(tray.current)
-    if backend == "_xorg":
-        _listen_for_clicks(icon)
 
     def setup(ic):
         ic.visible = True
@@ -289,14 +288,27 @@ def run(args=None) -> int:
     return 0
 
 
-def _listen_for_clicks(icon) -> None:
-    """pystray 0.19's xorg backend handles ButtonPress but never selects it on its window, so a
-    click never arrives (pystray issue #151, "callbacks not working on tint2"). Select it."""
+def _fixed_xorg_icon(base):
+    """pystray 0.19's xorg Icon with two fixes, both seen on Debian's trayer:
+    - it handles ButtonPress but never selects it on its window, so no click ever arrives
+      (pystray issue #151, "callbacks not working on tint2");
+    - every icon update asks the tray to dock the window again, and after a few re-docks trayer
+      shrinks the icon to 1 pixel wide. Dock only when not docked (a restarted tray still clears
+      `_systray_manager` through DestroyNotify, so the icon re-docks then)."""
     import Xlib.X
 
-    icon._window.change_attributes(
-        event_mask=Xlib.X.ExposureMask | Xlib.X.StructureNotifyMask | Xlib.X.ButtonPressMask)
-    icon._display.flush()
+    class Icon(base):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._window.change_attributes(
+                event_mask=Xlib.X.ExposureMask | Xlib.X.StructureNotifyMask | Xlib.X.ButtonPressMask)
+            self._display.flush()
+
+        def _dock_window(self):
+            if self._systray_manager is None:
+                super()._dock_window()
+
+    return Icon
 
 
 def _show(icon, v: View) -> None:

@@ -1,9 +1,9 @@
 """Liveness on NUAA clips: does a printed photo of the owner produce `owner_arrived`?
 
-Each clip of ../shared/data/faces/nuaa-dev/sequences is replayed through the daemon's camera path
-(camera.Camera on the image directory at 5 fps) on a replay clock, sampled at the cadence the
-presence state machine asks for (fast while liveness is pending), each frame judged by the detector,
-the owner check and the LivenessTracker, and the samples fed to the real presence machine.
+Each clip of ../shared/data/faces/nuaa-dev/sequences is replayed through the daemon's own sampling
+step (service.sample_once: camera.Camera on the image directory at 5 fps, the owner check, the
+LivenessTracker, the presence state machine) on a replay clock, at the cadence presence asks for
+(fast while liveness is pending).
 APCER = photo clips that produce owner_arrived; BPCER = live clips that do not within the clip.
 Added cost = the tracker's time per sample while pending.
 
@@ -33,6 +33,7 @@ from facewarden.config import Config
 from facewarden.events import Event
 from facewarden.liveness import Cues, LivenessTracker, Thresholds, judge
 from facewarden.presence import Presence, Sample
+from facewarden.service import sample_once
 from facewarden.verifier import FaceVerdict, Observation
 from facewarden.vision import Detector
 
@@ -72,34 +73,51 @@ class Clock:
         return self.now
 
 
-def replay(clip: Path, subject: str, kind: str, config: Config, detector: Detector, tracker: LivenessTracker) -> Run:
+class Measured:
+    """The daemon's liveness hook around the real tracker, recording what it measured and its cost."""
+
+    def __init__(self, tracker: LivenessTracker, run: Run):
+        self.tracker, self.run = tracker, run
+
+    def update(self, frame: np.ndarray, face, now: float) -> bool | None:
+        start, cpu = time.perf_counter(), time.thread_time()
+        live = self.tracker.update(frame, face, now)
+        if self.tracker.last is not None:
+            self.run.cost_ms.append((time.perf_counter() - start) * 1000)
+            self.run.cpu_ms.append((time.thread_time() - cpu) * 1000)
+            self.run.cues.append((now, self.tracker.last))
+        return live
+
+    def reset(self) -> None:
+        self.tracker.reset()
+
+
+def one_face_is_owner(detector: Detector):
+    """The owner check until the owner model lands: the one face of these one-person clips is taken
+    as verified (SFace accepted 100% of NUAA's prints of the enrolled person anyway)."""
+
+    def verify(frame: np.ndarray) -> Observation:
+        return Observation(tuple(FaceVerdict(f, 1.0, True) for f in detector(frame)[:1]))
+
+    return verify
+
+
+def replay(clip: Path, subject: str, kind: str, config: Config, verify, tracker: LivenessTracker) -> Run:
+    """One clip through the daemon's sampling step (service.sample_once) on the replay clock."""
     run = Run(clip.name, subject, kind)
     clock = Clock()
     camera = Camera(config.camera.model_copy(update={"source": str(clip)}), clock)
     presence = Presence(config, clock.now)
     tracker.reset()
+    measured = Measured(tracker, run)
     while True:
         try:
-            frame = camera.read()
+            step = sample_once(camera, verify, presence, clock, measured)
         except ReplayEnded:
             break
-        faces = detector(frame)
-        # The owner check: until the owner model lands, the one face of these one-person clips is
-        # taken as verified (SFace accepted 100% of NUAA's prints of the enrolled person anyway).
-        observation = Observation(tuple(FaceVerdict(f, 1.0, True) for f in faces[:1]))
-        live = None
-        if observation.owner_face is not None:
-            start, cpu = time.perf_counter(), time.thread_time()
-            live = tracker.update(frame, observation.owner_face.face, clock.now)
-            if tracker.last is not None:
-                run.cost_ms.append((time.perf_counter() - start) * 1000)
-                run.cpu_ms.append((time.thread_time() - cpu) * 1000)
-                run.cues.append((clock.now, tracker.last))
-        else:
-            tracker.reset()
         run.times.append(clock.now)
-        run.owner.append(observation.owner_face is not None)
-        run.events += [(clock.now, e) for e in presence.observe(Sample.of(observation, live), clock.now)]
+        run.owner.append(bool(step.sample and step.sample.owner))
+        run.events += [(clock.now, e) for e in step.events]
         clock.now += presence.interval()
     run.reason = tracker.reason
     return run
@@ -176,11 +194,11 @@ def main() -> int:
         print(f"bench_liveness: {root}/index.csv is absent (the shared face data is not here)", file=sys.stderr)
         return 2
     config = Config()
-    detector = Detector(config.model.detect_width, config.model.min_detection_score)
+    verify = one_face_is_owner(Detector(config.model.detect_width, config.model.min_detection_score))
     tracker = LivenessTracker(config.liveness)
     with open(root / "index.csv", newline="") as f:
         clips = list(csv.DictReader(f))
-    runs = [replay(root / c["clip"], c["subject"], c["kind"], config, detector, tracker) for c in clips]
+    runs = [replay(root / c["clip"], c["subject"], c["kind"], config, verify, tracker) for c in clips]
 
     print(f"{'clip':<13} {'kind':<6} {'samples':>7} {'cue':<9} {'owner_arrived':>13} {'spoof_suspected':>15}")
     for r in runs:

@@ -4,6 +4,7 @@ on a small real ONNX file."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -153,10 +154,14 @@ def test_texture_is_read_from_still_samples_only():
     assert judge(_cues(t.texture_min_samples, texture=t.texture * 1.1, motion=None)) is None
 
 
-def test_the_optional_model_votes_by_its_median():
-    assert judge(_cues(3, model=0.9)) == "model"
-    assert judge(_cues(3, model=0.4)) is None
-    assert judge(_cues(2, model=0.9)) is None
+def test_the_optional_model_must_agree_with_a_landmark_cue():
+    showing_life = _cues(6, nonrigid=0.05, motion=0.1)
+    assert judge([replace(c, model=0.9) for c in showing_life]) == "nonrigid+model"
+    # The model alone proves nothing; the model disagreeing vetoes the cue.
+    assert judge(_cues(6, model=0.99)) is None
+    assert judge([replace(c, model=0.2) for c in showing_life]) is None
+    # Too few model opinions yet: pending.
+    assert judge([replace(c, model=0.9 if i >= 4 else None) for i, c in enumerate(showing_life)]) is None
 
 
 def test_judge_is_pure():

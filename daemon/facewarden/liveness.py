@@ -14,8 +14,8 @@ the detector found:
   nothing else);
 - texture: a printed or displayed face recaptured by the camera loses fine detail and shows
   specular highlights of paper or glass.
-`judge` (pure) turns a window of per-sample cues into one decision; `LivenessTracker` is the
-stateful adapter the daemon calls once per sample.
+`judge` (pure) turns a window of per-sample cues into one decision; an optional MiniFASNet the user
+supplies must then agree. `LivenessTracker` is the stateful adapter the daemon calls once per sample.
 """
 
 from __future__ import annotations
@@ -230,11 +230,7 @@ class Thresholds:
 THRESHOLDS = Thresholds()
 
 
-def judge(cues: Sequence[Cues], thresholds: Thresholds = THRESHOLDS) -> str | None:
-    """The cue that shows life in this window of samples ("blink", "gaze", "nonrigid",
-    "texture", "model"), or None when none does yet. Pure: the same samples always give the same
-    answer."""
-    t = thresholds
+def _landmark_cue(cues: Sequence[Cues], t: Thresholds) -> str | None:
     # The eyes of a blurred, fast-moving face are unreliable, so those samples neither set the
     # baseline nor count as evidence.
     steady = [c for c in cues if c.motion is None or c.motion <= MOTION_MAX]
@@ -251,9 +247,23 @@ def judge(cues: Sequence[Cues], thresholds: Thresholds = THRESHOLDS) -> str | No
     still = [c.texture for c in cues if c.motion is not None and c.motion <= STILL]
     if len(still) >= t.texture_min_samples and float(np.median(still)) >= t.texture:
         return "texture"
+    return None
+
+
+def judge(cues: Sequence[Cues], thresholds: Thresholds = THRESHOLDS) -> str | None:
+    """The cue that shows life in this window of samples ("blink", "gaze", "nonrigid",
+    "texture"; with "+model" when the optional model agreed), or None when none does yet.
+
+    A configured anti-spoofing model is a second opinion that must agree, not one more way in:
+    a video replay blinks and looks around, and a model trained on replays is what can catch it.
+    Pure: the same samples always give the same answer."""
+    t = thresholds
+    cue = _landmark_cue(cues, t)
     scores = [c.model for c in cues if c.model is not None]
+    if cue is None or not scores:
+        return cue
     if len(scores) >= t.model_min_samples and float(np.median(scores)) >= t.model:
-        return "model"
+        return f"{cue}+model"
     return None
 
 

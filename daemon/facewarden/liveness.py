@@ -12,8 +12,8 @@ the detector found:
   is only judged for frame pairs whose motion falls in a fixed band, never by how much a face moves
   (people at a desk sit still, photos get waved about: motion size would separate a test set and
   nothing else);
-- texture: a printed or displayed face recaptured by the camera loses fine detail and shows
-  specular highlights of paper or glass.
+- texture: a printed or displayed face recaptured by the camera loses fine detail (the weakest
+  cue: it also depends on the camera and the light, so its bar is set furthest from the photos).
 `judge` (pure) turns a window of per-sample cues into one decision; an optional MiniFASNet the user
 supplies must then agree. `LivenessTracker` is the stateful adapter the daemon calls once per sample.
 """

@@ -139,6 +139,7 @@ class Daemon:
         self.scheduler = BackgroundScheduler(daemon=True)
         self._job = None
         self._interval = 0.0
+        self._failing = False
         self._lock = threading.RLock()
         self._actions = Worker("actions")
         self._hooks = Worker("hooks")
@@ -164,6 +165,18 @@ class Daemon:
                 log.info("replay of %s ended", self.config.camera.source)
                 self.stop(0)
                 return
+            except Exception:
+                # A broken model or library must not keep the session open: judge the sample as
+                # "owner not verified", as for a failed camera, and say why once.
+                if not self._failing:
+                    log.exception("sampling failed; treating the owner as not verified until it works again")
+                self._failing = True
+                now = self.clock()
+                step = Step(self.presence.observe(Sample(), now), None, Sample())
+            else:
+                if self._failing:
+                    log.info("sampling works again")
+                self._failing = False
             self._dispatch(step.events, step.frame)
             self._schedule(self.presence.interval())
 

@@ -4,6 +4,10 @@ on a small real ONNX file."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -283,3 +287,21 @@ def test_minifasnet_bad_paths_are_user_errors(tmp_path):
     junk.write_bytes(b"not an onnx file")
     with pytest.raises(UserError, match="not a readable ONNX model"):
         MiniFASNet(junk)
+
+
+def test_a_face_that_jumps_elsewhere_must_prove_life_again(nuaa, detector, landmarker):
+    tracker = LivenessTracker(Liveness(), landmarker)
+    results = _replay(tracker, nuaa, "0008_live", detector)
+    assert results[-1] is True
+    frame = _frame(nuaa, "0008_live", 39)
+    face = detector(frame)[0]
+    # The same picture, the face moved by more than its width: another face, as far as we know.
+    shifted = np.roll(frame, -int(face.box[2] * 1.5), axis=1)
+    moved = detector(shifted)[0]
+    assert not liveness.same_place(face, moved)
+    assert tracker.update(shifted, moved, 8.2) is None
+    # Small moves keep the decision.
+    tracker = LivenessTracker(Liveness(), landmarker)
+    _replay(tracker, nuaa, "0008_live", detector)
+    nudged = np.roll(frame, 10, axis=1)
+    assert tracker.update(nudged, detector(nudged)[0], 8.2) is True

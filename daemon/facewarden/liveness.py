@@ -323,10 +323,20 @@ class _Seen:
     iod: float
 
 
+def same_place(a: Face, b: Face) -> bool:
+    """Whether face box `b` continues `a`: its centre within one box width, its size within half.
+    A face that jumps further between two samples is treated as another one (a photo swapped in
+    where the owner just was must prove life afresh)."""
+    ax, ay, aw, ah = a.box
+    bx, by, bw, bh = b.box
+    shift = math.hypot(bx + bw / 2 - ax - aw / 2, by + bh / 2 - ay - ah / 2)
+    return shift <= aw and 2 / 3 <= bw / aw <= 3 / 2
+
+
 class LivenessTracker:
     """One face's liveness over time. `update` once per sample of the owner's face; `reset` when
     the face is lost or another person takes its place. Once judged live it stays live until reset
-    (and costs nothing more)."""
+    or until the face jumps elsewhere (`same_place`), and costs nothing more meanwhile."""
 
     def __init__(self, config: Liveness, landmarker: Landmarker | None = None, thresholds: Thresholds = THRESHOLDS):
         self.enabled = config.enabled
@@ -341,11 +351,17 @@ class LivenessTracker:
         self._cues: deque[tuple[float, Cues]] = deque()
         self.reason: str | None = None  # the cue that proved life, for logs and status
         self.last: Cues | None = None  # what the latest update measured (None: nothing)
+        self._face: Face | None = None  # the face of the latest update
 
     def update(self, frame_bgr: np.ndarray, face: Face, now: float) -> bool | None:
         """True once the face has shown life, None while pending (the caller's clock runs out)."""
+        if not self.enabled:
+            return True
+        if self._face is not None and not same_place(self._face, face):
+            self.reset()
+        self._face = face
         self.last = None
-        if not self.enabled or self.reason is not None:
+        if self.reason is not None:
             return True
         marks = self._landmarker(frame_bgr, face)
         if marks is None or marks.iod < MIN_IOD:

@@ -305,3 +305,9 @@ def test_a_face_that_jumps_elsewhere_must_prove_life_again(nuaa, detector, landm
     _replay(tracker, nuaa, "0008_live", detector)
     nudged = np.roll(frame, 10, axis=1)
     assert tracker.update(nudged, detector(nudged)[0], 8.2) is True
+
+
+def test_grey_frames_from_an_ir_camera_are_measured(astronaut_bgr, detector, landmarker):
+    grey = cv2.cvtColor(astronaut_bgr, cv2.COLOR_BGR2GRAY)
+    marks = landmarker(grey, detector(grey)[0])
+    assert marks is not None and 0.15 < marks.ear < 0.45

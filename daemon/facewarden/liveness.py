@@ -117,7 +117,9 @@ class Landmarker:
         return model(rgb[np.newaxis])
 
     def __call__(self, frame_bgr: np.ndarray, face: Face) -> Landmarks | None:
-        """The mesh and eye opening of `face`, or None when the mesh model sees no face there."""
+        """The mesh and eyes of `face`, or None when the mesh model sees no face there."""
+        if frame_bgr.ndim == 2:  # an IR or grey camera: the models take three channels
+            frame_bgr = cv2.cvtColor(frame_bgr, cv2.COLOR_GRAY2BGR)
         x, y, w, h = face.box
         eye_a, eye_b = face.landmarks[0], face.landmarks[1]
         angle = math.atan2(eye_b[1] - eye_a[1], eye_b[0] - eye_a[0])

@@ -22,6 +22,8 @@ demo: $(STAMP)
 	$(BIN)/facewarden demo
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/pip install --quiet --upgrade --no-deps --target $(VENV)/bench-site face-recognition==1.3.0
 	$(BIN)/python bench/run_all.py
 
 clean:

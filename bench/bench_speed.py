@@ -1,0 +1,224 @@
+"""Per-frame speed on 640x480 frames: facewarden's daemon path against two peers, in the same run.
+
+facewarden: YuNet on the frame downscaled to model.detect_width, alignCrop, the exported model on
+LiteRT (XNNPACK, model.threads), then the decision. The model is models/owner.tflite when one has
+been trained (score >= its threshold), else the exported SFace encoder plus a cosine against a
+template (what the owner model's head does, minus the head's own few microseconds).
+Peers, on the very same frames, interleaved frame by frame so machine load hits all three alike:
+- the dlib stack Howdy uses: face_recognition.face_locations (HOG) + face_encodings + compare_faces;
+- OpenCV's own pipeline: YuNet at full frame size + alignCrop + SFace through cv2.dnn + cosine.
+
+Frames: LFW images (250x250) scaled to 480x480 and padded to 640x480, and NUAA live webcam frames
+(already 640x480). Prints medians in ms and both ratios against the targets (<= 10 ms; >= 10x
+faster than dlib; >= 1.5x faster than OpenCV), and checks this process never imported TensorFlow.
+
+    make bench   # installs the dlib peer first (.[bench] + face_recognition in .venv/bench-site)
+    nice -n -5 .venv/bin/python bench/bench_speed.py [--frames 40] [--repeats 3] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facewarden import assets, config, encoder, paths, runtime, vision  # encoder: no TF until called
+
+REPO = Path(__file__).resolve().parent.parent
+FACES = Path(os.environ.get("FACEWARDEN_FACES", REPO.parent / "shared" / "data" / "faces"))
+# face_recognition lives outside site-packages (see pyproject's bench extra for why).
+sys.path.insert(0, str(REPO / ".venv" / "bench-site"))
+
+SFACE_COSINE = 0.363  # OpenCV's published SFace threshold, for the template-based decisions
+DLIB_TOLERANCE = 0.6  # face_recognition's default
+
+
+def load_frames(n: int) -> tuple[list[np.ndarray], str]:
+    lfw, nuaa = FACES / "lfw-dev", FACES / "nuaa-dev" / "sequences"
+    if not lfw.is_dir() or not nuaa.is_dir():
+        sys.exit(f"needs the shared face data at {FACES} (lfw-dev and nuaa-dev)")
+    people = sorted(p for p in lfw.iterdir() if p.is_dir())
+    lfw_frames = []
+    for person in people[:: len(people) // (n // 2)][: n // 2]:
+        image = cv2.resize(cv2.imread(str(sorted(person.glob("*.jpg"))[0])), (480, 480))
+        lfw_frames.append(cv2.copyMakeBorder(image, 0, 0, 80, 80, cv2.BORDER_CONSTANT, value=(128, 128, 128)))
+    clips = sorted(nuaa.glob("*_live"))
+    nuaa_frames = []
+    for i in range(n - len(lfw_frames)):
+        clip = clips[i % len(clips)]
+        nuaa_frames.append(cv2.imread(str(clip / f"{(i // len(clips)) * 7 % 40:03d}.jpg")))
+    return lfw_frames + nuaa_frames, f"{len(lfw_frames)} LFW padded to 640x480 + {len(nuaa_frames)} NUAA live 640x480"
+
+
+def encoder_tflite() -> Path:
+    """The SFace encoder exported to .tflite, beside the cached .h5. Exported in a child process:
+    this one must not import TensorFlow (it would also skew the timings)."""
+    path = encoder.cache_file().with_suffix(".tflite")
+    if not path.is_file():
+        code = (
+            "import sys; from pathlib import Path; from facewarden import encoder;"
+            "encoder.export_tflite(encoder.load_encoder(), Path(sys.argv[1]))"
+        )
+        subprocess.run([sys.executable, "-c", code, str(path)], check=True)
+    return path
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
+class Facewarden:
+    """The daemon's per-frame path, with each stage timed."""
+
+    def __init__(self, cfg: config.Config, threads: int, owner: Path | None):
+        self.detector = vision.Detector(cfg.model.detect_width, cfg.model.min_detection_score)
+        if owner is not None:
+            self.model = runtime.load(owner, threads)
+            meta = owner.with_suffix(".json")
+            self.threshold = json.loads(meta.read_text())["threshold"] if meta.is_file() else 0.5
+            self.name = f"facewarden ({owner.name}, LiteRT, {threads} threads)"
+        else:
+            self.model = runtime.load(encoder_tflite(), threads)
+            self.threshold = SFACE_COSINE
+            self.name = f"facewarden (encoder .tflite + cosine, LiteRT, {threads} threads)"
+        self.owner = owner
+        self.template: np.ndarray | None = None
+        self.stages: dict[str, list[float]] = {"detect": [], "align": [], "embed": [], "decide": []}
+
+    def __call__(self, frame: np.ndarray) -> bool | None:
+        t0 = time.perf_counter()
+        faces = self.detector(frame)
+        t1 = time.perf_counter()
+        self.stages["detect"].append(t1 - t0)
+        if not faces:
+            return None
+        crop = vision.align(frame, faces[0])
+        t2 = time.perf_counter()
+        (out,) = self.model(crop[None])
+        t3 = time.perf_counter()
+        if self.owner is not None:
+            owner = float(out.reshape(-1)[0]) >= self.threshold
+        else:
+            embedding = unit(out[0])
+            if self.template is None:
+                self.template = embedding
+            owner = float(embedding @ self.template) >= self.threshold
+        t4 = time.perf_counter()
+        self.stages["align"].append(t2 - t1)
+        self.stages["embed"].append(t3 - t2)
+        self.stages["decide"].append(t4 - t3)
+        return owner
+
+
+class OpenCV:
+    """OpenCV's own YuNet + SFace, as its samples run them (detector at full frame size)."""
+
+    name = "OpenCV YuNet + SFace (cv2.dnn, full frame)"
+
+    def __init__(self, cfg: config.Config):
+        self.detector = cv2.FaceDetectorYN.create(
+            str(assets.path(assets.YUNET)), "", (640, 480), cfg.model.min_detection_score
+        )
+        self.aligner = cv2.FaceRecognizerSF.create(str(assets.path(assets.SFACE)), "")
+        # FaceRecognizerSF.feature() fails on OpenCV 5 with this file: run its network directly.
+        self.net = cv2.dnn.readNetFromONNX(str(assets.path(assets.SFACE)))
+        self.template: np.ndarray | None = None
+
+    def __call__(self, frame: np.ndarray) -> bool | None:
+        self.detector.setInputSize((frame.shape[1], frame.shape[0]))
+        _, faces = self.detector.detect(frame)
+        if faces is None:
+            return None
+        crop = self.aligner.alignCrop(frame, faces[0])
+        self.net.setInput(cv2.dnn.blobFromImage(crop, swapRB=True), "data")
+        embedding = unit(self.net.forward().reshape(-1))
+        if self.template is None:
+            self.template = embedding
+        return float(embedding @ self.template) >= SFACE_COSINE
+
+
+class Dlib:
+    """Howdy's stack through face_recognition: HOG detector (1 upsample), 5-point landmarks, ResNet."""
+
+    name = "dlib HOG + ResNet (face_recognition, as Howdy)"
+
+    def __init__(self):
+        import face_recognition
+
+        self.fr = face_recognition
+        self.template: np.ndarray | None = None
+
+    def __call__(self, frame: np.ndarray) -> bool | None:
+        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        locations = self.fr.face_locations(rgb, model="hog")
+        if not locations:
+            return None
+        encoding = self.fr.face_encodings(rgb, locations[:1])[0]
+        if self.template is None:
+            self.template = encoding
+        return bool(self.fr.compare_faces([self.template], encoding, DLIB_TOLERANCE)[0])
+
+
+def ms(values: list[float], q: float = 50) -> float:
+    return 1000 * float(np.percentile(values, q))
+
+
+def main() -> int:
+    cfg = config.Config()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--frames", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=cfg.model.threads)
+    parser.add_argument("--owner", type=Path, help="an owner .tflite (default: models/owner.tflite if trained)")
+    parser.add_argument("--no-dlib", action="store_true", help="skip the (slow) dlib peer")
+    args = parser.parse_args()
+
+    owner = args.owner or paths.paths().models_dir / "owner.tflite"
+    frames, described = load_frames(args.frames)
+    ours = Facewarden(cfg, args.threads, owner if owner.is_file() else None)
+    pipelines = [ours, OpenCV(cfg)] + ([] if args.no_dlib else [Dlib()])
+    times: dict[str, list[float]] = {p.name: [] for p in pipelines}
+    found: dict[str, int] = {p.name: 0 for p in pipelines}
+    for p in pipelines:  # warm-up: first-call allocations, XNNPACK packing, caches
+        p(frames[0])
+    for stage in ours.stages.values():
+        stage.clear()
+
+    load_before = os.getloadavg()[0]
+    for repeat in range(args.repeats):
+        for frame in frames:
+            for p in pipelines:
+                t = time.perf_counter()
+                verdict = p(frame)
+                times[p.name].append(time.perf_counter() - t)
+                found[p.name] += verdict is not None and repeat == 0
+
+    print(f"frames: {described}; {args.repeats} repeats; detect width {cfg.model.detect_width}; "
+          f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"{'pipeline':58s} {'median ms':>9s} {'p90 ms':>8s} {'faces':>7s}")
+    for p in pipelines:
+        print(f"{p.name:58s} {ms(times[p.name]):9.2f} {ms(times[p.name], 90):8.2f} {found[p.name]:>3d}/{len(frames)}")
+    print("  facewarden stages (median ms): " + ", ".join(f"{k} {ms(v):.2f}" for k, v in ours.stages.items()))
+
+    ours_ms = ms(times[ours.name])
+    ok = ours_ms <= 10
+    print(f"facewarden median {ours_ms:.2f} ms (target <= 10 ms): {'PASS' if ok else 'FAIL'}")
+    for peer, target in zip(pipelines[1:], (1.5, 10)):
+        ratio = ms(times[peer.name]) / ours_ms
+        ok &= ratio >= target
+        print(f"{peer.name}: {ratio:.1f}x slower than facewarden (target >= {target}x): "
+              f"{'PASS' if ratio >= target else 'FAIL'}")
+    heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
+    print(f"TensorFlow/Keras imported by the daemon path: {heavy or 'no'}")
+    return 0 if ok and not heavy else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -15,6 +15,34 @@ def build_parser() -> argparse.ArgumentParser:
     # Each area registers its commands here: `sub.add_parser(...).set_defaults(func=...)`.
     _ = sub
 
+    # The owner model (owner.py): only train, embed and evaluate import TensorFlow.
+    def owner_cmd(function: str):
+        def handler(args):
+            from . import owner
+
+            return getattr(owner, function)(args)
+
+        return handler
+
+    p = sub.add_parser("enroll", help="add the owner's face: from the webcam or a folder of photos")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--from", dest="source", metavar="DIR", help="import every photo with exactly one usable face")
+    src.add_argument("--camera", action="store_true", help="capture from the webcam (camera.source)")
+    p.add_argument("--count", type=int, default=20, help="faces to capture with --camera (default 20)")
+    p.set_defaults(func=owner_cmd("cli_enroll"))
+    sub.add_parser("train", help="build the owner model from the enrollment").set_defaults(func=owner_cmd("cli_train"))
+    p = sub.add_parser("score", help='one JSON line per image: {"path", "face", "score", "owner"}')
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.set_defaults(func=owner_cmd("cli_score"))
+    p = sub.add_parser("embed", help='one JSON line per image: {"path", "face", "embedding"}')
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.set_defaults(func=owner_cmd("cli_embed"))
+    p = sub.add_parser("evaluate", help="face-pair accuracy, TAR at FAR, EER and a ROC plot (LFW pairs format)")
+    p.add_argument("--pairs", required=True, metavar="FILE", help="LFW pairs file")
+    p.add_argument("--images", required=True, metavar="DIR", help="DIR/name/name_0001.jpg ...")
+    p.add_argument("--roc", default="roc.png", metavar="PNG", help="where to write the ROC plot (default roc.png)")
+    p.set_defaults(func=owner_cmd("cli_evaluate"))
+
     # The daemon and its control socket: service, control, eventlog, demo (none imports TensorFlow).
     def daemon_cmd(module: str, function: str):
         def handler(args):

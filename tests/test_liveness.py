@@ -311,3 +311,66 @@ def test_grey_frames_from_an_ir_camera_are_measured(astronaut_bgr, detector, lan
     grey = cv2.cvtColor(astronaut_bgr, cv2.COLOR_BGR2GRAY)
     marks = landmarker(grey, detector(grey)[0])
     assert marks is not None and 0.15 < marks.ear < 0.45
+
+
+# -- the daemon path ---------------------------------------------------------------------------------
+
+PYTHON = [sys.executable, "-m", "facewarden"]
+EVENTS = ("owner_arrived", "owner_left", "stranger_detected", "spoof_suspected", "locked")
+
+
+@pytest.fixture(scope="module")
+def daemon_run(nuaa, tmp_path_factory):
+    """The real `facewarden run` over a replay of NUAA person 0008: their printed photo waved at the
+    camera (8 s), nobody (2 s), then the person themself (8 s). They are enrolled, with the real
+    commands, from three frames of their live clip. The events are read from a hook's log."""
+    home = tmp_path_factory.mktemp("liveness-daemon")
+    env = {**os.environ, "FACEWARDEN_HOME": str(home)}
+    src = home / "enroll-src"
+    src.mkdir()
+    for i in (0, 13, 26):
+        shutil.copy(nuaa / "sequences" / "0008_live" / f"{i:03d}.jpg", src / f"{i:03d}.jpg")
+    for cmd in (["enroll", "--from", str(src)], ["train"]):
+        result = subprocess.run(PYTHON + cmd, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-2000:]
+    frames = home / "frames"
+    frames.mkdir()
+    for i in range(40):
+        shutil.copy(nuaa / "sequences" / "0008_photo1" / f"{i:03d}.jpg", frames / f"a_photo_{i:03d}.jpg")
+        shutil.copy(nuaa / "sequences" / "0008_live" / f"{i:03d}.jpg", frames / f"c_live_{i:03d}.jpg")
+    empty = np.full((480, 640, 3), 120, np.uint8)
+    for i in range(10):
+        cv2.imwrite(str(frames / f"b_empty_{i:03d}.jpg"), empty)
+    log = home / "hooks.log"
+    hooks = home / "hooks"
+    hooks.mkdir()
+    for event in EVENTS:
+        (hooks / event).write_text(f'#!/bin/sh\necho "$FACEWARDEN_EVENT $FACEWARDEN_TIME" >> "{log}"\n')
+        (hooks / event).chmod(0o755)
+    (home / "lock").write_text("#!/bin/sh\nexit 0\n")
+    (home / "lock").chmod(0o755)
+    (home / "config.toml").write_text(
+        f"""
+[camera]
+source = "{frames}"
+[lock]
+command = ["{home / 'lock'}"]
+methods = ["command"]
+[liveness]
+window_s = 4.0
+[actions]
+spoof_suspected = ["lock"]
+"""
+    )
+    result = subprocess.run(PYTHON + ["run"], env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [line.split()[0] for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_daemon_refuses_the_photo_and_accepts_the_person(daemon_run):
+    events = daemon_run
+    assert "spoof_suspected" in events, events
+    assert "owner_arrived" in events, events
+    # The photo came first: it was held as pending, then called a spoof, and never let in.
+    assert events.index("spoof_suspected") < events.index("owner_arrived"), events
+    assert events.count("owner_arrived") == 1, events

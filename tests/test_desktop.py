@@ -123,3 +123,81 @@ def test_installed_units_pass_systemd_analyze_verify(user_home):
     r = subprocess.run([exe, "verify", "--user", str(broken)], env=user_env(user_home), capture_output=True,
                        text=True, timeout=120)
     assert "sometimes" in r.stdout + r.stderr  # the check above would have caught it
+
+
+# -- doctor -------------------------------------------------------------------------------------
+
+def doctor_lines(r: subprocess.CompletedProcess) -> dict[str, str]:
+    """doctor's output as {check name: whole line}."""
+    return {line[5:].split(":", 1)[0]: line for line in r.stdout.splitlines()}
+
+
+@pytest.fixture
+def face_dir(tmp_path, astronaut_bgr):
+    import cv2
+
+    d = tmp_path / "frames"
+    d.mkdir()
+    cv2.imwrite(str(d / "0001.jpg"), astronaut_bgr)
+    return d
+
+
+def test_doctor_on_a_desktop_with_bus_tray_and_camera(user_home, tmp_path, face_dir):
+    from desktop_helpers.procs import bus_server, session_bus, trayer, xvfb
+
+    fwhome = tmp_path / "fw"
+    fwhome.mkdir()
+    (fwhome / "config.toml").write_text(f'[camera]\nsource = "{face_dir}"\n')
+    with session_bus(tmp_path) as bus, bus_server(bus, tmp_path / "calls.jsonl", "org.freedesktop.Notifications",
+                                                  "org.freedesktop.ScreenSaver"), \
+            xvfb() as display, trayer(display):
+        r = fw(user_home, "doctor", FACEWARDEN_HOME=str(fwhome), DBUS_SESSION_BUS_ADDRESS=bus, DISPLAY=display)
+    lines = doctor_lines(r)
+    assert lines["daemon"].startswith("warn daemon: not running")
+    assert lines["config"] == f"ok   config: {fwhome / 'config.toml'}"
+    assert lines["camera"] == f"ok   camera: {face_dir} gives 512x512 frames"
+    assert lines["model"].startswith("FAIL model: no owner model in ") and "facewarden train" in lines["model"]
+    assert lines["lock"].startswith("ok   lock: screensaver (org.freedesktop.ScreenSaver)")
+    assert lines["notifications"] == "ok   notifications: a notification server is on the session bus"
+    assert lines["tray"] == "ok   tray: X system tray (_NET_SYSTEM_TRAY)"
+    assert lines["unit"].startswith("warn unit: ")
+    assert r.returncode == 1  # the model is essential
+    assert not (tmp_path / "calls.jsonl").exists()  # doctor looked, it did not lock or notify
+
+
+def test_doctor_where_nothing_is_there(user_home, tmp_path):
+    fwhome = tmp_path / "fw"
+    fwhome.mkdir()
+    (fwhome / "config.toml").write_text('[camera]\nsource = "/dev/video99"\n[lock]\nmethods = ["screensaver"]\n')
+    r = fw(user_home, "doctor", FACEWARDEN_HOME=str(fwhome), DBUS_SESSION_BUS_ADDRESS=f"unix:path={tmp_path}/nobus")
+    lines = doctor_lines(r)
+    assert lines["camera"].startswith("FAIL camera: cannot read a frame from /dev/video99 -- fix: ")
+    assert lines["lock"].startswith("FAIL lock: none of lock.methods ['screensaver'] is available here -- fix: ")
+    assert lines["notifications"].startswith("warn notifications: no notification server")
+    assert lines["tray"].startswith("warn tray: no tray host -- fix: GNOME: enable the AppIndicator extension")
+    assert r.returncode == 1 and r.stderr == ""
+
+
+def test_doctor_reports_a_bad_config_and_asks_a_running_daemon(user_home, tmp_path, monkeypatch):
+    from desktop_helpers.daemon_side import TestDaemon
+    from facewarden.control import Server
+    from facewarden.paths import paths
+
+    fwhome = tmp_path / "fw"
+    monkeypatch.setenv("FACEWARDEN_HOME", str(fwhome))
+    server = Server(paths().socket_path, TestDaemon({"state": "owner_absent", "camera": "lost"}))
+    server.start()
+    try:
+        (fwhome / "config.toml").write_text("[camera]\nwidth = -1\n")
+        r = fw(user_home, "doctor", FACEWARDEN_HOME=str(fwhome))
+        lines = doctor_lines(r)
+        assert lines["daemon"] == "ok   daemon: running, owner_absent"
+        assert lines["config"].startswith(f"FAIL config: {fwhome / 'config.toml'}: camera.width: ")
+        assert "camera" not in lines and r.returncode == 1
+
+        (fwhome / "config.toml").write_text("[camera]\nsource = 0\n")
+        lines = doctor_lines(fw(user_home, "doctor", FACEWARDEN_HOME=str(fwhome)))
+        # The daemon holds the webcam: doctor asks it rather than opening the device a second time.
+        assert lines["camera"].startswith("FAIL camera: the running daemon reports camera lost (0)")
+    finally:
+        server.stop()

@@ -7,12 +7,14 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from desktop_helpers.daemon_side import TestDaemon
 from desktop_helpers.procs import wait_for
 from facewarden import tray
 from facewarden.errors import UserError
@@ -149,46 +151,12 @@ def test_no_display_is_one_line_and_exit_2(tmp_path):
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 
-class TestDaemon:
-    """The daemon side of the socket (control.Controller): a state the test sets, calls recorded.
-    Served by the real control.Server, so the tray goes through the real socket and protocol."""
-
-    __test__ = False
-
-    def __init__(self):
-        self.calls: list[tuple] = []
-        self.state = status()
-        self.state.pop("ok")
-
-    def status(self) -> dict:
-        return dict(self.state)
-
-    def pause(self, seconds):
-        self.calls.append(("pause", seconds))
-        self.state |= {"state": "paused", "paused_until": None if seconds is None else time.time() + seconds}
-        return {"ok": True, **self.status()}
-
-    def resume(self):
-        self.calls.append(("resume",))
-        self.state |= {"state": "owner_present", "paused_until": None}
-        return {"ok": True, **self.status()}
-
-    def lock_now(self):
-        self.calls.append(("lock-now",))
-        self.state["locked"] = True
-        return {"ok": True, **self.status()}
-
-    def reload(self):
-        self.calls.append(("reload",))
-        return {"ok": True, **self.status()}
-
-
 @pytest.fixture
 def served(home):
     from facewarden.control import Server
     from facewarden.paths import paths
 
-    daemon = TestDaemon()
+    daemon = TestDaemon(status())
     server = Server(paths().socket_path, daemon)
     server.start()
     yield daemon, server
@@ -261,16 +229,24 @@ def shows(display: str, colour, name: str, title: str = "facewarden: "):
     return wait_for(check, f"the tray icon to show {name}")
 
 
-@pytest.fixture
-def tray_process(x_tray, served, home, tmp_path):
-    env = dict(os.environ, DISPLAY=x_tray, FACEWARDEN_HOME=str(home),
+@contextmanager
+def start_tray(display: str, home, tmp_path):
+    env = dict(os.environ, DISPLAY=display, FACEWARDEN_HOME=str(home),
                DBUS_SESSION_BUS_ADDRESS=f"unix:path={tmp_path / 'no-bus'}")
     proc = subprocess.Popen([sys.executable, "-m", "facewarden", "tray"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    yield proc
-    if proc.poll() is None:
-        proc.terminate()
-        proc.wait(10)
+                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "tray.log", "w"))
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)
+
+
+@pytest.fixture
+def tray_process(x_tray, served, home, tmp_path):
+    with start_tray(x_tray, home, tmp_path) as proc:
+        yield proc
 
 
 def test_tray_icon_per_state_click_and_daemon_restart(x_tray, served, tray_process):
@@ -310,6 +286,20 @@ def test_tray_icon_per_state_click_and_daemon_restart(x_tray, served, tray_proce
     finally:
         again.stop()
     assert tray_process.poll() is None
+
+
+def test_icon_docks_again_when_the_tray_host_restarts(served, home, tmp_path):
+    from desktop_helpers.procs import trayer, xvfb
+
+    with xvfb() as display, ExitStack() as first_tray:
+        first_tray.enter_context(trayer(display))
+        with start_tray(display, home, tmp_path) as proc:
+            shows(display, tray.GREEN, "before_tray_restart")
+            first_tray.close()
+            wait_for(lambda: icon_window(display) is None, "the icon to lose its tray")
+            with trayer(display):
+                shows(display, tray.GREEN, "after_tray_restart")  # same state: no update forces it
+                assert proc.poll() is None
 
 
 def test_no_tray_host_is_one_line_and_exit_2(home):

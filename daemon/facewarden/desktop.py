@@ -8,7 +8,7 @@ uninstall keeps config, enrollment and models unless asked to purge.
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import re
 import shutil
@@ -203,6 +203,8 @@ def check_camera(cfg, status: dict | None) -> Check:
         ok = status.get("camera") == "ok"
         return Check("camera", ok, f"the running daemon reports camera {status.get('camera')} ({source})",
                      fix="check the webcam is connected and camera.source in the config")
+    # The camera logs its failure for the daemon's journal; doctor says it in its own line.
+    logging.getLogger("facewarden.camera").setLevel(logging.ERROR)
     try:
         cam = Camera(cfg.camera)
     except UserError as e:
@@ -220,26 +222,19 @@ def check_camera(cfg, status: dict | None) -> Check:
 
 
 def check_model(cfg) -> Check:
-    p = paths.paths()
-    meta = p.models_dir / "owner.json"
-    fix = "enroll your face and train the owner model (`facewarden enroll`, `facewarden train`)"
-    if not meta.exists():
-        return Check("model", False, f"no owner model ({meta} is missing)", fix=fix)
+    """Load the owner model exactly as the daemon does (owner.json checked, model file run by LiteRT)."""
+    from .verifier import Verifier
+
     try:
-        info = json.loads(meta.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        return Check("model", False, f"{meta} is unreadable: {e}", fix=fix)
-    weights = p.models_dir / ("owner.tflite" if cfg.model.runtime == "tflite" else "owner.h5")
-    if not weights.exists():
-        return Check("model", False, f"{weights} is missing (model.runtime = {cfg.model.runtime})", fix=fix)
-    calibrated = info.get("threshold") if isinstance(info, dict) else None
-    if cfg.model.threshold is not None:
-        text = f"{weights.name}, threshold {cfg.model.threshold} (from the config; calibrated {calibrated})"
-    elif isinstance(calibrated, (int, float)):
-        text = f"{weights.name}, calibrated threshold {calibrated:.3f}"
-    else:
-        return Check("model", False, f"{meta} has no threshold", fix=fix)
-    return Check("model", True, text)
+        verifier = Verifier.from_config(cfg, paths.paths())
+    except UserError as e:  # its message already says what to run
+        return Check("model", False, str(e))
+    except Exception as e:  # a damaged model file: whatever LiteRT or Keras raise
+        return Check("model", False, f"the owner model does not load: {e}", fix="run `facewarden train` again")
+    t = verifier.thresholds
+    where = "from the config" if cfg.model.threshold is not None else "calibrated by train"
+    return Check("model", True, f"owner.{'h5' if cfg.model.runtime == 'h5' else 'tflite'} loads; "
+                 f"threshold {t.colour:.3f} (grey/IR frames {t.grey:.3f}), {where}")
 
 
 def _has_session() -> bool:

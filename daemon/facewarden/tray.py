@@ -203,9 +203,10 @@ class Tray:
     def click(self) -> None:
         self.activate(click_request(self.current))
 
-    def loop(self, interval: float = POLL_S) -> None:
+    def loop(self, interval: float = POLL_S, tick: Callable[[], None] = lambda: None) -> None:
         while not self.stopping.is_set():
             self.refresh()
+            tick()
             self.stopping.wait(interval)
 
 
@@ -281,7 +282,7 @@ def run(args=None) -> int:
     def setup(ic):
         ic.visible = True
         _show(icon, tray.current)
-        tray.loop()
+        tray.loop(tick=getattr(icon, "redock", lambda: None))
 
     icon.run(setup)
     tray.stopping.set()
@@ -307,6 +308,11 @@ def _fixed_xorg_icon(base):
         def _dock_window(self):
             if self._systray_manager is None:
                 super()._dock_window()
+
+        def redock(self):
+            """Dock again once a tray is back (pystray itself retries only on the next update)."""
+            if self._systray_manager is None and self._get_systray_manager() is not None:
+                self._update_icon()
 
     return Icon
 

@@ -114,9 +114,12 @@ def trayer(display: str) -> Iterator[subprocess.Popen]:
     proc = subprocess.Popen([exe, "--edge", "top", "--align", "left", "--widthtype", "pixel", "--width", "120",
                              "--heighttype", "pixel", "--height", "26", "--iconspacing", "0", "--tint", "0x000000",
                              "--transparent", "false", "--SetDockType", "false"],
-                            env=dict(os.environ, DISPLAY=display), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=dict(os.environ, DISPLAY=display), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
     try:
-        wait_for(lambda: tray_owner(display), "trayer to own the tray selection")
+        wait_for(lambda: tray_owner(display) or proc.poll() is not None, "trayer to own the tray selection")
+        if proc.poll() is not None:
+            raise AssertionError(f"trayer exited {proc.returncode}: {proc.stderr.read().strip()}")
         yield proc
     finally:
         _stop(proc)

@@ -1,0 +1,264 @@
+"""The service: the sampling step over a replayed camera with the real verifier, the daemon's control
+handlers and reload, and the real `facewarden run` process (signals, socket, no TensorFlow, exit codes).
+
+The owner is scikit-image's astronaut, enrolled and trained once per session with the real commands,
+so these tests run without ../shared."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from facewarden import config as config_module
+from facewarden.camera import Camera, ReplayEnded
+from facewarden.config import parse
+from facewarden.control import request
+from facewarden.demo import augmented, write_replay
+from facewarden.errors import UserError
+from facewarden.events import Event
+from facewarden.paths import paths
+from facewarden.presence import Presence, State
+from facewarden.service import Daemon, build_verifier, sample_once
+
+PYTHON = [sys.executable, "-m", "facewarden"]
+WAIT_S = 60.0  # generous: CI has 2 shared cores
+
+
+@pytest.fixture(scope="session")
+def trained_home(tmp_path_factory, astronaut_bgr) -> Path:
+    """A FACEWARDEN_HOME with the astronaut enrolled and the owner model trained."""
+    import cv2
+
+    home = tmp_path_factory.mktemp("astronaut-owner")
+    src = home / "src"
+    src.mkdir()
+    for i, img in enumerate(augmented(astronaut_bgr, 12)):
+        cv2.imwrite(str(src / f"{i:02d}.jpg"), img)
+    env = {**os.environ, "FACEWARDEN_HOME": str(home)}
+    for cmd in (["enroll", "--from", str(src)], ["train"]):
+        result = subprocess.run(PYTHON + cmd, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-2000:]
+    return home
+
+
+@pytest.fixture
+def owner_home(trained_home, home) -> Path:
+    """An isolated FACEWARDEN_HOME holding a copy of the trained owner model."""
+    shutil.copytree(trained_home / "models", home / "models")
+    return home
+
+
+@pytest.fixture(scope="session")
+def replay(tmp_path_factory, astronaut_bgr) -> Path:
+    """Owner 2 s, nobody 4 s, a broken camera 1.6 s, owner 2 s, at 5 fps."""
+    folder = tmp_path_factory.mktemp("replay")
+    write_replay(folder, [("owner", 2, [[astronaut_bgr]]), ("empty", 4, [[]]), ("broken", 1.6, [None]),
+                          ("back", 2, [[astronaut_bgr]])])
+    return folder
+
+
+class Clocks:
+    """The replay clock (monotonic, for the camera) and the wall clock (for presence), advanced together."""
+
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+def write_config(home: Path, text: str) -> config_module.Config:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(text)
+    return config_module.load(home / "config.toml")
+
+
+def test_sampling_step_over_a_replayed_camera(owner_home, replay):
+    cfg = parse({"camera": {"source": str(replay), "retry_max_s": 0.5}, "lock": {"after_absent_s": 2},
+                 "liveness": {"enabled": False}})
+    clock = Clocks()
+    camera = Camera(cfg.camera, clock)
+    presence = Presence(cfg, clock())
+    verify = build_verifier(cfg, paths())
+    seen, intervals = [], set()
+    with pytest.raises(ReplayEnded):
+        for _ in range(200):
+            step = sample_once(camera, verify, presence, clock)
+            seen += [(round(clock.t - 1000, 2), e) for e in step.events]
+            intervals.add(presence.interval())
+            clock.t += presence.interval()
+    assert [e for _, e in seen] == [Event.OWNER_ARRIVED, Event.OWNER_LEFT, Event.CAMERA_LOST,
+                                    Event.CAMERA_RESTORED, Event.OWNER_ARRIVED]
+    times = dict((e, t) for t, e in reversed(seen))
+    assert times[Event.OWNER_LEFT] <= 2.0 + 2.0 + 0.5  # last owner frame + after_absent_s + an interval
+    assert 6.0 <= times[Event.CAMERA_LOST] <= 7.0  # the broken frames start at 6 s; sampled each second
+    assert intervals == {0.25, 1.0}  # the cadence followed the state
+
+
+def test_real_liveness_refuses_the_photo_of_the_owner(owner_home, astronaut_bgr, tmp_path):
+    from facewarden.service import build_liveness
+
+    frames = tmp_path / "photo"
+    write_replay(frames, [("photo held up", 12, [[astronaut_bgr]])])
+    cfg = parse({"camera": {"source": str(frames)}, "liveness": {"enabled": True, "window_s": 5}})
+    clock = Clocks()
+    camera = Camera(cfg.camera, clock)
+    presence = Presence(cfg, clock())
+    verify, liveness = build_verifier(cfg, paths()), build_liveness(cfg)
+    events = []
+    while clock.t < 1008:
+        events += sample_once(camera, verify, presence, clock, liveness).events
+        clock.t += presence.interval()
+    # Verified as the owner's face, but never alive: held for liveness.window_s, then a spoof.
+    assert events == [Event.SPOOF_SUSPECTED]
+    assert presence.state == State.STRANGER
+
+
+def test_paused_step_does_not_read_the_camera(owner_home, replay):
+    cfg = parse({"camera": {"source": str(replay)}, "liveness": {"enabled": False}})
+    clock = Clocks()
+    camera = Camera(cfg.camera, clock)
+    presence = Presence(cfg, clock())
+    presence.pause(clock() + 10, clock())
+    clock.t += 5
+    step = sample_once(camera, lambda frame: pytest.fail("judged a frame while paused"), presence, clock)
+    assert step.events == [] and step.frame is None and camera._started is None
+    clock.t += 5
+    assert sample_once(camera, build_verifier(cfg, paths()), presence, clock).events == [Event.RESUMED]
+
+
+def test_daemon_control_and_reload(owner_home, replay, tmp_path):
+    marker = tmp_path / "locked"
+    lock = tmp_path / "lock.sh"
+    lock.write_text(f'#!/bin/sh\necho locked > "{marker}"\n')
+    lock.chmod(0o755)
+    base = f'[camera]\nsource = "{replay}"\n[liveness]\nenabled = false\n[lock]\ncommand = ["{lock}"]\nmethods = ["command"]\n'
+    cfg = write_config(owner_home, base)
+    daemon = Daemon(cfg, paths())
+    status = daemon.status()
+    assert set(status) == {"state", "since", "paused_until", "locked", "camera", "faces", "score"}
+    assert status["state"] == "pending" and status["camera"] == "ok"
+
+    paused = daemon.pause(60)
+    assert paused["ok"] and paused["state"] == "paused" and paused["paused_until"] > time.time() + 50
+    assert daemon.resume()["state"] == "pending"
+
+    assert daemon.lock_now()["locked"] is True and marker.read_text() == "locked\n"
+
+    (owner_home / "config.toml").write_text(base + "after_absent_s = -3\n")
+    refused = daemon.reload()
+    assert refused["ok"] is False and "lock.after_absent_s" in refused["error"] and "old config stays" in refused["error"]
+    assert daemon.presence.after_absent_s == 10.0
+    (owner_home / "config.toml").write_text(base.replace('source = "', 'source = "/nonexistent'))
+    assert daemon.reload()["ok"] is False and daemon.config == cfg
+    (owner_home / "config.toml").write_text(base + "after_absent_s = 4\n")
+    assert daemon.reload()["ok"] is True and daemon.presence.after_absent_s == 4.0
+
+    daemon._actions.drain(10)
+    daemon._hooks.drain(10)
+    events = [json.loads(line)["event"] for line in paths().events_file.read_text().splitlines()]
+    assert events == ["paused", "resumed", "locked"]
+
+
+def start_daemon(home: Path, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "FACEWARDEN_HOME": str(home)}
+    proc = subprocess.Popen(PYTHON + ["run"], env=env, stderr=open(log, "w"), stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        try:
+            request({"cmd": "status"}, home / "run" / "control.sock")
+            return proc
+        except UserError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError(f"daemon did not come up (exit {proc.poll()}):\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+
+
+def wait_for(check, what: str):
+    deadline = time.monotonic() + WAIT_S
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_daemon_process_signals_socket_and_no_tensorflow(owner_home, replay, tmp_path, astronaut_bgr):
+    frames = tmp_path / "loop"
+    write_replay(frames, [("owner", 2, [[astronaut_bgr]])])
+    hooks = owner_home / "hooks"
+    hooks.mkdir()
+    pid_file = tmp_path / "hook.pid"
+    (hooks / "owner_arrived").write_text(f'#!/bin/sh\necho $$ > "{pid_file}"\nsleep 300\n')
+    (hooks / "owner_arrived").chmod(0o755)
+    good = (f'[camera]\nsource = "{frames}"\nreplay_loop = true\n[liveness]\nenabled = false\n'
+            '[hooks]\ntimeout_s = 3\n[actions]\ncamera_lost = []\n')
+    write_config(owner_home, good)
+    log = tmp_path / "daemon.log"
+    proc = start_daemon(owner_home, log)
+    sock = owner_home / "run" / "control.sock"
+    try:
+        wait_for(lambda: request({"cmd": "status"}, sock)["state"] == "owner_present", "the owner")
+        maps = Path(f"/proc/{proc.pid}/maps").read_text()
+        assert "tensorflow" not in maps, "the daemon process loaded TensorFlow"
+
+        (owner_home / "config.toml").write_text(good + "[presence]\nwindow = 2\nrequired = 3\n")
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload refused" in log.read_text(), "the refused reload in the log")
+        assert "required must not exceed window" in log.read_text()
+        assert request({"cmd": "status"}, sock)["state"] == "owner_present"
+        assert request({"cmd": "reload"}, sock)["ok"] is False
+
+        wait_for(pid_file.exists, "the hanging hook")
+        hook_pid = int(pid_file.read_text())
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(WAIT_S) == 0
+        # The hanging hook was drained with its deadline (hooks.timeout_s), then killed.
+        assert time.monotonic() - started < 3 + 2 + 10
+        assert not Path(f"/proc/{hook_pid}").exists() or "Z" in Path(f"/proc/{hook_pid}/stat").read_text().split()[2]
+        assert not sock.exists()
+        assert "stopped" in log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_end_of_replay_exits_0(owner_home, replay, tmp_path):
+    write_config(owner_home, f'[camera]\nsource = "{replay}"\n[liveness]\nenabled = false\n'
+                             '[lock]\nmethods = []\n[actions]\ncamera_lost = []\nowner_left = []\n')
+    env = {**os.environ, "FACEWARDEN_HOME": str(owner_home)}
+    result = subprocess.run(PYTHON + ["run"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ended" in result.stderr
+
+
+@pytest.mark.parametrize("text,message", [
+    ('[lock]\nafter_absent_s = "soon"\n[camera]\nreplay_fps = 0\n', ["lock.after_absent_s", "camera.replay_fps"]),
+    ("[camera\n", ["not valid TOML"]),
+    ('[camera]\nsource = "/no/such/video.mp4"\n', ["camera.source", "/no/such/video.mp4"]),
+])
+def test_bad_config_at_start_is_one_clear_error(owner_home, text, message):
+    (owner_home / "config.toml").write_text(text)
+    env = {**os.environ, "FACEWARDEN_HOME": str(owner_home)}
+    result = subprocess.run(PYTHON + ["run"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith("facewarden: ") and "Traceback" not in result.stderr
+    for m in message:
+        assert m in result.stderr
+
+
+def test_no_owner_model_is_a_clear_error(home, replay):
+    write_config(home, f'[camera]\nsource = "{replay}"\n')
+    env = {**os.environ, "FACEWARDEN_HOME": str(home)}
+    result = subprocess.run(PYTHON + ["run"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2, result.stderr

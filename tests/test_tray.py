@@ -179,7 +179,7 @@ def test_menu_entries_reach_the_daemon_through_the_socket(served):
 def x_tray():
     from desktop_helpers.procs import trayer, xvfb
 
-    with xvfb() as display, trayer(display):
+    with xvfb(320, 240) as display, trayer(display):  # tall enough for the whole menu
         yield display
 
 
@@ -286,6 +286,54 @@ def test_tray_icon_per_state_click_and_daemon_restart(x_tray, served, tray_proce
     finally:
         again.stop()
     assert tray_process.poll() is None
+
+
+def menu_window(display: str):
+    """(x, y, width, height) of a posted Tk popup menu on `display`, or None."""
+    import Xlib.display
+    import Xlib.X
+
+    d = Xlib.display.Display(display)
+    try:
+        for w in d.screen().root.query_tree().children:
+            try:
+                if "Menu" in (w.get_wm_class() or ()) and w.get_attributes().map_state == Xlib.X.IsViewable:
+                    geo = w.get_geometry()
+                    return geo.x, geo.y, geo.width, geo.height
+            except Exception:  # a window vanished while we looked
+                continue
+        return None
+    finally:
+        d.close()
+
+
+def test_right_click_menu_reaches_the_daemon(x_tray, served, tray_process):
+    pytest.importorskip("tkinter", reason="the xorg right-click menu needs tkinter (Debian python3-tk)")
+    daemon, _ = served
+    env = dict(os.environ, DISPLAY=x_tray)
+    shows(x_tray, tray.GREEN, "menu_owner_present", "facewarden: owner present")
+
+    def choose(label):
+        x, y, w, h, _ = icon_window(x_tray)
+        subprocess.run(["xdotool", "mousemove", str(x + w // 2), str(y + h // 2), "click", "3"], env=env, check=True)
+        mx, my, mw, mh = wait_for(lambda: menu_window(x_tray), "the menu to open")
+        ARTIFACTS.mkdir(exist_ok=True)
+        from desktop_helpers.procs import screenshot
+
+        screenshot(x_tray).save(ARTIFACTS / "tray-menu.png")
+        entry = mh / len(tray.MENU)  # equal rows, no separators
+        row = [label for label, _ in tray.MENU].index(label)
+        subprocess.run(["xdotool", "mousemove", str(mx + mw // 2), str(int(my + entry * (row + 0.5))), "click", "1"],
+                       env=env, check=True)
+        wait_for(lambda: menu_window(x_tray) is None, "the menu to close")
+
+    choose("Pause 30 min")
+    wait_for(lambda: daemon.calls == [("pause", 1800.0)], "pause 30 min to reach the daemon")
+    shows(x_tray, tray.AMBER, "menu_paused", "facewarden: paused until ")
+    choose("Lock now")
+    wait_for(lambda: daemon.calls[-1:] == [("lock-now",)], "lock now to reach the daemon")
+    choose("Quit tray")
+    assert tray_process.wait(30) == 0
 
 
 def test_icon_docks_again_when_the_tray_host_restarts(served, home, tmp_path):

@@ -8,10 +8,12 @@ as it is imported, so it is imported there and nowhere else.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -203,11 +205,58 @@ class Tray:
     def click(self) -> None:
         self.activate(click_request(self.current))
 
+    def menu_entries(self) -> list[tuple[str, bool]]:
+        """MENU's labels, each with whether it can be chosen now (daemon commands need a daemon)."""
+        return [(label, self.current.running or not isinstance(what, dict)) for label, what in MENU]
+
+    def popup(self, x: int, y: int) -> None:
+        """Show the menu at (x, y) in a Tk process and run the entry chosen there, if any."""
+        try:
+            chosen = menu_choice(x, y, self.menu_entries())
+        except UserError as e:
+            self.tell(str(e))
+            return
+        if chosen is not None:
+            self.activate(MENU[chosen][1])
+
     def loop(self, interval: float = POLL_S, tick: Callable[[], None] = lambda: None) -> None:
         while not self.stopping.is_set():
             self.refresh()
             tick()
             self.stopping.wait(interval)
+
+
+def menu_choice(x: int, y: int, entries: list[tuple[str, bool]]) -> int | None:
+    """The index of the entry the user picks in a popup menu at (x, y); None when dismissed.
+
+    pystray's xorg backend has no menu. Tk draws one in a short-lived process of its own: Tk
+    wants its own thread and event loop, which pystray's X loop must not share.
+    """
+    argv = [sys.executable, "-m", __name__, "--menu", str(x), str(y), json.dumps(entries)]
+    result = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        raise UserError("the right-click menu needs tkinter (Debian: apt install python3-tk); "
+                        "a left click pauses or resumes, and `facewarden pause|resume|lock` work meanwhile")
+    answer = result.stdout.strip()
+    return int(answer) if answer.isdigit() and int(answer) < len(entries) else None
+
+
+def _tk_menu(x: int, y: int, entries: list[tuple[str, bool]]) -> int | None:
+    import tkinter
+
+    root = tkinter.Tk(className="facewarden-menu")
+    root.withdraw()
+    chosen: list[int] = []
+    menu = tkinter.Menu(root, tearoff=0)
+    for i, (label, enabled) in enumerate(entries):
+        menu.add_command(label=label, state="normal" if enabled else "disabled",
+                         command=lambda i=i: chosen.append(i))
+    # Tk unposts the menu before it runs the chosen command: give the command a moment, then end,
+    # whether something was chosen or the user clicked elsewhere.
+    menu.bind("<Unmap>", lambda _e: root.after(100, root.quit))
+    menu.tk_popup(x, y)
+    root.mainloop()
+    return chosen[0] if chosen else None
 
 
 def _tell(message: str) -> None:
@@ -264,6 +313,8 @@ def run(args=None) -> int:
     icon_class = _fixed_xorg_icon(pystray.Icon) if backend == "_xorg" else pystray.Icon
     icon = icon_class("facewarden", title="facewarden")
     tray = Tray(show=lambda v: _show(icon, v), stop=icon.stop)
+    if backend == "_xorg":
+        icon.on_menu = lambda x, y: threading.Thread(target=tray.popup, args=(x, y), daemon=True).start()
 
     def item(label: str, what: dict | str):
         needs_daemon = isinstance(what, dict)
@@ -290,7 +341,8 @@ def run(args=None) -> int:
 
 
 def _fixed_xorg_icon(base):
-    """pystray 0.19's xorg Icon with two fixes, both seen on Debian's trayer:
+    """pystray 0.19's xorg Icon with a right-click menu (see menu_choice) and two fixes, both seen
+    on Debian's trayer:
     - it handles ButtonPress but never selects it on its window, so no click ever arrives
       (pystray issue #151, "callbacks not working on tint2");
     - every icon update asks the tray to dock the window again, and after a few re-docks trayer
@@ -304,6 +356,15 @@ def _fixed_xorg_icon(base):
             self._window.change_attributes(
                 event_mask=Xlib.X.ExposureMask | Xlib.X.StructureNotifyMask | Xlib.X.ButtonPressMask)
             self._display.flush()
+
+        #: Called with the pointer's root coordinates on a right click (set by run()).
+        on_menu = None
+
+        def _on_button_press(self, event):
+            if event.detail == 3 and self.on_menu is not None:
+                self.on_menu(event.root_x, event.root_y)
+            else:
+                super()._on_button_press(event)
 
         def _dock_window(self):
             if self._systray_manager is None:
@@ -321,3 +382,8 @@ def _show(icon, v: View) -> None:
     icon.title = v.tooltip  # first, so the tooltip never lags the picture
     icon.icon = draw(v)
     icon.update_menu()
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--menu"]:
+    _picked = _tk_menu(int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4]))
+    print("" if _picked is None else _picked)

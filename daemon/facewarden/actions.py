@@ -71,18 +71,18 @@ class Context:
         }
 
 
-def _run(argv: list[str]) -> subprocess.CompletedProcess | None:
+def _run(argv: list[str], capture: bool = True) -> subprocess.CompletedProcess | None:
     try:
-        return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+        return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=capture, text=True, timeout=COMMAND_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as e:
         log.info("%s: %s", argv[0], e)
         return None
 
 
-def _succeeded(argv: list[str]) -> bool:
-    result = _run(argv)
+def _succeeded(argv: list[str], capture: bool = True) -> bool:
+    result = _run(argv, capture)
     if result is not None and result.returncode != 0:
-        log.info("%s exited %d: %s", " ".join(argv), result.returncode, result.stderr.strip()[:200])
+        log.info("%s exited %d: %s", " ".join(argv), result.returncode, (result.stderr or "").strip()[:200])
     return result is not None and result.returncode == 0
 
 
@@ -130,7 +130,8 @@ class Actions:
         return False
 
     def _lock_command(self) -> bool:
-        return bool(self.config.lock.command) and _succeeded(list(self.config.lock.command))
+        # The user's own command talks to the daemon's stdout and stderr (the journal), like a hook.
+        return bool(self.config.lock.command) and _succeeded(list(self.config.lock.command), capture=False)
 
     def _lock_loginctl(self) -> bool:
         if shutil.which("loginctl") is None or not _succeeded(["loginctl", "lock-session", _session()]):

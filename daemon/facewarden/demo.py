@@ -30,8 +30,8 @@ REPO_HOOKS = Path(__file__).resolve().parents[2] / "hooks"
 FPS = 5
 SIZE = (640, 480)
 # The timeline, in seconds of replay: owner, nobody, owner.
-OWNER_S, EMPTY_S, RETURN_S = 6, 9, 5
-AFTER_ABSENT_S = 5.0
+OWNER_S, EMPTY_S, RETURN_S = 4, 8, 4
+AFTER_ABSENT_S = 4.0
 DAEMON_TIMEOUT_S = 120
 
 

@@ -7,7 +7,8 @@ LivenessTracker, the presence state machine) on a replay clock, at the cadence p
 training their owner model with the real owner code (frames of the live clip itself: optimistic for
 the owner check, which is not what this bench measures).
 APCER = photo clips that produce owner_arrived; BPCER = live clips that do not within the clip.
-Added cost = the tracker's time per sample while pending.
+Added cost = the tracker's time per sample while pending. The table's "owner" column counts the
+samples the owner model verified: photos are verified as the person too, liveness is what stops them.
 
 The shipped thresholds were set on these same clips, so the first table is optimistic. The second
 estimate is leave-one-subject-out: thresholds calibrated (as --calibrate does) on the other seven

@@ -242,3 +242,14 @@ def test_sample_from_an_observation():
     assert s.skipped and not s.owner and s.live is None
     s = Sample.of(Observation((FaceVerdict(face, 0.2, False),)), live=True)
     assert not s.owner and s.live is None and s.others == 1
+
+
+def test_reconfigure_keeps_state_and_recent_evidence():
+    run = Run()
+    run.feed(OWNER, 2)
+    run.machine.configure(config(presence={"window": 3, "required": 2}, lock={"after_absent_s": 4}))
+    assert run.machine.state == State.OWNER_PRESENT and run.machine.owner_in_window
+    run.feed(EMPTY, 3.75)
+    assert run.names() == [Event.OWNER_ARRIVED]
+    run.feed(EMPTY, 0.5)
+    assert run.names() == [Event.OWNER_ARRIVED, Event.OWNER_LEFT]

@@ -67,6 +67,8 @@ class Presence:
     """Owner present / absent / stranger / paused, from samples and the clock. Not thread-safe."""
 
     def __init__(self, config: Config, now: float):
+        self._samples: deque[Sample] = deque()
+        self._times: deque[float] = deque()
         self.configure(config)
         self.state = State.PENDING
         self.since = now
@@ -86,13 +88,12 @@ class Presence:
         self.onlooker_enabled = config.onlooker.enabled
         self.liveness_window_s = config.liveness.window_s
         self.sampling = config.sampling
-        if hasattr(self, "_samples"):
-            self._samples = deque(self._samples, maxlen=self.window)
-            self._times = deque(self._times, maxlen=self.window)
+        self._samples = deque(self._samples, maxlen=self.window)
+        self._times = deque(self._times, maxlen=self.window)
 
     def _reset_evidence(self, now: float) -> None:
-        self._samples: deque[Sample] = deque(maxlen=self.window)
-        self._times: deque[float] = deque(maxlen=self.window)
+        self._samples = deque(maxlen=self.window)
+        self._times = deque(maxlen=self.window)
         # The owner is assumed at the keyboard when the daemon starts or resumes (they started
         # it), so the absence timer runs from then: if they never show up, the lock still comes.
         self._owner_seen_at = now

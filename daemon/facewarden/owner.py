@@ -147,7 +147,7 @@ def enroll_frames(
     for frame in frames:
         if frame is None:
             continue
-        crop, why = single_face(frame, detector)
+        crop, _ = single_face(frame, detector)
         if crop is None:
             continue
         stored = _store(crop, p)
@@ -505,6 +505,13 @@ STILL_DETECT_WIDTH = 640  # photos: detect on more pixels than a live frame, fac
 STILL_MIN_SCORE = 0.5  # the pair benchmark's detector cut (YuNet's 0.9 default misses LFW faces)
 
 
+def _quiet_tensorflow() -> None:
+    """TensorFlow's start-up chatter (CUDA probes, oneDNN notes) would bury our own stderr lines."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
 def _config():
     from . import config
 
@@ -576,6 +583,7 @@ def cli_enroll(args) -> int:
 
 
 def cli_train(args) -> int:
+    _quiet_tensorflow()
     p = paths.paths()
     meta = train(p, say=_err, verbose=2)
     print(
@@ -615,6 +623,7 @@ def _still_crop(image: np.ndarray, detector: vision.Detector) -> np.ndarray | No
 def cli_embed(args) -> int:
     from . import encoder as enc
 
+    _quiet_tensorflow()
     detector = vision.Detector(STILL_DETECT_WIDTH, STILL_MIN_SCORE)
     embedder = None
     failed = False
@@ -638,6 +647,7 @@ def cli_embed(args) -> int:
 def cli_evaluate(args) -> int:
     from . import encoder as enc
 
+    _quiet_tensorflow()
     pairs_file, images = Path(args.pairs), Path(args.images)
     if not pairs_file.is_file():
         raise UserError(f"{pairs_file}: no such file")

@@ -179,6 +179,8 @@ class Tray:
 
     def refresh(self) -> View:
         with self._refreshing:
+            if self.stopping.is_set():
+                return self.current
             v = view(poll(self.request), self.clock())
             if v != self.current:
                 self.current = v
@@ -189,7 +191,10 @@ class Tray:
         """Run one menu entry; failures are told to the user, never raised into the toolkit."""
         try:
             if what == "quit":
-                self.stopping.set()
+                # Under the refresh lock: an icon update still in flight when the icon stops would
+                # wait forever for pystray's finished loop and keep the process alive.
+                with self._refreshing:
+                    self.stopping.set()
                 self.stop_icon()
                 return
             if what == "open-config":
@@ -341,8 +346,8 @@ def run(args=None) -> int:
 
 
 def _fixed_xorg_icon(base):
-    """pystray 0.19's xorg Icon with a right-click menu (see menu_choice) and two fixes, both seen
-    on Debian's trayer:
+    """pystray 0.19's xorg Icon with a right-click menu (see menu_choice) and three fixes, all seen
+    on Debian's trayer (the third is _mainloop's):
     - it handles ButtonPress but never selects it on its window, so no click ever arrives
       (pystray issue #151, "callbacks not working on tint2");
     - every icon update asks the tray to dock the window again, and after a few re-docks trayer
@@ -359,6 +364,25 @@ def _fixed_xorg_icon(base):
 
         #: Called with the pointer's root coordinates on a right click (set by run()).
         on_menu = None
+        _stopped = False
+
+        def _stop(self):
+            super()._stop()
+            self._stopped = True
+
+        def _mainloop(self):
+            # pystray's loop ends only on the DestroyNotify of its window, which sometimes never
+            # arrives after stop() (seen with trayer): the tray then hangs instead of quitting.
+            # The same loop, also ending right after the stop request was handled.
+            try:
+                for event in self._events():
+                    if event.type == Xlib.X.DestroyNotify and event.window == self._window:
+                        break
+                    self._message_handlers.get(event.type, lambda e: None)(event)
+                    if self._stopped:
+                        break
+            except Exception:
+                self._log.error("An error occurred in the main loop", exc_info=True)
 
         def _on_button_press(self, event):
             if event.detail == 3 and self.on_menu is not None:

@@ -83,7 +83,10 @@ def xvfb(width: int = 320, height: int = 120) -> Iterator[str]:
     """An Xvfb server on a display number it picks itself (-displayfd); yields ":N"."""
     exe = need("Xvfb", "xvfb")
     read, write = os.pipe()
-    proc = subprocess.Popen([exe, "-displayfd", str(write), "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp"],
+    # -noreset: by default the server resets when its last client leaves, refusing connections
+    # meanwhile, and the tests connect and disconnect all the time.
+    proc = subprocess.Popen([exe, "-displayfd", str(write), "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp",
+                             "-noreset"],
                             pass_fds=(write,), stderr=subprocess.DEVNULL)
     os.close(write)
     try:

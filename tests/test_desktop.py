@@ -103,8 +103,31 @@ def test_render_quotes_awkward_paths():
     text = "[Service]\nExecStart=%h/.local/bin/facewarden run\nExecReload=/bin/kill -HUP $MAINPID\n"
     assert desktop.render_unit(text, Path("/opt/fw/bin/facewarden")) == \
         "[Service]\nExecStart=/opt/fw/bin/facewarden run\nExecReload=/bin/kill -HUP $MAINPID\n"
-    # systemd splits ExecStart like a shell and expands %-specifiers: quote, and double the %.
-    assert "ExecStart=\"/home/a b/100%%/facewarden\" run\n" in desktop.render_unit(text, Path("/home/a b/100%/facewarden"))
+    # systemd splits ExecStart like a shell and expands %-specifiers and $VARIABLES there.
+    awkward = desktop.render_unit(text, Path("/home/a b/100%/$x/facewarden"))
+    assert 'ExecStart="/home/a b/100%%/$$x/facewarden" run\n' in awkward
+
+
+def test_install_passes_facewarden_home_on(user_home, tmp_path):
+    fwhome = tmp_path / "my profile"
+    r = fw(user_home, "install", FACEWARDEN_HOME=str(fwhome))
+    assert r.returncode == 0, r.stderr
+    daemon = (user_home / ".config/systemd/user/facewarden.service").read_text()
+    assert f'Environment="FACEWARDEN_HOME={fwhome}"\nReadWritePaths="{fwhome}"\n' in daemon
+    tray_unit = (user_home / ".config/systemd/user/facewarden-tray.service").read_text()
+    assert f'Environment="FACEWARDEN_HOME={fwhome}"\n' in tray_unit and "ReadWritePaths" not in tray_unit
+    assert (fwhome / "config.toml").read_text() == default_text() and mode(fwhome) == 0o700
+    assert not (user_home / ".config/facewarden").exists()
+    if shutil.which("systemd-analyze"):  # the quoting is systemd's to judge
+        verify(user_home, shutil.which("systemd-analyze"))
+
+
+def verify(user_home: Path, exe: str) -> None:
+    units = [str(user_home / ".config/systemd/user" / n) for n in desktop.UNITS]
+    r = subprocess.run([exe, "verify", "--user", *units], env=user_env(user_home), capture_output=True, text=True,
+                       timeout=120)
+    # verify exits 0 on mere warnings (an unknown key, a bad value): any output is a failure too.
+    assert (r.returncode, r.stdout + r.stderr) == (0, "")
 
 
 def test_installed_units_pass_systemd_analyze_verify(user_home):
@@ -112,14 +135,11 @@ def test_installed_units_pass_systemd_analyze_verify(user_home):
     if exe is None:
         pytest.skip("systemd-analyze is not installed (Debian package systemd; .ci/run installs it)")
     assert fw(user_home, "install").returncode == 0
-    units = [str(user_home / ".config/systemd/user" / n) for n in desktop.UNITS]
-    r = subprocess.run([exe, "verify", "--user", *units], env=user_env(user_home), capture_output=True, text=True,
-                       timeout=120)
-    # verify exits 0 on mere warnings (an unknown key, a bad value): any output is a failure too.
-    assert (r.returncode, r.stdout + r.stderr) == (0, "")
+    verify(user_home, exe)
 
     broken = user_home / "broken.service"
-    broken.write_text(Path(units[0]).read_text().replace("Restart=on-failure", "Restart=sometimes"))
+    installed = user_home / ".config/systemd/user/facewarden.service"
+    broken.write_text(installed.read_text().replace("Restart=on-failure", "Restart=sometimes"))
     r = subprocess.run([exe, "verify", "--user", str(broken)], env=user_env(user_home), capture_output=True,
                        text=True, timeout=120)
     assert "sometimes" in r.stdout + r.stderr  # the check above would have caught it

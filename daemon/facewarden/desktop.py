@@ -43,13 +43,28 @@ def facewarden_executable() -> Path:
     raise UserError("cannot find the facewarden executable (run install through the installed `facewarden` command)")
 
 
-def render_unit(text: str, executable: Path) -> str:
-    """The unit `text` with every ExecStart running `executable` instead of the shipped path."""
-    exe = str(executable)
-    if re.search(r'[\s"\'\\%$]', exe):
-        # systemd parses ExecStart like a shell word list; quote rather than guess its escaping.
-        exe = '"' + exe.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$") + '"'
-    return re.sub(r"(?m)^ExecStart=\S+", lambda _: f"ExecStart={exe}", text)
+def _quote(value: str, command: bool = False) -> str:
+    """`value` as one systemd word: units split values like a shell and expand %-specifiers, and
+    command lines also $VARIABLES."""
+    value = value.replace("%", "%%")
+    if command:
+        value = value.replace("$", "$$")
+    if re.search(r'[\s"\'\\]', value):
+        value = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return value
+
+
+def render_unit(text: str, executable: Path, home: Path | None = None) -> str:
+    """The unit `text` with every ExecStart running `executable` instead of the shipped path, and,
+    when facewarden runs from one directory (FACEWARDEN_HOME), that directory passed on and
+    writable despite ProtectSystem=strict."""
+    out = re.sub(r"(?m)^ExecStart=\S+", lambda _: f"ExecStart={_quote(str(executable), command=True)}", text)
+    if home is not None:
+        extra = f"Environment={_quote(f'FACEWARDEN_HOME={home}')}\n"
+        if "ProtectSystem=" in out:
+            extra += f"ReadWritePaths={_quote(str(home))}\n"
+        out = re.sub(r"(?m)^(ExecStart=.*\n)", lambda m: m.group(1) + extra, out, count=1)
+    return out
 
 
 def write_default_config() -> Path:
@@ -87,10 +102,11 @@ def install(args) -> int:
     exe = facewarden_executable()
     if not UNIT_SOURCE.is_dir():
         raise UserError(f"the unit files are missing ({UNIT_SOURCE}): install facewarden from its source tree")
+    home = Path(os.environ["FACEWARDEN_HOME"]).expanduser().absolute() if os.environ.get("FACEWARDEN_HOME") else None
     unit_dir = user_unit_dir()
     unit_dir.mkdir(parents=True, exist_ok=True)
     for name in UNITS:
-        text = render_unit((UNIT_SOURCE / name).read_text(encoding="utf-8"), exe)
+        text = render_unit((UNIT_SOURCE / name).read_text(encoding="utf-8"), exe, home)
         target = unit_dir / name
         old = target.read_text(encoding="utf-8") if target.exists() else None
         if old == text:
@@ -106,8 +122,9 @@ def install(args) -> int:
     else:
         write_default_config()
         print(f"wrote the default config {config_file}")
-    if os.environ.get("FACEWARDEN_HOME"):
-        print("note: FACEWARDEN_HOME is set here, but the units run with the standard XDG locations")
+    if home is not None:
+        paths.private_dir(home)  # ReadWritePaths= needs it to exist when the unit starts
+        print(f"the units run with FACEWARDEN_HOME={home}, as this install did")
 
     if not systemd_user_running():
         print("no systemd user instance here: units written but not enabled; "

@@ -207,9 +207,6 @@ class Tray:
             self.tell(str(e))
         self.refresh()
 
-    def click(self) -> None:
-        self.activate(click_request(self.current))
-
     def menu_entries(self) -> list[tuple[str, bool]]:
         """MENU's labels, each with whether it can be chosen now (daemon commands need a daemon)."""
         return [(label, self.current.running or not isinstance(what, dict)) for label, what in MENU]
@@ -240,8 +237,10 @@ def menu_choice(x: int, y: int, entries: list[tuple[str, bool]]) -> int | None:
     argv = [sys.executable, "-m", __name__, "--menu", str(x), str(y), json.dumps(entries)]
     result = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if result.returncode != 0:
-        raise UserError("the right-click menu needs tkinter (Debian: apt install python3-tk); "
-                        "a left click pauses or resumes, and `facewarden pause|resume|lock` work meanwhile")
+        if "No module named" in result.stderr:
+            raise UserError("the right-click menu needs tkinter (Debian: apt install python3-tk); a left click "
+                            "pauses or resumes, and `facewarden pause|resume|lock` work meanwhile")
+        raise UserError(f"the right-click menu failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}")
     answer = result.stdout.strip()
     return int(answer) if answer.isdigit() and int(answer) < len(entries) else None
 

@@ -60,8 +60,12 @@ def test_install_writes_units_and_default_config(user_home):
     assert mode(config) == 0o600 and mode(config.parent) == 0o700
     assert f"wrote {units / 'facewarden.service'}" in r.stdout
     assert f"wrote the default config {config}" in r.stdout
-    if not desktop.systemd_user_running():
-        assert "no systemd user instance here" in r.stdout
+    wants = user_home / ".config/systemd/user/graphical-session.target.wants"
+    if shutil.which("systemctl") and not desktop.systemd_user_running():
+        # The real systemctl enables on the files alone: the units start at the next login.
+        assert "for your next graphical login" in r.stdout
+        assert sorted(p.name for p in wants.iterdir()) == sorted(desktop.UNITS)
+        assert all(p.resolve() == units / p.name for p in wants.iterdir())
 
     again = fw(user_home, "install")
     assert again.returncode == 0 and f"unchanged {units / 'facewarden.service'}" in again.stdout
@@ -89,6 +93,8 @@ def test_uninstall_keeps_user_data_unless_purged(user_home):
     r = fw(user_home, "uninstall")
     assert r.returncode == 0, r.stderr
     assert not any((user_home / ".config/systemd/user" / n).exists() for n in desktop.UNITS)
+    wants = user_home / ".config/systemd/user/graphical-session.target.wants"
+    assert not wants.exists() or not any(wants.iterdir())  # no dangling enable links
     assert model.exists() and (user_home / ".config/facewarden/config.toml").exists()
     assert "kept your config, enrollment and models" in r.stdout
 

@@ -126,18 +126,23 @@ def install(args) -> int:
         paths.private_dir(home)  # ReadWritePaths= needs it to exist when the unit starts
         print(f"the units run with FACEWARDEN_HOME={home}, as this install did")
 
-    if not systemd_user_running():
-        print("no systemd user instance here: units written but not enabled; "
-              "start `facewarden run` and `facewarden tray` yourself, or run install again inside a systemd session")
+    if shutil.which("systemctl") is None:
+        print("no systemctl here: units written, not enabled; start `facewarden run` and `facewarden tray` yourself")
         return 0
-    _check(_systemctl("daemon-reload"), "daemon-reload")
-    print("ran systemctl --user daemon-reload")
-    if _enrolled():
+    # enable works on the files alone, so the units start at the next login even when no user
+    # manager runs right now; starting them needs one.
+    running = systemd_user_running()
+    if running:
+        _check(_systemctl("daemon-reload"), "daemon-reload")
+    if running and _enrolled():
         _check(_systemctl("enable", "--now", *UNITS), "enable --now")
         print(f"enabled and started {' '.join(UNITS)}")
+        return 0
+    _check(_systemctl("enable", *UNITS), "enable")
+    if not running:
+        print(f"enabled {' '.join(UNITS)} for your next graphical login (no systemd user instance runs here now)")
     else:
         # Started without an owner model the daemon would only fail and restart.
-        _check(_systemctl("enable", *UNITS), "enable")
         print(f"enabled {' '.join(UNITS)}; not started: enroll and train first, then "
               f"`systemctl --user start {' '.join(UNITS)}`")
     return 0
@@ -158,17 +163,18 @@ def _check(result: subprocess.CompletedProcess | None, what: str) -> None:
 def uninstall(args) -> int:
     unit_dir = user_unit_dir()
     present = [name for name in UNITS if (unit_dir / name).exists()]
-    if systemd_user_running():
-        # Disabling a unit that is not installed is an error, so only ask for ours that exist.
-        if present:
-            _check(_systemctl("disable", "--now", *present), "disable --now")
-            print(f"stopped and disabled {' '.join(present)}")
+    running = systemd_user_running()
+    # Disabling a unit that is not installed is an error, so only ours that exist; like enable,
+    # disable works on the files alone when no user manager runs.
+    if present and shutil.which("systemctl"):
+        _check(_systemctl("disable", *(["--now"] if running else []), *present), "disable")
+        print(f"{'stopped and ' if running else ''}disabled {' '.join(present)}")
     for name in present:
         (unit_dir / name).unlink()
         print(f"removed {unit_dir / name}")
     if not present:
         print(f"no facewarden units in {unit_dir}")
-    if present and systemd_user_running():
+    elif running:
         _check(_systemctl("daemon-reload"), "daemon-reload")
     p = paths.paths()
     dirs = list(dict.fromkeys([p.config_dir, p.data_dir, p.state_dir, p.cache_dir]))
@@ -255,8 +261,12 @@ def check_model(cfg) -> Check:
 
 
 def _has_session() -> bool:
-    result = subprocess.run(["loginctl", "show-user", str(os.getuid()), "-p", "Sessions", "--value"],
-                            capture_output=True, text=True, timeout=SYSTEMCTL_TIMEOUT_S)
+    """Whether logind knows a session of ours that `loginctl lock-session` could lock."""
+    try:
+        result = subprocess.run(["loginctl", "show-user", str(os.getuid()), "-p", "Sessions", "--value"],
+                                capture_output=True, text=True, timeout=SYSTEMCTL_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
     return result.returncode == 0 and bool(result.stdout.strip())
 
 

@@ -53,8 +53,9 @@ def astronaut_bgr():
 
 @pytest.fixture(scope="session")
 def encoder_model(tmp_path_factory):
-    """The ported SFace encoder (Keras), built once per session into its own FACEWARDEN_HOME's cache.
-    Later `encoder.load_encoder()` calls in the session (any home) return this same model."""
+    """The ported SFace encoder (Keras), built once per session into its own FACEWARDEN_HOME's cache
+    (that .h5 is `encoder_model.cache_path`). Later `encoder.load_encoder()` calls in the session
+    (any home) return this same model."""
     from facewarden import encoder
 
     with pytest.MonkeyPatch.context() as mp:

@@ -205,15 +205,11 @@ def test_doctor_where_nothing_is_there(user_home, tmp_path):
 
 
 def test_doctor_reports_a_bad_config_and_asks_a_running_daemon(user_home, tmp_path, monkeypatch):
-    from desktop_helpers.daemon_side import TestDaemon
-    from facewarden.control import Server
-    from facewarden.paths import paths
+    from desktop_helpers.daemon_side import TestDaemon, serving
 
     fwhome = tmp_path / "fw"
     monkeypatch.setenv("FACEWARDEN_HOME", str(fwhome))
-    server = Server(paths().socket_path, TestDaemon({"state": "owner_absent", "camera": "lost"}))
-    server.start()
-    try:
+    with serving(TestDaemon({"state": "owner_absent", "camera": "lost"})):
         (fwhome / "config.toml").write_text("[camera]\nwidth = -1\n")
         r = fw(user_home, "doctor", FACEWARDEN_HOME=str(fwhome))
         lines = doctor_lines(r)
@@ -225,5 +221,3 @@ def test_doctor_reports_a_bad_config_and_asks_a_running_daemon(user_home, tmp_pa
         lines = doctor_lines(fw(user_home, "doctor", FACEWARDEN_HOME=str(fwhome)))
         # The daemon holds the webcam: doctor asks it rather than opening the device a second time.
         assert lines["camera"].startswith("FAIL camera: the running daemon reports camera lost (0)")
-    finally:
-        server.stop()

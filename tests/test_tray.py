@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from desktop_helpers.daemon_side import TestDaemon
+from desktop_helpers.daemon_side import TestDaemon, serving
 from desktop_helpers.procs import wait_for
 from facewarden import tray
 from facewarden.errors import UserError
@@ -153,14 +153,9 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 @pytest.fixture
 def served(home):
-    from facewarden.control import Server
-    from facewarden.paths import paths
-
     daemon = TestDaemon(status())
-    server = Server(paths().socket_path, daemon)
-    server.start()
-    yield daemon, server
-    server.stop()
+    with serving(daemon) as server:
+        yield daemon, server
 
 
 def test_menu_entries_reach_the_daemon_through_the_socket(served):
@@ -250,9 +245,6 @@ def tray_process(x_tray, served, home, tmp_path):
 
 
 def test_tray_icon_per_state_click_and_daemon_restart(x_tray, served, tray_process):
-    from facewarden.control import Server
-    from facewarden.paths import paths
-
     daemon, server = served
     shows(x_tray, tray.GREEN, "owner_present", "facewarden: owner present since ")
     daemon.state |= {"state": "owner_absent", "faces": 0}
@@ -279,12 +271,8 @@ def test_tray_icon_per_state_click_and_daemon_restart(x_tray, served, tray_proce
     # The daemon goes away: "not running"; it comes back on the same socket: the tray reconnects.
     server.stop()
     shows(x_tray, tray.OFF, "daemon_not_running", "facewarden: daemon not running")
-    again = Server(paths().socket_path, daemon)
-    again.start()
-    try:
+    with serving(daemon):
         shows(x_tray, tray.GREEN, "daemon_back", "facewarden: owner present")
-    finally:
-        again.stop()
     assert tray_process.poll() is None
 
 

@@ -7,6 +7,7 @@ only the camera-and-model daemon behind it is replaced (its own tests are test_s
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 
 class TestDaemon:
@@ -40,3 +41,17 @@ class TestDaemon:
     def reload(self):
         self.calls.append(("reload",))
         return {"ok": True, **self.status()}
+
+
+@contextmanager
+def serving(controller):
+    """The real control.Server for `controller` on this FACEWARDEN_HOME's socket, while in the block."""
+    from facewarden.control import Server
+    from facewarden.paths import paths
+
+    server = Server(paths().socket_path, controller)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

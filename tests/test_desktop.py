@@ -221,3 +221,14 @@ def test_doctor_reports_a_bad_config_and_asks_a_running_daemon(user_home, tmp_pa
         lines = doctor_lines(fw(user_home, "doctor", FACEWARDEN_HOME=str(fwhome)))
         # The daemon holds the webcam: doctor asks it rather than opening the device a second time.
         assert lines["camera"].startswith("FAIL camera: the running daemon reports camera lost (0)")
+
+
+def test_doctor_and_tray_never_load_tensorflow_or_pystray_on_their_own(tmp_path):
+    # pystray connects to the display when imported, TensorFlow costs seconds and hundreds of MB:
+    # neither belongs in doctor or in merely importing the tray module.
+    code = ("import sys; from facewarden import tray, desktop; from facewarden.cli import main; main(['doctor']); "
+            "print(sorted({'tensorflow', 'keras', 'pystray'} & set(sys.modules)))")
+    env = dict(os.environ, FACEWARDEN_HOME=str(tmp_path), DBUS_SESSION_BUS_ADDRESS=f"unix:path={tmp_path}/nobus")
+    env.pop("DISPLAY", None)
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.stdout.splitlines()[-1] == "[]", r.stdout + r.stderr

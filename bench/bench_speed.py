@@ -13,7 +13,7 @@ Frames: LFW images (250x250) scaled to 480x480 and padded to 640x480, and NUAA l
 faster than dlib; >= 1.5x faster than OpenCV), and checks this process never imported TensorFlow.
 
     make bench   # installs the dlib peer first (.[bench] + face_recognition in .venv/bench-site)
-    nice -n -5 .venv/bin/python bench/bench_speed.py [--frames 40] [--repeats 3] [--threads 2]
+    nice -n -5 .venv/bin/python bench/bench_speed.py [--frames 40] [--repeats 3] [--threads 2] [--detect-width 320]
 """
 
 from __future__ import annotations
@@ -176,9 +176,11 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=cfg.model.threads)
+    parser.add_argument("--detect-width", type=int, default=cfg.model.detect_width)
     parser.add_argument("--owner", type=Path, help="an owner .tflite (default: models/owner.tflite if trained)")
     parser.add_argument("--no-dlib", action="store_true", help="skip the (slow) dlib peer")
     args = parser.parse_args()
+    cfg = config.parse({"model": {"detect_width": args.detect_width}})
 
     owner = args.owner or paths.paths().models_dir / "owner.tflite"
     frames, described = load_frames(args.frames)

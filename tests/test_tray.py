@@ -141,9 +141,11 @@ def test_open_config_creates_the_default_once_and_never_overwrites(home, tmp_pat
 def test_no_display_is_one_line_and_exit_2(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     env["FACEWARDEN_HOME"] = str(tmp_path)
-    r = subprocess.run([sys.executable, "-m", "facewarden", "tray"], env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-m", "facewarden", "tray"], env=env, capture_output=True, text=True,
+                       timeout=60)
     assert r.returncode == 2
-    assert r.stderr == "facewarden: no graphical display (DISPLAY is not set): run the tray inside your desktop session\n"
+    assert r.stderr == ("facewarden: no graphical display (DISPLAY is not set): "
+                        "run the tray inside your desktop session\n")
 
 
 # -- the real tray process on Xvfb + trayer, against the real control server ------------------

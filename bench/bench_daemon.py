@@ -71,7 +71,10 @@ def main() -> int:
     python = [sys.executable, "-m", "facewarden"]
     owner, photos = owner_photos(home / "bench-enroll")
     for cmd in (["enroll", "--from", str(home / "bench-enroll")], ["train"]):
-        subprocess.run(python + cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+        result = subprocess.run(python + cmd, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            print(result.stdout[-2000:], result.stderr[-2000:])
+            return 1
 
     cycles = max(1, round(args.minutes * 60 / (OWNER_S + AWAY_S)))
     segments = []
@@ -100,21 +103,23 @@ spoof_suspected = ["lock"]
     with open(log_path, "w") as log:
         started = time.time()
         proc = subprocess.Popen(python + ["run"], env=env, stderr=log, stdout=subprocess.DEVNULL)
-        cpu_at_steady = None
-        while proc.poll() is None:
+        cpu_at_steady = last_cpu = None
+        # os.wait4 rather than proc.poll(): the daemon's own rusage (peak RSS, CPU) comes with its exit.
+        while (waited := os.wait4(proc.pid, os.WNOHANG))[0] == 0:
             time.sleep(1.0)
             if cpu_at_steady is None and time.time() - started >= STEADY_AFTER_S:
                 try:
                     cpu_at_steady = (time.time(), cpu_seconds(proc.pid))
                 except (FileNotFoundError, ProcessLookupError):
-                    break
+                    pass
             try:
                 last_cpu = (time.time(), cpu_seconds(proc.pid))
             except (FileNotFoundError, ProcessLookupError, ValueError):
-                break
-        _, status, usage = os.wait4(proc.pid, 0)
+                pass  # exiting: wait4 collects it on the next turn
+        _, status, usage = waited
+        proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.time() - started
-    code = os.waitstatus_to_exitcode(status)
+    code = proc.returncode
     text = log_path.read_text()
     match = re.search(r"replay of .* started at ([0-9.]+)", text)
     if code != 0 or not match:
@@ -138,7 +143,7 @@ spoof_suspected = ["lock"]
     peak_mb = usage.ru_maxrss / 1024
     cpu = (usage.ru_utime + usage.ru_stime) / wall * 100
     steady = None
-    if cpu_at_steady and last_cpu[0] > cpu_at_steady[0]:
+    if cpu_at_steady and last_cpu and last_cpu[0] > cpu_at_steady[0]:
         steady = (last_cpu[1] - cpu_at_steady[1]) / (last_cpu[0] - cpu_at_steady[0]) * 100
 
     def verdict(ok):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -102,14 +103,14 @@ class Measured:
 ENROLL_FRAMES = (0, 13, 26)  # three of the person's live frames (from their live clip: optimistic)
 
 
-def enroll_owner(root: Path, subject: str, home: Path, config: Config):
+def enroll_owner(root: Path, subject: str, home: Path, cache: Path, config: Config):
     """Enroll `subject` from three of their live frames and train their owner model with the real
-    owner code, in a FACEWARDEN_HOME of their own; the daemon's verifier for it.
+    commands (`facewarden enroll --from`, `facewarden train`, in their own FACEWARDEN_HOME); the
+    daemon's verifier for it. Training runs in a child process, so that TensorFlow stays out of
+    this one, as it stays out of the daemon (its threads would skew the cost measured here).
 
     Faces other than the largest are greyed out first: enrollment wants exactly one face, and some
     NUAA live clips have colleagues in the background."""
-    os.environ["FACEWARDEN_HOME"] = str(home)
-    where = paths()
     detector = Detector(owner.STILL_DETECT_WIDTH, config.model.min_detection_score)
     source = home / "enroll-src"
     source.mkdir(parents=True)
@@ -120,11 +121,15 @@ def enroll_owner(root: Path, subject: str, home: Path, config: Config):
             x, y, w, h = (int(v) for v in face.box)
             frame[max(0, y - h // 2) : y + 3 * h // 2, max(0, x - w // 2) : x + 3 * w // 2] = 128
         cv2.imwrite(str(source / f"{i:03d}.png"), frame)
-    result = owner.enroll_dir(source, where, detector)
-    if result.total < owner.MIN_ENROLLED:
-        raise SystemExit(f"bench_liveness: could not enroll {subject}: {result.skipped}")
-    owner.train(where, say=lambda _: None, verbose=0)
-    return Verifier.from_config(config, where).observe
+    cache.mkdir(mode=0o700, exist_ok=True)
+    (home / "cache").symlink_to(cache)  # the ported encoder, built once for all of them
+    env = {**os.environ, "FACEWARDEN_HOME": str(home)}
+    for command in (["enroll", "--from", str(source)], ["train"]):
+        done = subprocess.run([sys.executable, "-m", "facewarden", *command], env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"bench_liveness: {' '.join(command)} for {subject} failed: {done.stderr[-800:]}")
+    os.environ["FACEWARDEN_HOME"] = str(home)
+    return Verifier.from_config(config, paths()).observe
 
 
 def replay(clip: Path, subject: str, kind: str, config: Config, verify, tracker: LivenessTracker) -> Run:
@@ -233,7 +238,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-liveness-") as tmp:
         for subject in sorted({c["subject"] for c in clips}):
             print(f"enrolling and training {subject}...", file=sys.stderr, flush=True)
-            verify = enroll_owner(root, subject, Path(tmp) / subject, config)
+            verify = enroll_owner(root, subject, Path(tmp) / subject, Path(tmp) / "cache", config)
             for c in (c for c in clips if c["subject"] == subject):
                 runs.append(replay(root / c["clip"], c["subject"], c["kind"], config, verify, tracker))
 

@@ -3,9 +3,10 @@
 Each clip of ../shared/data/faces/nuaa-dev/sequences is replayed through the daemon's own sampling
 step (service.sample_once: camera.Camera on the image directory at 5 fps, the owner's Verifier, the
 LivenessTracker, the presence state machine) on a replay clock, at the cadence presence asks for
-(fast while liveness is pending), after enrolling the person from three of their live frames and
-training their owner model with the real owner code (frames of the live clip itself: optimistic for
-the owner check, which is not what this bench measures).
+(fast while liveness is pending): each sample takes the frame a real-time replay would show at
+that moment, without waiting for it. Before their clips, each person is enrolled from three of their
+live frames and their owner model trained with the real commands (frames of the live clip itself:
+optimistic for the owner check, which is not what this bench measures).
 APCER = photo clips that produce owner_arrived; BPCER = live clips that do not within the clip.
 Added cost = the tracker's time per sample while pending. The table's "owner" column counts the
 samples the owner model verified: photos are verified as the person too, liveness is what stops them.

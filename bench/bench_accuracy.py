@@ -124,8 +124,8 @@ def main() -> int:
     keys = sorted(crops)
     stack = np.stack([crops[k] for k in keys])
     log("embedding them (ours: single and mirror-averaged; reference: cv2.dnn)")
-    ours_single = dict(zip(keys, owner.embed_batches(embedder, stack)))
-    ours_flip = dict(zip(keys, owner.template_embeddings(embedder, stack)))
+    single = owner.embed_batches(embedder, stack)
+    ours_flip = dict(zip(keys, unit(single + owner.embed_batches(embedder, stack[:, :, ::-1]))))
     ref = dict(zip(keys, reference(stack)))
 
     def pair_scores(vectors):

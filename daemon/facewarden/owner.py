@@ -277,8 +277,8 @@ def embed_batches(model, crops: np.ndarray, batch: int = 32) -> np.ndarray:
 # The fit pulls each augmented view of the owner until its best template is this far above the
 # colour threshold; views already there cost nothing, so easy views do not drag templates together.
 FIT_MARGIN = 0.15
-VIEWS_TOTAL = 240  # augmented training views, spread over the enrolled faces
-VAL_VIEWS_TOTAL = 60
+VIEWS_TOTAL = 120  # augmented training views, spread over the enrolled faces
+VAL_VIEWS_TOTAL = 40
 
 
 def _views(crops: np.ndarray, total: int, seed: int) -> np.ndarray:

@@ -374,3 +374,8 @@ def test_daemon_refuses_the_photo_and_accepts_the_person(daemon_run):
     # The photo came first: it was held as pending, then called a spoof, and never let in.
     assert events.index("spoof_suspected") < events.index("owner_arrived"), events
     assert events.count("owner_arrived") == 1, events
+
+
+def test_a_missing_model_file_stops_the_tracker_with_a_clear_error(tmp_path, landmarker):
+    with pytest.raises(UserError, match="liveness.model_path"):
+        LivenessTracker(Liveness(model_path=tmp_path / "2.7_80x80_MiniFASNetV2.onnx"), landmarker)

@@ -1,6 +1,6 @@
 """Liveness: cue extraction on real frames through the real landmark models, the pure combiner on
-scripted cue sequences, the tracker on real NUAA clips, and the optional MiniFASNet's crop protocol
-on a small real ONNX file."""
+scripted cue sequences, the tracker on real NUAA clips, the optional MiniFASNet's crop protocol on a
+small real ONNX file, and the real daemon process refusing a person's photo but not the person."""
 
 from __future__ import annotations
 

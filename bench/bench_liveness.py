@@ -255,7 +255,7 @@ def main() -> int:
     lives = [r for r in runs if r.kind == "live"]
     apcer = sum(r.first(Event.OWNER_ARRIVED) is not None for r in photos)
     bpcer = sum(r.first(Event.OWNER_ARRIVED) is None for r in lives)
-    print(f"\nshipped thresholds ({Thresholds()}), replayed through camera + presence:")
+    print(f"\nshipped thresholds ({Thresholds()}), replayed through the daemon's sampling step:")
     print(f"  APCER {_rate(apcer, len(photos))} (target <= 7%)   BPCER {_rate(bpcer, len(lives))} (target <= 15%)")
 
     subjects = sorted({r.subject for r in runs})

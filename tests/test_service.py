@@ -262,3 +262,13 @@ def test_no_owner_model_is_a_clear_error(home, replay):
     result = subprocess.run(PYTHON + ["run"], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) <= 2, result.stderr
+
+
+def test_unlock_enabled_warns_at_every_start(owner_home, replay, caplog):
+    cfg = write_config(owner_home, f'[camera]\nsource = "{replay}"\n[actions]\nowner_arrived = ["unlock"]\n')
+    with caplog.at_level("WARNING", logger="facewarden"):
+        daemon = Daemon(cfg, paths())
+        assert "the unlock action is enabled" in caplog.text
+        caplog.clear()
+        assert daemon.reload()["ok"] is True
+        assert "the unlock action is enabled" in caplog.text

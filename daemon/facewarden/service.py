@@ -189,7 +189,7 @@ class Daemon:
     # -- events -------------------------------------------------------------------------------
 
     def _dispatch(self, events: list[Event], frame: np.ndarray | None = None) -> None:
-        """Log each event and queue its actions, then its hooks. Called holding `_lock`."""
+        """Queue each event for the actions thread (actions, event log, hooks). Called holding `_lock`."""
         last = self.presence.last
         for event in events:
             context = Context(event, self.clock(), self.presence.state.value, faces=last.faces,

@@ -243,3 +243,21 @@ def test_verifier_skips_dark_frames_and_judges_each_face(orl_owner, astronaut_bg
     assert seen.skipped is None and len(seen.faces) == 2
     assert all(f.score is not None and not f.owner for f in seen.faces)  # not ORL's s1
     assert seen.owner_face is None
+
+
+def test_verifier_scores_without_importing_tensorflow(orl_owner, orl):
+    p, _ = orl_owner
+    code = (
+        "import sys, cv2\n"
+        "from facewarden.config import Config\n"
+        "from facewarden.paths import paths\n"
+        "from facewarden.verifier import Verifier\n"
+        "v = Verifier.from_config(Config(), paths())\n"
+        f"seen = v.observe(cv2.imread({str(orl / 's1' / '10.pgm')!r}))\n"
+        "assert len(seen.faces) == 1 and seen.faces[0].owner, seen\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras')))\n"
+    )
+    env = {**os.environ, "FACEWARDEN_HOME": str(p.data_dir)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

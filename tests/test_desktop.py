@@ -232,3 +232,19 @@ def test_doctor_and_tray_never_load_tensorflow_or_pystray_on_their_own(tmp_path)
     env.pop("DISPLAY", None)
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert r.stdout.splitlines()[-1] == "[]", r.stdout + r.stderr
+
+
+def test_doctor_says_a_damaged_owner_model_does_not_load(user_home, tmp_path):
+    import json
+
+    from facewarden import assets
+
+    models = tmp_path / "fw" / "models"
+    models.mkdir(parents=True)
+    (models / "owner.json").write_text(json.dumps(
+        {"threshold": 0.5, "threshold_grey": 0.6, "encoder_sha256": assets.SFACE.sha256}))
+    (models / "owner.tflite").write_bytes(b"not a flatbuffer")  # e.g. a disk that filled up mid-write
+    r = fw(user_home, "doctor", FACEWARDEN_HOME=str(tmp_path / "fw"))
+    line = doctor_lines(r)["model"]
+    assert line.startswith("FAIL model: model file ") and "owner.tflite is not a usable TFLite model" in line, line
+    assert r.returncode == 1

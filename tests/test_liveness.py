@@ -18,7 +18,16 @@ import pytest
 from facewarden import liveness
 from facewarden.config import Liveness
 from facewarden.errors import UserError
-from facewarden.liveness import Cues, Landmarker, LivenessTracker, MiniFASNet, Thresholds, judge, mesh_motion
+from facewarden.liveness import (
+    Cues,
+    Landmarker,
+    LivenessTracker,
+    MiniFASNet,
+    Thresholds,
+    homography_residual,
+    judge,
+    mesh_shift,
+)
 from facewarden.vision import Detector
 
 
@@ -74,9 +83,8 @@ def test_closed_eyes_have_a_lower_aspect_ratio(nuaa, detector, landmarker):
 
 def test_mesh_motion_of_a_frame_with_itself_is_zero(nuaa, detector, landmarker):
     marks = _marks(_frame(nuaa, "0014_live", 0), detector, landmarker)
-    motion, residual = mesh_motion(marks.mesh, marks.mesh, marks.iod)
-    assert motion == pytest.approx(0, abs=1e-9)
-    assert residual == pytest.approx(0, abs=1e-6)
+    assert mesh_shift(marks.mesh, marks.mesh, marks.iod) == pytest.approx(0, abs=1e-9)
+    assert homography_residual(marks.mesh, marks.mesh, marks.iod) == pytest.approx(0, abs=1e-6)
 
 
 def test_a_flat_picture_moves_by_a_homography_and_a_head_does_not(nuaa, detector, landmarker):
@@ -87,15 +95,15 @@ def test_a_flat_picture_moves_by_a_homography_and_a_head_does_not(nuaa, detector
     corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
     moved = np.float32([[6, 4], [w - 4, 12], [w + 2, h - 6], [-3, h + 2]])
     tilted = cv2.warpPerspective(frame, cv2.getPerspectiveTransform(corners, moved), (w, h))
-    motion, residual = mesh_motion(first.mesh, _marks(tilted, detector, landmarker).mesh, first.iod)
+    flat = _marks(tilted, detector, landmarker).mesh
+    motion = mesh_shift(first.mesh, flat, first.iod)
     assert liveness.MOTION_MIN <= motion <= liveness.MOTION_MAX
-    flat_excess = residual - liveness.RESIDUAL_SLOPE * motion
+    flat_excess = homography_residual(first.mesh, flat, first.iod) - liveness.RESIDUAL_SLOPE * motion
     # 0014_live frames 0 -> 1: the person's head turns a little (a motion in the band).
-    head_motion, head_residual = mesh_motion(
-        first.mesh, _marks(_frame(nuaa, "0014_live", 1), detector, landmarker).mesh, first.iod
-    )
+    head = _marks(_frame(nuaa, "0014_live", 1), detector, landmarker).mesh
+    head_motion = mesh_shift(first.mesh, head, first.iod)
     assert liveness.MOTION_MIN <= head_motion <= liveness.MOTION_MAX
-    head_excess = head_residual - liveness.RESIDUAL_SLOPE * head_motion
+    head_excess = homography_residual(first.mesh, head, first.iod) - liveness.RESIDUAL_SLOPE * head_motion
     assert flat_excess < liveness.THRESHOLDS.nonrigid_excess < head_excess, (flat_excess, head_excess)
 
 

@@ -164,22 +164,24 @@ def texture(crop_bgr: np.ndarray) -> float:
     return float(cv2.Laplacian(grey, cv2.CV_32F).var() / (grey.var() + 1.0))
 
 
-def mesh_motion(a: np.ndarray, b: np.ndarray, iod: float) -> tuple[float, float]:
-    """How far the mesh moved from `a` to `b`, and how much of that no homography explains.
+def mesh_shift(a: np.ndarray, b: np.ndarray, iod: float) -> float:
+    """How far the mesh moved from `a` to `b`: the mean point displacement, in units of the
+    inter-ocular distance `iod`."""
+    return float(np.linalg.norm(b - a, axis=1).mean() / iod)
 
-    Both in units of the inter-ocular distance `iod`: the mean point displacement, and the RMS
-    residual after the least-squares homography from `a` to `b`. A flat photo, however it is
-    turned, only ever shows a homography of itself; a head's 3-D shape and expressions do not.
-    """
+
+def homography_residual(a: np.ndarray, b: np.ndarray, iod: float) -> float:
+    """How much of the mesh's move from `a` to `b` no homography explains: the RMS residual after
+    the least-squares homography, in units of `iod`. A flat photo, however it is turned, only ever
+    shows a homography of itself; a head's 3-D shape and expressions do not."""
     origin = a.mean(axis=0)
     src = (a - origin) / iod
     dst = (b - origin) / iod
-    motion = float(np.linalg.norm(dst - src, axis=1).mean())
     homography, _ = cv2.findHomography(src, dst, 0)
     if homography is None:
-        return motion, 0.0
+        return 0.0
     fitted = cv2.perspectiveTransform(src.reshape(-1, 1, 2), homography).reshape(-1, 2)
-    return motion, float(np.sqrt(((fitted - dst) ** 2).sum(axis=1).mean()))
+    return float(np.sqrt(((fitted - dst) ** 2).sum(axis=1).mean()))
 
 
 # -- the pure combiner --------------------------------------------------------------------------
@@ -379,11 +381,13 @@ class LivenessTracker:
         motion = None
         nonrigid = None
         for i, earlier in enumerate(reversed(self._seen)):
-            moved, residual = mesh_motion(earlier.mesh, marks.mesh, (earlier.iod + iod) / 2)
+            scale = (earlier.iod + iod) / 2
+            moved = mesh_shift(earlier.mesh, marks.mesh, scale)
             if i == 0:
                 motion = moved
+            # The fit is the costly part, and pairs outside the band are not judged anyway.
             if MOTION_MIN <= moved <= MOTION_MAX:
-                excess = residual - RESIDUAL_SLOPE * moved
+                excess = homography_residual(earlier.mesh, marks.mesh, scale) - RESIDUAL_SLOPE * moved
                 nonrigid = excess if nonrigid is None else max(nonrigid, excess)
         self._seen.append(_Seen(now, marks.mesh, iod))
         cues = Cues(

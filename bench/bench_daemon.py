@@ -61,6 +61,7 @@ def cpu_seconds(pid: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, help="model.threads for the daemon (default: the config's)")
     args = parser.parse_args()
     defaults = Config()
     interval, after_absent = defaults.sampling.interval_s, defaults.lock.after_absent_s
@@ -93,6 +94,8 @@ command = ["{lock_script}"]
 methods = ["command"]
 [liveness]
 enabled = false
+[model]
+threads = {args.threads or defaults.model.threads}
 [actions]
 owner_left = ["lock"]
 stranger_detected = ["lock"]
@@ -151,6 +154,7 @@ spoof_suspected = ["lock"]
 
     print(f"daemon bench: {starts['end'] / 60:.1f} min replay at 5 fps, owner {owner}, default cadence "
           f"(interval {interval:g} s, doubt {defaults.sampling.doubt_interval_s:g} s), "
+          f"{args.threads or defaults.model.threads} inference threads, "
           f"{cycles} absences of {AWAY_S} s, liveness off")
     print(f"peak RSS             : {peak_mb:7.1f} MB            (target <= 200 MB)  {verdict(peak_mb <= 200)}")
     print(f"CPU, whole run       : {cpu:7.2f} % of one core  (target <= 3%)      {verdict(cpu <= 3)}")

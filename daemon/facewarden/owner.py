@@ -43,7 +43,7 @@ THRESHOLD_METHOD = (
     "fixed, not tuned per owner: for <= 0.1% false accepts per frame, the 99.9th percentile of "
     "impostor scores plus a 0.05 margin for people and conditions never seen. Colour: owner models "
     "of the 10 LFW people with most images (5 faces enrolled each) against one image of each of "
-    "1,677 other people: 99.9th percentile 0.394 -> 0.45. Grey (IR, night): the same world in grey "
+    "2,677 other people: 99.9th percentile 0.394 -> 0.45. Grey (IR, night): the same world in grey "
     "(0.408) and ORL, 40 grey subjects (0.425) -> 0.48. bench/bench_accuracy.py measures both."
 )
 

@@ -76,6 +76,42 @@ def test_align_gives_the_encoders_rgb_input(detector, astronaut_bgr):
     assert centre[0] > centre[2] + 20  # skin: red channel first means RGB, not OpenCV's BGR
 
 
+
+def _opencv_align(frame: np.ndarray, face: Face) -> np.ndarray:
+    from facewarden import assets
+
+    recognizer = cv2.FaceRecognizerSF.create(str(assets.path(assets.SFACE)), "")
+    row = np.array([*face.box, *face.landmarks.reshape(-1), face.score], dtype=np.float32)
+    return cv2.cvtColor(recognizer.alignCrop(frame, row), cv2.COLOR_BGR2RGB)
+
+
+def _assert_same_crop(ours: np.ndarray, theirs: np.ndarray) -> None:
+    diff = np.abs(ours.astype(int) - theirs.astype(int))
+    # The same transform up to float rounding: at most a grey level here and there.
+    assert diff.max() <= 2 and diff.mean() < 0.05, (diff.max(), diff.mean())
+
+
+def test_align_matches_opencvs_aligncrop(detector, astronaut_bgr):
+    face = detector(astronaut_bgr)[0]
+    _assert_same_crop(vision.align(astronaut_bgr, face), _opencv_align(astronaut_bgr, face))
+
+
+def test_align_matches_opencvs_aligncrop_on_lfw(detector, lfw):
+    images = sorted(lfw.glob("*/*.jpg"))[::150][:20]
+    for path in images:
+        frame = cv2.imread(str(path))
+        face = vision.nearest_centre(detector(frame), frame.shape)
+        _assert_same_crop(vision.align(frame, face), _opencv_align(frame, face))
+
+
+def test_similarity_transform_recovers_a_known_similarity():
+    angle, scale, shift = 0.3, 1.7, np.array([12.0, -5.0])
+    rotation = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    src = vision.TEMPLATE
+    dst = src @ rotation.T + shift
+    matrix = vision.similarity_transform(src, dst)
+    assert np.allclose(matrix[:, :2], rotation) and np.allclose(matrix[:, 2], shift)
+
 def _face_at(cx: float, cy: float) -> Face:
     return Face((cx - 10, cy - 10, 20, 20), np.zeros((5, 2), np.float32), 0.9)
 

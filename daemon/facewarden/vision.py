@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 
 import cv2
 import numpy as np
@@ -20,13 +19,9 @@ class Face:
     landmarks: np.ndarray
     score: float  # detector confidence
 
-    def yunet_row(self) -> np.ndarray:
-        """The 15-value row `cv2.FaceRecognizerSF.alignCrop` expects."""
-        return np.array([*self.box, *self.landmarks.reshape(-1), self.score], dtype=np.float32)
-
 
 def _bgr(frame: np.ndarray) -> np.ndarray:
-    """Grey frames (IR cameras, ORL's PGMs) as 3-channel BGR, which YuNet and alignCrop need."""
+    """Grey frames (IR cameras, ORL's PGMs) as 3-channel BGR, which YuNet and the encoder need."""
     return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame
 
 
@@ -80,15 +75,36 @@ def nearest_centre(faces: list[Face], frame_shape: tuple[int, ...]) -> Face | No
     return min(faces, key=distance)
 
 
-@cache
-def _aligner():
-    # Only alignCrop is used: its feature() fails on OpenCV 5 with this file (the encoder is ours).
-    return cv2.FaceRecognizerSF.create(str(assets.path(assets.SFACE)), "")
+# SFace's 5-point template in its 112x112 input (OpenCV's face_recognize.cpp, the ArcFace points).
+TEMPLATE = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float64,
+)
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray = TEMPLATE) -> np.ndarray:
+    """The 2x3 least-squares similarity (Umeyama 1991) taking the points `src` onto `dst`: the same
+    estimate `cv2.FaceRecognizerSF.alignCrop` makes, without loading the 10 MB recognizer (about
+    100 MB resident in OpenCV) into the daemon just to warp a crop."""
+    src = np.asarray(src, dtype=np.float64)
+    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+    src_c, dst_c = src - src_mean, dst - dst_mean
+    cov = dst_c.T @ src_c / len(src)
+    u, s, vt = np.linalg.svd(cov)
+    d = np.ones(2)
+    if np.linalg.det(cov) < 0:
+        d[1] = -1
+    rotation = u @ np.diag(d) @ vt
+    scale = (s * d).sum() / src_c.var(axis=0).sum()
+    matrix = np.empty((2, 3))
+    matrix[:, :2] = scale * rotation
+    matrix[:, 2] = dst_mean - scale * rotation @ src_mean
+    return matrix
 
 
 def align(frame: np.ndarray, face: Face) -> np.ndarray:
     """The face warped onto SFace's 5-point template: 112x112x3 RGB uint8, the encoder's input."""
-    crop = _aligner().alignCrop(_bgr(frame), face.yunet_row())
+    crop = cv2.warpAffine(_bgr(frame), similarity_transform(face.landmarks), (112, 112), flags=cv2.INTER_LINEAR)
     return cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
 
 

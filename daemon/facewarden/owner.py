@@ -18,7 +18,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -597,22 +597,29 @@ def _emit(record: dict) -> None:
     print(json.dumps(record), flush=True)
 
 
+def _readable(names: list[str], unreadable: list[str]) -> Iterator[tuple[str, np.ndarray]]:
+    """Each image that can be read; one that cannot gets its error line (the others still get
+    theirs) and is added to `unreadable`."""
+    for name in names:
+        try:
+            image = read_image(Path(name))
+        except UserError as e:
+            unreadable.append(name)
+            _emit({"path": name, "error": str(e).split(": ", 1)[-1]})
+            continue
+        yield name, image
+
+
 def cli_score(args) -> int:
     from .verifier import Verifier
 
     verifier = Verifier.from_config(_config(), paths.paths())
-    failed = False
-    for name in args.images:
-        try:
-            image = read_image(Path(name))
-        except UserError as e:
-            failed = True
-            _emit({"path": name, "error": str(e).split(": ", 1)[-1]})
-            continue
+    unreadable: list[str] = []
+    for name, image in _readable(args.images, unreadable):
         verdict = verifier.score_image(image)
         score = None if verdict is None or verdict.score is None else round(verdict.score, 6)
         _emit({"path": name, "face": verdict is not None, "score": score, "owner": bool(verdict and verdict.owner)})
-    return 2 if failed else 0
+    return 2 if unreadable else 0
 
 
 def _still_crop(image: np.ndarray, detector: vision.Detector) -> np.ndarray | None:
@@ -626,14 +633,8 @@ def cli_embed(args) -> int:
     _quiet_tensorflow()
     detector = vision.Detector(STILL_DETECT_WIDTH, STILL_MIN_SCORE)
     embedder = None
-    failed = False
-    for name in args.images:
-        try:
-            image = read_image(Path(name))
-        except UserError as e:
-            failed = True
-            _emit({"path": name, "error": str(e).split(": ", 1)[-1]})
-            continue
+    unreadable: list[str] = []
+    for name, image in _readable(args.images, unreadable):
         crop = _still_crop(image, detector)
         if crop is None:
             _emit({"path": name, "face": False, "embedding": None})
@@ -641,7 +642,7 @@ def cli_embed(args) -> int:
         embedder = embedder or unit_embedding_model(enc.load_encoder())
         vector = template_embeddings(embedder, crop[None])[0]
         _emit({"path": name, "face": True, "embedding": [round(float(v), 6) for v in vector]})
-    return 2 if failed else 0
+    return 2 if unreadable else 0
 
 
 def cli_evaluate(args) -> int:

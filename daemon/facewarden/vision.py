@@ -9,6 +9,10 @@ import numpy as np
 
 from . import assets
 
+# OpenCV 5 warns on every YuNet load that its new graph engine ignores target hints: noise on
+# stderr and in the journal for users, about nothing they can change. Real errors still print.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
 
 @dataclass(frozen=True)
 class Face:

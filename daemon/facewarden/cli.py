@@ -9,80 +9,75 @@ import sys
 from .errors import UserError
 
 
+def _lazy(module: str, function: str):
+    """A handler that imports `module` only when its command runs: `facewarden status` must not pay
+    for (or load) TensorFlow, and `tray` alone may touch the display."""
+
+    def handler(args):
+        import importlib
+
+        return getattr(importlib.import_module(f"{__package__}.{module}"), function)(args)
+
+    return handler
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facewarden", description="Guards your session with your face.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    # Each area registers its commands here: `sub.add_parser(...).set_defaults(func=...)`.
-    _ = sub
 
     # The owner model (owner.py): only train, embed and evaluate import TensorFlow.
-    def owner_cmd(function: str):
-        def handler(args):
-            from . import owner
-
-            return getattr(owner, function)(args)
-
-        return handler
 
     p = sub.add_parser("enroll", help="add the owner's face: from the webcam or a folder of photos")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--from", dest="source", metavar="DIR", help="import every photo with exactly one usable face")
     src.add_argument("--camera", action="store_true", help="capture from the webcam (camera.source)")
     p.add_argument("--count", type=int, default=20, help="faces to capture with --camera (default 20)")
-    p.set_defaults(func=owner_cmd("cli_enroll"))
-    sub.add_parser("train", help="build the owner model from the enrollment").set_defaults(func=owner_cmd("cli_train"))
+    p.set_defaults(func=_lazy("owner", "cli_enroll"))
+    sub.add_parser("train", help="build the owner model from the enrollment").set_defaults(func=_lazy("owner", "cli_train"))
     p = sub.add_parser("score", help='one JSON line per image: {"path", "face", "score", "owner"}')
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.set_defaults(func=owner_cmd("cli_score"))
+    p.set_defaults(func=_lazy("owner", "cli_score"))
     p = sub.add_parser("embed", help='one JSON line per image: {"path", "face", "embedding"}')
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.set_defaults(func=owner_cmd("cli_embed"))
+    p.set_defaults(func=_lazy("owner", "cli_embed"))
     p = sub.add_parser("evaluate", help="face-pair accuracy, TAR at FAR, EER and a ROC plot (LFW pairs format)")
     p.add_argument("--pairs", required=True, metavar="FILE", help="LFW pairs file")
     p.add_argument("--images", required=True, metavar="DIR", help="DIR/name/name_0001.jpg ...")
     p.add_argument("--roc", default="roc.png", metavar="PNG", help="where to write the ROC plot (default roc.png)")
-    p.set_defaults(func=owner_cmd("cli_evaluate"))
+    p.set_defaults(func=_lazy("owner", "cli_evaluate"))
 
     # The daemon and its control socket: service, control, eventlog, demo (none imports TensorFlow).
-    def daemon_cmd(module: str, function: str):
-        def handler(args):
-            import importlib
-
-            return getattr(importlib.import_module(f"{__package__}.{module}"), function)(args)
-
-        return handler
-
     sub.add_parser("run", help="run the daemon in the foreground (what the systemd unit starts)").set_defaults(
-        func=daemon_cmd("service", "cli_run")
+        func=_lazy("service", "cli_run")
     )
-    sub.add_parser("status", help="what the running daemon sees").set_defaults(func=daemon_cmd("control", "cli_status"))
+    sub.add_parser("status", help="what the running daemon sees").set_defaults(func=_lazy("control", "cli_status"))
     p = sub.add_parser("pause", help="stop watching for a while (e.g. 15m), or until resumed")
     p.add_argument("duration", nargs="?", help="30s, 15m, 1h, 2d; none: until `facewarden resume`")
-    p.set_defaults(func=daemon_cmd("control", "cli_pause"))
-    sub.add_parser("resume", help="watch again after a pause").set_defaults(func=daemon_cmd("control", "cli_resume"))
-    sub.add_parser("lock", help="lock the session now").set_defaults(func=daemon_cmd("control", "cli_lock"))
+    p.set_defaults(func=_lazy("control", "cli_pause"))
+    sub.add_parser("resume", help="watch again after a pause").set_defaults(func=_lazy("control", "cli_resume"))
+    sub.add_parser("lock", help="lock the session now").set_defaults(func=_lazy("control", "cli_lock"))
     sub.add_parser("reload", help="re-read config.toml (a bad file keeps the old config)").set_defaults(
-        func=daemon_cmd("control", "cli_reload")
+        func=_lazy("control", "cli_reload")
     )
     p = sub.add_parser("events", help="what happened: the event log")
     p.add_argument("--since", metavar="DURATION", help="only the last 30s, 15m, 1h, 2d")
-    p.set_defaults(func=daemon_cmd("eventlog", "cli_events"))
+    p.set_defaults(func=_lazy("eventlog", "cli_events"))
     sub.add_parser("demo", help="enroll a sample face and run the real daemon on a replayed sequence").set_defaults(
-        func=daemon_cmd("demo", "cli_demo")
+        func=_lazy("demo", "cli_demo")
     )
 
     # Desktop integration (tray, desktop): pystray is imported only inside `tray`, it needs a display.
     sub.add_parser("tray", help="show the tray icon (a client of the running daemon)").set_defaults(
-        func=daemon_cmd("tray", "run")
+        func=_lazy("tray", "run")
     )
     sub.add_parser("install", help="install the systemd user units and the default config").set_defaults(
-        func=daemon_cmd("desktop", "install")
+        func=_lazy("desktop", "install")
     )
     p = sub.add_parser("uninstall", help="remove the systemd user units (keeps config, enrollment, models)")
     p.add_argument("--purge", action="store_true", help="also delete config, enrollment, models, events and caches")
-    p.set_defaults(func=daemon_cmd("desktop", "uninstall"))
+    p.set_defaults(func=_lazy("desktop", "uninstall"))
     sub.add_parser("doctor", help="check camera, model, lock method, notifications, tray and unit").set_defaults(
-        func=daemon_cmd("desktop", "doctor")
+        func=_lazy("desktop", "doctor")
     )
     return parser
 

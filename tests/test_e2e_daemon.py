@@ -120,7 +120,9 @@ def test_snapshots_reach_the_hooks(run):
         assert frame.parent == home / "state" / "snapshots"
         assert stat.S_IMODE(frame.stat().st_mode) == 0o600
         assert cv2.imread(str(frame)).shape == (480, 640, 3)
-    assert "faces=2" in lines["onlooker_detected"]
+    # The owner and at least the onlooker. Not exactly 2: some LFW photos carry bystanders at their
+    # edges, and which composed frame a real-time sample lands on varies from run to run.
+    assert int(lines["onlooker_detected"].split("faces=")[1].split()[0]) >= 2
     assert lines["owner_left"].endswith("frame=")  # frames are only written for strangers and onlookers
 
 

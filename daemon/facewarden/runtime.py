@@ -8,6 +8,8 @@ Keras/TensorFlow, and only when asked.
 
 from __future__ import annotations
 
+import ctypes
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,34 @@ def _check_file(path: Path) -> Path:
     if not path.is_file():
         raise UserError(f"model file {path} is missing (run `facewarden train` to create the owner model)")
     return path
+
+
+_MADV_DONTNEED = 4  # <sys/mman.h> on Linux
+
+
+def release_mapped_file(path: Path) -> int:
+    """Drop this process's resident pages of the memory-mapped file `path`; returns the bytes of
+    mappings released.
+
+    LiteRT maps a .tflite file and XNNPACK copies (packs) every weight into its own buffers when the
+    interpreter is allocated. The mapped copy is then never read again, yet it stays resident: 37 MB
+    of the daemon's RSS for the owner model. MADV_DONTNEED on a read-only file mapping only unmaps
+    the pages (the data stays in the file and the page cache), so a later read, if any, faults the
+    same bytes back in: safe whatever the interpreter still touches.
+    """
+    target = os.path.realpath(path)
+    madvise = ctypes.CDLL(None, use_errno=True).madvise
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    released = 0
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            # Only read-only mappings of that very file: a writable one could hold changes.
+            if len(fields) == 6 and fields[5].rstrip("\n") == target and "w" not in fields[1]:
+                start, end = (int(a, 16) for a in fields[0].split("-"))
+                if madvise(start, end - start, _MADV_DONTNEED) == 0:
+                    released += end - start
+    return released
 
 
 class TFLiteModel:
@@ -34,9 +64,13 @@ class TFLiteModel:
         try:
             # The default op resolver applies the XNNPACK delegate to float models.
             self._interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
-            self._interpreter.allocate_tensors()
+            self._allocate()
         except (ValueError, RuntimeError) as e:
             raise UserError(f"model file {self.path} is not a usable TFLite model ({e}); re-create it") from None
+
+    def _allocate(self) -> None:
+        self._interpreter.allocate_tensors()
+        release_mapped_file(self.path)  # the weights now live in XNNPACK's packed buffers
         self.inputs = self._interpreter.get_input_details()
         self.outputs = self._interpreter.get_output_details()
 
@@ -51,9 +85,7 @@ class TFLiteModel:
         if any(a.shape != shape for a, shape in zip(arrays, self.input_shapes)):
             for a, d in zip(arrays, self.inputs):
                 self._interpreter.resize_tensor_input(d["index"], a.shape)
-            self._interpreter.allocate_tensors()
-            self.inputs = self._interpreter.get_input_details()
-            self.outputs = self._interpreter.get_output_details()
+            self._allocate()
         for a, d in zip(arrays, self.inputs):
             self._interpreter.set_tensor(d["index"], a)
         self._interpreter.invoke()

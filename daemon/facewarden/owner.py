@@ -506,10 +506,15 @@ STILL_MIN_SCORE = 0.5  # the pair benchmark's detector cut (YuNet's 0.9 default 
 
 
 def _quiet_tensorflow() -> None:
-    """TensorFlow's start-up chatter (CUDA probes, oneDNN notes) would bury our own stderr lines."""
+    """TensorFlow's chatter would bury our own stderr lines: its C++ start-up notes (CUDA probes,
+    oneDNN), Keras calling the .h5 we are asked for "legacy" on every checkpoint, and tf.function's
+    retracing advice when the last batch is smaller. Errors still print."""
+    import logging
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for name in ("absl", "tensorflow"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _config():

@@ -79,6 +79,9 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+WRITE_CHUNK = 1 << 16
+
+
 def write_private(path: Path, data: bytes) -> Path:
     """Atomically write `data` to `path` as 0600 inside a 0700 directory.
 
@@ -88,7 +91,12 @@ def write_private(path: Path, data: bytes) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            # 64 KiB at a time: one big write leaves the file in the page cache as multi-MB folios,
+            # and a process that maps it (LiteRT maps the models) is charged a whole folio for each
+            # small constant it reads: 6 MB more daemon RSS right after `train` on Linux 6.18.
+            view = memoryview(data)
+            for start in range(0, len(view), WRITE_CHUNK):
+                f.write(view[start : start + WRITE_CHUNK])
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
     except BaseException:

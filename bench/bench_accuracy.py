@@ -37,8 +37,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from facewarden import assets, owner, paths, runtime, vision  # noqa: E402
-from facewarden.verifier import Thresholds, decide, is_grey  # noqa: E402
+from facewarden import paths  # noqa: E402
+from facewarden.core.observation import OwnerThresholds as Thresholds, decide, is_grey  # noqa: E402
+from facewarden.model import enroll, evaluate  # noqa: E402
+from facewarden.model import train as training  # noqa: E402
+from facewarden.recognition import assets, ownerfile, runtime, vision  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 FACES = Path(os.environ.get("FACEWARDEN_FACES", REPO.parent / "shared" / "data" / "faces"))
@@ -73,7 +76,7 @@ class Encoder:
     cheaper per face than Keras here, same numbers to ~1e-6). Training still runs in Keras."""
 
     def __init__(self, keras_encoder, work: Path):
-        from facewarden import encoder as enc
+        from facewarden.model import encoder as enc
 
         self.model = runtime.TFLiteModel(enc.export_tflite(keras_encoder, work / "encoder.tflite"), threads=1)
 
@@ -94,7 +97,7 @@ def grey(crop: np.ndarray) -> np.ndarray:
 def crops_of(files: list[Path], detector) -> dict[Path, np.ndarray]:
     out = {}
     for f in files:
-        image = owner.read_image(f)
+        image = vision.read_image(f)
         face = vision.nearest_centre(detector(image), image.shape)
         if face is not None:
             out[f] = vision.align(image, face)
@@ -120,18 +123,18 @@ def main() -> int:
     if not lfw.is_dir() or not orl.is_dir():
         sys.exit(f"needs the shared face data at {FACES} (lfw-dev and orl)")
     started = time.time()
-    from facewarden import encoder as enc
+    from facewarden.model import encoder as enc
 
     keras_encoder = enc.load_encoder()
     scratch = tempfile.TemporaryDirectory()
     fast = Encoder(keras_encoder, Path(scratch.name))
     reference = Reference()
-    detector = vision.Detector(owner.STILL_DETECT_WIDTH, owner.STILL_MIN_SCORE)
-    thresholds = Thresholds(owner.THRESHOLD_COLOUR, owner.THRESHOLD_GREY)
+    detector = vision.Detector(evaluate.STILL_DETECT_WIDTH, evaluate.STILL_MIN_SCORE)
+    thresholds = Thresholds(ownerfile.THRESHOLD_COLOUR, ownerfile.THRESHOLD_GREY)
     lines = []
 
     # --- 1. pairs
-    pairs = owner.parse_pairs((lfw / "pairs.txt").read_text())
+    pairs = evaluate.parse_pairs((lfw / "pairs.txt").read_text())
     people = {p.name: sorted(p.glob("*.jpg")) for p in sorted(lfw.iterdir()) if p.is_dir()}
     files = sorted({f for fs in people.values() for f in fs})
     log(f"detecting and aligning {len(files)} LFW images")
@@ -160,9 +163,9 @@ def main() -> int:
                          for a, i, b, j in pairs])
 
     same = np.array([a == b for a, _, b, _ in pairs])
-    ours_m = owner.pair_metrics(pair_scores(ours_single), same)
+    ours_m = evaluate.pair_metrics(pair_scores(ours_single), same)
     ref_scores = pair_scores(ref)
-    ref_m = owner.pair_metrics(ref_scores, same)
+    ref_m = evaluate.pair_metrics(ref_scores, same)
     ref_fixed = float(np.mean((ref_scores >= SFACE_COSINE) == same))
     missed = len(files) - len(crops)
     lines += [
@@ -170,7 +173,7 @@ def main() -> int:
         f"  facewarden (SFace port, LiteRT)              {ours_m['accuracy'] * 100:9.2f}%  {ours_m['tar_at_far_1e-2']:8.3f}  {ours_m['tar_at_far_1e-3']:8.3f}  {ours_m['eer']:.3f}",
         f"  plain SFace (cv2.dnn)                        {ref_m['accuracy'] * 100:9.2f}%  {ref_m['tar_at_far_1e-2']:8.3f}  {ref_m['tar_at_far_1e-3']:8.3f}  {ref_m['eer']:.3f}",
         f"  plain SFace at OpenCV's 0.363                {ref_fixed * 100:9.2f}%",
-        f"  target: >= 99.2% (aim 99.5%), never below plain SFace",
+        "  target: >= 99.2% (aim 99.5%), never below plain SFace",
         "",
     ]
 
@@ -189,7 +192,7 @@ def main() -> int:
         else:
             probe_sets[name] = fast(np.stack([transform(c) for c in world_stack]))
     world_grey = {name: [is_grey(transform(c)) for c in world_stack] for name, transform in conditions.items()}
-    enroll_detector = vision.Detector(owner.STILL_DETECT_WIDTH, 0.6)
+    enroll_detector = vision.Detector(evaluate.STILL_DETECT_WIDTH, 0.6)
     for k, person in enumerate(owners):
         with tempfile.TemporaryDirectory() as home:
             os.environ["FACEWARDEN_HOME"] = home
@@ -198,11 +201,11 @@ def main() -> int:
             # background); every other photo of the owner with a face is a genuine probe.
             enrolled = []
             for f in people[person]:
-                if len(enrolled) < ENROLLED and owner.enroll_files([f], p, enroll_detector).added:
+                if len(enrolled) < ENROLLED and enroll.enroll_files([f], p, enroll_detector).added:
                     enrolled.append(f)
             probes = [f for f in people[person] if f in crops and f not in enrolled]
             log(f"owner {k + 1}/{OWNERS}: {person} ({len(enrolled)} enrolled, {len(probes)} probes)")
-            meta = owner.train(p, say=lambda _: None, verbose=0)
+            meta = training.train(p, say=lambda _: None, verbose=0)
             import keras
 
             model = keras.models.load_model(p.models_dir / "owner.h5", compile=False)
@@ -213,12 +216,12 @@ def main() -> int:
             computed = (fast(sample) @ templates.T).max(1)
             parity = max(parity, float(np.abs(via_lite - computed).max()))
             assert meta["threshold"] == thresholds.colour
-            enrolled_crops = owner.load_crops(owner.enrolled(p))
+            enrolled_crops = enroll.load_crops(enroll.enrolled(p))
             for name, transform in conditions.items():
                 genuine_crops = np.stack([transform(crops[f]) for f in probes])
                 if name == "grey (IR camera)":  # an IR camera enrolls grey too: a model of grey faces
                     with tempfile.TemporaryDirectory() as work:
-                        grey_model, _ = owner.fit_owner(np.stack([grey(c) for c in enrolled_crops]), Path(work), lambda _: None, 0)
+                        grey_model, _ = training.fit_owner(np.stack([grey(c) for c in enrolled_crops]), Path(work), lambda _: None, 0)
                     tmpl = template_weights(grey_model)
                 else:
                     tmpl = templates
@@ -258,7 +261,7 @@ def main() -> int:
     for k, s in enumerate(orl_crops):
         log(f"ORL owner {k + 1}/{len(orl_crops)}")
         with tempfile.TemporaryDirectory() as work:
-            model, _ = owner.fit_owner(np.stack(orl_crops[s][:ENROLLED]), Path(work), lambda _: None, 0)
+            model, _ = training.fit_owner(np.stack(orl_crops[s][:ENROLLED]), Path(work), lambda _: None, 0)
         tmpl = template_weights(model)
         others = np.concatenate([orl_all[o] for o in orl_all if o != s])
         others_grey = [is_grey(c) for o in orl_crops if o != s for c in orl_crops[o]]

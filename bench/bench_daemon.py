@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "daemon"))
 
 from facewarden.config import Config  # noqa: E402
-from facewarden.demo import _astronaut, _empty_scene, augmented, write_replay  # noqa: E402
+from facewarden.cli.demo import _astronaut, _empty_scene, augmented, write_replay  # noqa: E402
 
 FACES = Path(os.environ.get("FACEWARDEN_FACES", REPO.parent / "shared" / "data" / "faces"))
 OWNER_S, AWAY_S = 100, 20

@@ -1,7 +1,7 @@
 """Liveness on NUAA clips: does a printed photo of the owner produce `owner_arrived`?
 
 Each clip of ../shared/data/faces/nuaa-dev/sequences is replayed through the daemon's own sampling
-step (service.sample_once: camera.Camera on the image directory at 5 fps, the owner's Verifier, the
+step (service.daemon.sample_once: camera.Camera on the image directory at 5 fps, the owner's Verifier, the
 LivenessTracker, the presence state machine) on a replay clock, at the cadence presence asks for
 (fast while liveness is pending): each sample takes the frame a real-time replay would show at
 that moment, without waiting for it. Before their clips, each person is enrolled from three of their
@@ -34,16 +34,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facewarden import liveness, owner
-from facewarden.camera import Camera, ReplayEnded
 from facewarden.config import Config
+from facewarden.core import liveness as core_liveness
+from facewarden.core.liveness import Cues, LivenessThresholds as Thresholds, judge
+from facewarden.core.observation import Observation
+from facewarden.core.presence import Presence, Sample
 from facewarden.events import Event
-from facewarden.liveness import Cues, LivenessTracker, Thresholds, judge
-from facewarden.presence import Presence, Sample
-from facewarden.service import sample_once
+from facewarden.model import evaluate
 from facewarden.paths import paths
-from facewarden.verifier import Observation, Verifier
-from facewarden.vision import Detector
+from facewarden.recognition.liveness import LivenessTracker
+from facewarden.recognition.verifier import Verifier
+from facewarden.recognition.vision import Detector
+from facewarden.service.camera import Camera, ReplayEnded
+from facewarden.service.daemon import sample_once
 
 REPO = Path(__file__).resolve().parent.parent
 FACES = Path(os.environ.get("FACEWARDEN_FACES", REPO.parent / "shared" / "data" / "faces"))
@@ -112,7 +115,7 @@ def enroll_owner(root: Path, subject: str, home: Path, cache: Path, config: Conf
 
     Faces other than the largest are greyed out first: enrollment wants exactly one face, and some
     NUAA live clips have colleagues in the background."""
-    detector = Detector(owner.STILL_DETECT_WIDTH, config.model.min_detection_score)
+    detector = Detector(evaluate.STILL_DETECT_WIDTH, config.model.min_detection_score)
     source = home / "enroll-src"
     source.mkdir(parents=True)
     for i in ENROLL_FRAMES:
@@ -134,7 +137,7 @@ def enroll_owner(root: Path, subject: str, home: Path, cache: Path, config: Conf
 
 
 def replay(clip: Path, subject: str, kind: str, config: Config, verify, tracker: LivenessTracker) -> Run:
-    """One clip through the daemon's sampling step (service.sample_once) on the replay clock."""
+    """One clip through the daemon's sampling step (service.daemon.sample_once) on the replay clock."""
     run = Run(clip.name, subject, kind)
     clock = Clock()
     camera = Camera(config.camera.model_copy(update={"source": str(clip)}), clock)
@@ -188,7 +191,7 @@ def _prefix_stats(cues: list[Cues], t: Thresholds) -> tuple[float, float, float,
     non-rigid excess, the highest still-texture median."""
     blink, gaze, texture = np.inf, -np.inf, -np.inf
     for i in range(1, len(cues) + 1):
-        steady = [c for c in cues[:i] if c.motion is None or c.motion <= liveness.MOTION_MAX]
+        steady = [c for c in cues[:i] if c.motion is None or c.motion <= core_liveness.MOTION_MAX]
         if len(steady) >= max(t.blink_min_samples, 1):
             ears = [c.ear for c in steady]
             blink = min(blink, min(ears) / float(np.median(ears)))
@@ -196,7 +199,7 @@ def _prefix_stats(cues: list[Cues], t: Thresholds) -> tuple[float, float, float,
             positions = np.array([c.gaze for c in steady])
             shift = np.sort(np.linalg.norm(positions - np.median(positions, axis=0), axis=1))[::-1]
             gaze = max(gaze, float(shift[t.gaze_count - 1]))
-        still = [c.texture for c in cues[:i] if c.motion is not None and c.motion <= liveness.STILL]
+        still = [c.texture for c in cues[:i] if c.motion is not None and c.motion <= core_liveness.STILL]
         if len(still) >= t.texture_min_samples:
             texture = max(texture, float(np.median(still)))
     excess = sorted((c.nonrigid for c in cues if c.nonrigid is not None), reverse=True)
@@ -204,7 +207,7 @@ def _prefix_stats(cues: list[Cues], t: Thresholds) -> tuple[float, float, float,
     return blink, gaze, nonrigid, texture
 
 
-def calibrate(spoofs: list[list[Cues]], base: Thresholds = Thresholds()) -> Thresholds:
+def calibrate(spoofs: list[list[Cues]], base: Thresholds = core_liveness.THRESHOLDS) -> Thresholds:
     """Thresholds under which none of the `spoofs` cue sequences is judged live, with a margin
     beyond the worst of them; texture, the weakest cue (lighting, camera, print quality), gets
     the widest one."""

@@ -29,7 +29,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facewarden import assets, config, encoder, paths, runtime, vision  # encoder: no TF until called
+from facewarden import config, paths
+from facewarden.model import encoder  # no TF until called
+from facewarden.recognition import assets, runtime, vision
 
 REPO = Path(__file__).resolve().parent.parent
 FACES = Path(os.environ.get("FACEWARDEN_FACES", REPO.parent / "shared" / "data" / "faces"))
@@ -63,7 +65,7 @@ def encoder_tflite() -> Path:
     path = encoder.cache_file().with_suffix(".tflite")
     if not path.is_file():
         code = (
-            "import sys; from pathlib import Path; from facewarden import encoder;"
+            "import sys; from pathlib import Path; from facewarden.model import encoder;"
             "encoder.export_tflite(encoder.load_encoder(), Path(sys.argv[1]))"
         )
         subprocess.run([sys.executable, "-c", code, str(path)], check=True)

@@ -56,7 +56,7 @@ def encoder_model(tmp_path_factory):
     """The ported SFace encoder (Keras), built once per session into its own FACEWARDEN_HOME's cache
     (that .h5 is `encoder_model.cache_path`). Later `encoder.load_encoder()` calls in the session
     (any home) return this same model."""
-    from facewarden import encoder
+    from facewarden.model import encoder
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FACEWARDEN_HOME", str(tmp_path_factory.mktemp("encoder_home")))
@@ -69,6 +69,6 @@ def encoder_model(tmp_path_factory):
 @pytest.fixture(scope="session")
 def encoder_tflite(encoder_model, tmp_path_factory) -> Path:
     """The encoder exported to .tflite, as the daemon runs it."""
-    from facewarden import encoder
+    from facewarden.model import encoder
 
     return encoder.export_tflite(encoder_model, tmp_path_factory.mktemp("tflite") / "encoder.tflite")

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from desktop_helpers.procs import bus_server, session_bus
-from facewarden import actions as actions_module
-from facewarden.actions import Actions, Context
+from facewarden.service import lock as lock_module
+from facewarden.service.actions import Actions, Context
 from facewarden.config import parse
 from facewarden.events import Action, Event
 from facewarden.paths import paths
@@ -39,7 +39,7 @@ def fake_bin(tmp_path, monkeypatch):
     monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "no-runtime"))
     monkeypatch.setenv("XDG_SESSION_ID", "c7")
-    monkeypatch.setattr(actions_module, "LOCKED_HINT_WAIT_S", 0.5)
+    monkeypatch.setattr(lock_module, "LOCKED_HINT_WAIT_S", 0.5)
     return bin_dir
 
 

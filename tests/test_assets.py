@@ -1,6 +1,6 @@
 import pytest
 
-from facewarden import assets
+from facewarden.recognition import assets
 from facewarden.errors import UserError
 
 
@@ -25,6 +25,6 @@ def test_locating_landmark_models_does_not_import_tensorflow():
     import subprocess
     import sys
 
-    code = "import sys; from facewarden import assets; assets.path(assets.IRIS); print('tensorflow' in sys.modules)"
+    code = "import sys; from facewarden.recognition import assets; assets.path(assets.IRIS); print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

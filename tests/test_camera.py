@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facewarden.camera import Camera, ReplayEnded
+from facewarden.service.camera import Camera, ReplayEnded
 from facewarden.config import parse
 from facewarden.errors import UserError
 

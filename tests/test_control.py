@@ -13,7 +13,7 @@ import stat
 import pytest
 
 from facewarden import cli
-from facewarden.control import Server, handle_request, peer_uid, request
+from facewarden.service.control import Server, handle_request, peer_uid, request
 from facewarden.errors import UserError
 from facewarden.paths import paths
 

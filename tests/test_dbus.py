@@ -8,7 +8,7 @@ import json
 import pytest
 
 from desktop_helpers.procs import bus_server, session_bus
-from facewarden import dbus
+from facewarden.service import dbus
 
 
 def calls(record):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from facewarden import desktop
+from facewarden.desktop import units as desktop
 from facewarden.config import default_text
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,8 +53,8 @@ def test_install_writes_units_and_default_config(user_home):
         assert f"ExecStart={FACEWARDEN} " in text
         shipped = (REPO / "systemd" / name).read_text()
         # Only ExecStart differs from the shipped unit.
-        assert [l for l in text.splitlines() if not l.startswith("ExecStart=")] == \
-               [l for l in shipped.splitlines() if not l.startswith("ExecStart=")]
+        assert [line for line in text.splitlines() if not line.startswith("ExecStart=")] == \
+               [line for line in shipped.splitlines() if not line.startswith("ExecStart=")]
     config = user_home / ".config/facewarden/config.toml"
     assert config.read_text() == default_text()
     assert mode(config) == 0o600 and mode(config.parent) == 0o700
@@ -226,7 +226,7 @@ def test_doctor_reports_a_bad_config_and_asks_a_running_daemon(user_home, tmp_pa
 def test_doctor_and_tray_never_load_tensorflow_or_pystray_on_their_own(tmp_path):
     # pystray connects to the display when imported, TensorFlow costs seconds and hundreds of MB:
     # neither belongs in doctor or in merely importing the tray module.
-    code = ("import sys; from facewarden import tray, desktop; from facewarden.cli import main; main(['doctor']); "
+    code = ("import sys; from facewarden.desktop import tray, doctor; from facewarden.cli import main; main(['doctor']); "
             "print(sorted({'tensorflow', 'keras', 'pystray'} & set(sys.modules)))")
     env = dict(os.environ, FACEWARDEN_HOME=str(tmp_path), DBUS_SESSION_BUS_ADDRESS=f"unix:path={tmp_path}/nobus")
     env.pop("DISPLAY", None)
@@ -237,7 +237,7 @@ def test_doctor_and_tray_never_load_tensorflow_or_pystray_on_their_own(tmp_path)
 def test_doctor_says_a_damaged_owner_model_does_not_load(user_home, tmp_path):
     import json
 
-    from facewarden import assets
+    from facewarden.recognition import assets
 
     models = tmp_path / "fw" / "models"
     models.mkdir(parents=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from facewarden.demo import write_replay
+from facewarden.cli.demo import write_replay
 
 PYTHON = [sys.executable, "-m", "facewarden"]
 

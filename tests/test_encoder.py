@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from facewarden import assets, encoder, vision
-from facewarden.runtime import TFLiteModel
+from facewarden.model import encoder
+from facewarden.recognition import assets, vision
+from facewarden.recognition.runtime import TFLiteModel
 
 # The issue showed >= 0.9999997 over 3,443 LFW faces; anything below 0.9999 is a porting bug
 # (a wrong padding, flatten order or epsilon gives ~0.9 or worse).

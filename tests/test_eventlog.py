@@ -9,7 +9,8 @@ import pytest
 from facewarden import cli
 from facewarden.config import Log
 from facewarden.errors import UserError
-from facewarden.eventlog import EventLog, parse_duration, read
+from facewarden.cli.daemon import parse_duration
+from facewarden.service.eventlog import EventLog, read
 from facewarden.paths import paths
 
 

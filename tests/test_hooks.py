@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from facewarden.hooks import Runner, scripts
+from facewarden.service.hooks import Runner, scripts
 
 
 def script(path: Path, body: str, mode: int = 0o755) -> Path:

@@ -15,20 +15,14 @@ import cv2
 import numpy as np
 import pytest
 
-from facewarden import liveness
+from facewarden.core import liveness as core_liveness
 from facewarden.config import Liveness
 from facewarden.errors import UserError
-from facewarden.liveness import (
-    Cues,
-    Landmarker,
-    LivenessTracker,
-    MiniFASNet,
-    Thresholds,
-    homography_residual,
-    judge,
-    mesh_shift,
-)
-from facewarden.vision import Detector
+from facewarden.core.liveness import Cues, LivenessThresholds as Thresholds, judge, mesh_shift
+from facewarden.recognition import landmarks
+from facewarden.recognition.landmarks import Landmarker, MiniFASNet, homography_residual
+from facewarden.recognition.liveness import LivenessTracker
+from facewarden.recognition.vision import Detector
 
 
 @pytest.fixture(scope="session")
@@ -69,8 +63,8 @@ def test_mesh_and_eyes_on_the_astronaut(astronaut_bgr, detector, landmarker):
     assert 0.15 < marks.ear < 0.45, "open eyes have an aspect ratio of about a quarter"
     along = marks.gaze[0::2]
     assert np.all((along > 0.2) & (along < 0.8)), "the irises sit between the eye corners"
-    assert marks.crop.shape == (liveness.MESH_SIZE, liveness.MESH_SIZE, 3)
-    assert liveness.texture(marks.crop) > 0
+    assert marks.crop.shape == (landmarks.MESH_SIZE, landmarks.MESH_SIZE, 3)
+    assert landmarks.texture(marks.crop) > 0
 
 
 def test_closed_eyes_have_a_lower_aspect_ratio(nuaa, detector, landmarker):
@@ -97,14 +91,14 @@ def test_a_flat_picture_moves_by_a_homography_and_a_head_does_not(nuaa, detector
     tilted = cv2.warpPerspective(frame, cv2.getPerspectiveTransform(corners, moved), (w, h))
     flat = _marks(tilted, detector, landmarker).mesh
     motion = mesh_shift(first.mesh, flat, first.iod)
-    assert liveness.MOTION_MIN <= motion <= liveness.MOTION_MAX
-    flat_excess = homography_residual(first.mesh, flat, first.iod) - liveness.RESIDUAL_SLOPE * motion
+    assert core_liveness.MOTION_MIN <= motion <= core_liveness.MOTION_MAX
+    flat_excess = homography_residual(first.mesh, flat, first.iod) - core_liveness.RESIDUAL_SLOPE * motion
     # 0014_live frames 0 -> 1: the person's head turns a little (a motion in the band).
     head = _marks(_frame(nuaa, "0014_live", 1), detector, landmarker).mesh
     head_motion = mesh_shift(first.mesh, head, first.iod)
-    assert liveness.MOTION_MIN <= head_motion <= liveness.MOTION_MAX
-    head_excess = homography_residual(first.mesh, head, first.iod) - liveness.RESIDUAL_SLOPE * head_motion
-    assert flat_excess < liveness.THRESHOLDS.nonrigid_excess < head_excess, (flat_excess, head_excess)
+    assert core_liveness.MOTION_MIN <= head_motion <= core_liveness.MOTION_MAX
+    head_excess = homography_residual(first.mesh, head, first.iod) - core_liveness.RESIDUAL_SLOPE * head_motion
+    assert flat_excess < core_liveness.THRESHOLDS.nonrigid_excess < head_excess, (flat_excess, head_excess)
 
 
 # -- the pure combiner -----------------------------------------------------------------------------
@@ -127,7 +121,7 @@ def test_a_blink_is_a_dip_below_the_window_median():
     cues[6] = Cues(ear=0.08, gaze=cues[6].gaze, texture=0.1, motion=0.01)
     assert judge(cues) == "blink"
     # The same dip in a sample that moved too fast for its landmarks to count says nothing.
-    cues[6] = Cues(ear=0.08, gaze=cues[6].gaze, texture=0.1, motion=liveness.MOTION_MAX * 2)
+    cues[6] = Cues(ear=0.08, gaze=cues[6].gaze, texture=0.1, motion=core_liveness.MOTION_MAX * 2)
     assert judge(cues) is None
     # A shallow dip is landmark noise, not a blink.
     cues[6] = Cues(ear=0.25 * 0.7, gaze=cues[6].gaze, texture=0.1, motion=0.01)
@@ -158,7 +152,7 @@ def test_nonrigid_needs_several_pairs_over_the_motion_matched_bar():
 
 def test_texture_is_read_from_still_samples_only():
     t = Thresholds()
-    sharp_moving = _cues(10, texture=t.texture * 2, motion=liveness.STILL * 2)
+    sharp_moving = _cues(10, texture=t.texture * 2, motion=core_liveness.STILL * 2)
     assert judge(sharp_moving) is None
     assert judge(_cues(t.texture_min_samples, texture=t.texture * 1.1)) == "texture"
     assert judge(_cues(t.texture_min_samples - 1, texture=t.texture * 1.1)) is None
@@ -306,7 +300,7 @@ def test_a_face_that_jumps_elsewhere_must_prove_life_again(nuaa, detector, landm
     # The same picture, the face moved by more than its width: another face, as far as we know.
     shifted = np.roll(frame, -int(face.box[2] * 1.5), axis=1)
     moved = detector(shifted)[0]
-    assert not liveness.same_place(face, moved)
+    assert not core_liveness.same_place(face, moved)
     assert tracker.update(shifted, moved, 8.2) is None
     # Small moves keep the decision.
     tracker = LivenessTracker(Liveness(), landmarker)

@@ -14,10 +14,14 @@ import cv2
 import numpy as np
 import pytest
 
-from facewarden import owner, paths, runtime, vision
+from facewarden import paths
+from facewarden.core.observation import Observation, OwnerThresholds as Thresholds, decide, face_problem, is_grey
+from facewarden.model import augment, enroll, evaluate
+from facewarden.model import train as training
+from facewarden.recognition import ownerfile, runtime, vision
+from facewarden.recognition.verifier import Verifier
 from facewarden.config import Config
 from facewarden.errors import UserError
-from facewarden.verifier import Observation, Thresholds, Verifier, decide, face_problem, is_grey
 
 
 def mode(path: Path) -> int:
@@ -32,9 +36,9 @@ def orl_owner(orl, tmp_path_factory):
         mp.setenv("FACEWARDEN_HOME", str(home))
         p = paths.paths()
         images = [orl / "s1" / f"{i}.pgm" for i in range(1, 6)]
-        result = owner.enroll_files(images, p, vision.Detector())
+        result = enroll.enroll_files(images, p, vision.Detector())
         assert len(result.added) == 5, result.skipped
-        meta = owner.train(p, say=lambda _: None, verbose=0)
+        meta = training.train(p, say=lambda _: None, verbose=0)
     return p, meta
 
 
@@ -42,9 +46,9 @@ def test_orl_owner_accepts_its_held_out_faces_and_rejects_every_other_subject(or
     p, meta = orl_owner
     verifier = Verifier.from_config(Config(), p)
     assert verifier.thresholds == Thresholds(meta["threshold"], meta["threshold_grey"])
-    own = [verifier.score_image(owner.read_image(orl / "s1" / f"{i}.pgm")) for i in range(6, 11)]
+    own = [verifier.score_image(vision.read_image(orl / "s1" / f"{i}.pgm")) for i in range(6, 11)]
     assert all(v is not None and v.owner for v in own), [v and v.score for v in own]
-    strangers = [(d.name, f.name, verifier.score_image(owner.read_image(f)))
+    strangers = [(d.name, f.name, verifier.score_image(vision.read_image(f)))
                  for d in sorted(orl.iterdir()) if d.is_dir() and d.name != "s1" for f in sorted(d.glob("*.pgm"))]
     assert len(strangers) == 390
     accepted = [(s, f, v.score) for s, f, v in strangers if v is not None and v.owner]
@@ -59,7 +63,7 @@ def test_tflite_matches_h5_on_real_faces(orl_owner, orl):
     crops = []
     for subject in ("s1", "s2", "s7", "s23", "s40"):
         for i in (3, 8):
-            image = owner.read_image(orl / subject / f"{i}.pgm")
+            image = vision.read_image(orl / subject / f"{i}.pgm")
             crops.append(vision.align(image, detector(image)[0]))
     h5 = runtime.load(p.models_dir / "owner.h5")
     lite = runtime.load(p.models_dir / "owner.tflite", threads=1)
@@ -71,7 +75,7 @@ def test_tflite_matches_h5_on_real_faces(orl_owner, orl):
 
 def test_owner_h5_loads_with_plain_keras_in_another_process(orl_owner, tmp_path, orl):
     p, _ = orl_owner
-    image = owner.read_image(orl / "s1" / "9.pgm")
+    image = vision.read_image(orl / "s1" / "9.pgm")
     crop = vision.align(image, vision.Detector()(image)[0])
     np.save(tmp_path / "crop.npy", crop.astype(np.float32)[None])
     code = (
@@ -98,7 +102,7 @@ def test_trained_files_are_private_and_described(orl_owner):
     on_disk = json.loads((p.models_dir / "owner.json").read_text())
     assert on_disk == meta
     assert meta["enrolled"] == 5 and meta["input_size"] == [112, 112, 3]
-    assert meta["threshold"] == owner.THRESHOLD_COLOUR and meta["threshold_grey"] == owner.THRESHOLD_GREY
+    assert meta["threshold"] == ownerfile.THRESHOLD_COLOUR and meta["threshold_grey"] == ownerfile.THRESHOLD_GREY
     assert "0.1%" in meta["threshold_method"] and len(meta["encoder_sha256"]) == 64
     assert meta["tflite_max_abs_diff"] < 1e-3
 
@@ -134,7 +138,7 @@ def test_enroll_reports_every_skipped_file_and_never_loses_faces(home, astronaut
     cv2.imwrite(str(src / "two.jpg"), np.hstack([astronaut_bgr, astronaut_bgr[:, ::-1]]))
     cv2.imwrite(str(src / "tiny.jpg"), cv2.resize(astronaut_bgr, (64, 64)))
     p = paths.paths()
-    result = owner.enroll_dir(src, p, vision.Detector(640))
+    result = enroll.enroll_dir(src, p, vision.Detector(640))
     skipped = dict((Path(s).name, why) for s, why in result.skipped)
     assert skipped == {
         "notes.txt": "not a readable image",
@@ -145,13 +149,13 @@ def test_enroll_reports_every_skipped_file_and_never_loses_faces(home, astronaut
     }
     assert skipped["tiny.jpg"].startswith(("face too small", "no face found"))
     assert len(result.added) == 2 and result.total == 2
-    crops = owner.load_crops(owner.enrolled(p))
+    crops = enroll.load_crops(enroll.enrolled(p))
     assert crops.shape == (2, 112, 112, 3) and crops.dtype == np.uint8
-    assert mode(p.enroll_dir) == 0o700 and all(mode(f) == 0o600 for f in owner.enrolled(p))
+    assert mode(p.enroll_dir) == 0o700 and all(mode(f) == 0o600 for f in enroll.enrolled(p))
     # Again, plus one new photo: the two stay, the repeat is reported, the new one is added.
     cv2.imwrite(str(src / "c.jpg"), shifted(astronaut_bgr, -10, 8, 1.05))
-    before = {f: f.read_bytes() for f in owner.enrolled(p)}
-    again = owner.enroll_dir(src, p, vision.Detector(640))
+    before = {f: f.read_bytes() for f in enroll.enrolled(p)}
+    again = enroll.enroll_dir(src, p, vision.Detector(640))
     assert [Path(s).name for s, why in again.skipped if why == "already enrolled"] == ["a.jpg", "b.png"]
     assert len(again.added) == 1 and again.total == 3
     assert all(f.read_bytes() == data_ for f, data_ in before.items())
@@ -160,34 +164,34 @@ def test_enroll_reports_every_skipped_file_and_never_loses_faces(home, astronaut
 def test_enroll_from_frames_stops_at_count(home, astronaut_bgr):
     frames = [None, np.zeros((480, 640, 3), np.uint8)] + [shifted(astronaut_bgr, d, d) for d in range(0, 40, 4)]
     seen = []
-    result = owner.enroll_frames(iter(frames), 4, paths.paths(), vision.Detector(), lambda n, want: seen.append((n, want)))
+    result = enroll.enroll_frames(iter(frames), 4, paths.paths(), vision.Detector(), lambda n, want: seen.append((n, want)))
     assert len(result.added) == 4 and seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
 
 
 def test_training_needs_three_faces(home, astronaut_bgr):
     p = paths.paths()
-    owner.enroll_frames(iter([astronaut_bgr, shifted(astronaut_bgr, 8, 8)]), 5, p, vision.Detector())
+    enroll.enroll_frames(iter([astronaut_bgr, shifted(astronaut_bgr, 8, 8)]), 5, p, vision.Detector())
     with pytest.raises(UserError, match="2 enrolled face.*at least 3"):
-        owner.train(p, say=lambda _: None, verbose=0)
+        training.train(p, say=lambda _: None, verbose=0)
     assert not p.models_dir.exists() or not any(p.models_dir.iterdir())
 
 
 def test_damaged_enrollment_or_metadata_is_a_clear_error(home, astronaut_bgr):
     p = paths.paths()
     with pytest.raises(UserError, match="no owner model"):
-        owner.read_meta(p)
+        ownerfile.read_meta(p)
     paths.write_private(p.models_dir / "owner.json", b"{not json")
     with pytest.raises(UserError, match="damaged"):
-        owner.read_meta(p)
+        ownerfile.read_meta(p)
     paths.write_private(p.enroll_dir / "0000.png", b"garbage")
     with pytest.raises(UserError, match="damaged enrollment image"):
-        owner.load_crops(owner.enrolled(p))
+        enroll.load_crops(enroll.enrolled(p))
 
 
 def test_augment_keeps_shape_and_varies():
     crop = np.random.default_rng(0).integers(0, 255, (112, 112, 3), dtype=np.uint8)
     rng = np.random.default_rng(1)
-    views = [owner.augment(crop, rng) for _ in range(12)]
+    views = [augment.augment(crop, rng) for _ in range(12)]
     assert all(v.shape == (112, 112, 3) and v.dtype == np.uint8 for v in views)
     assert len({v.tobytes() for v in views}) == 12
     assert any(is_grey(v) for v in views) and not all(is_grey(v) for v in views)
@@ -215,23 +219,23 @@ def test_face_problem_gates_small_and_unclear_faces():
 def test_pair_metrics_on_known_scores():
     same = np.array([True] * 50 + [False] * 50)
     perfect = np.where(same, 0.8, 0.1) + np.linspace(0, 0.01, 100)
-    m = owner.pair_metrics(perfect, same)
+    m = evaluate.pair_metrics(perfect, same)
     assert m["accuracy"] == 1.0 and m["eer"] == 0.0 and m["tar_at_far_1e-3"] == 1.0
     # One impostor above every genuine pair: at FAR 1e-2 (0 of 50 allowed) nothing is accepted.
     scores = perfect.copy()
     scores[99] = 0.95
-    assert owner.tar_at_far(scores[same], scores[~same], 1e-2) == 0.0
-    assert owner.tar_at_far(scores[same], scores[~same], 0.05) == 1.0
-    assert owner.pair_metrics(scores, same)["accuracy"] == pytest.approx(0.99)
+    assert evaluate.tar_at_far(scores[same], scores[~same], 1e-2) == 0.0
+    assert evaluate.tar_at_far(scores[same], scores[~same], 0.05) == 1.0
+    assert evaluate.pair_metrics(scores, same)["accuracy"] == pytest.approx(0.99)
 
 
 def test_parse_pairs():
     text = "2\nAnn\t1\t2\nAnn\t1\tBob\t3\n"
-    assert owner.parse_pairs(text) == [("Ann", 1, "Ann", 2), ("Ann", 1, "Bob", 3)]
+    assert evaluate.parse_pairs(text) == [("Ann", 1, "Ann", 2), ("Ann", 1, "Bob", 3)]
     with pytest.raises(UserError, match="pairs:2: not an LFW pair line"):
-        owner.parse_pairs("1\nAnn one two\n")
+        evaluate.parse_pairs("1\nAnn one two\n")
     with pytest.raises(UserError, match="holds no pairs"):
-        owner.parse_pairs("0\n")
+        evaluate.parse_pairs("0\n")
 
 
 def test_verifier_skips_dark_frames_and_judges_each_face(orl_owner, astronaut_bgr):
@@ -251,7 +255,7 @@ def test_verifier_scores_without_importing_tensorflow(orl_owner, orl):
         "import sys, cv2\n"
         "from facewarden.config import Config\n"
         "from facewarden.paths import paths\n"
-        "from facewarden.verifier import Verifier\n"
+        "from facewarden.recognition.verifier import Verifier\n"
         "v = Verifier.from_config(Config(), paths())\n"
         f"seen = v.observe(cv2.imread({str(orl / 's1' / '10.pgm')!r}))\n"
         "assert len(seen.faces) == 1 and seen.faces[0].owner, seen\n"

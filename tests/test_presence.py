@@ -7,9 +7,9 @@ import pytest
 
 from facewarden.config import parse
 from facewarden.events import Event
-from facewarden.presence import Presence, Sample, State
-from facewarden.verifier import FaceVerdict, Observation
-from facewarden.vision import Face
+from facewarden.core.presence import Presence, Sample, State
+from facewarden.core.observation import FaceVerdict, Observation
+from facewarden.core.observation import Face
 
 OWNER = Sample(owner=True, live=True, score=0.8)
 PENDING = Sample(owner=True, live=None, score=0.8)

@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from facewarden import assets, encoder, runtime, vision
+from facewarden.model import encoder
+from facewarden.recognition import assets, runtime, vision
 from facewarden.errors import UserError
 
 
@@ -123,7 +124,7 @@ DAEMON_SIDE = """
 import json, sys
 import cv2
 from skimage import data
-from facewarden import runtime, vision
+from facewarden.recognition import runtime, vision
 frame = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
 face = vision.Detector()(frame)[0]
 (embedding,) = runtime.load(sys.argv[1], threads=1)(vision.align(frame, face)[None])

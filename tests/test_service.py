@@ -18,15 +18,15 @@ from pathlib import Path
 import pytest
 
 from facewarden import config as config_module
-from facewarden.camera import Camera, ReplayEnded
+from facewarden.service.camera import Camera, ReplayEnded
 from facewarden.config import parse
-from facewarden.control import request
-from facewarden.demo import augmented, write_replay
+from facewarden.service.control import request
+from facewarden.cli.demo import augmented, write_replay
 from facewarden.errors import UserError
 from facewarden.events import Event
 from facewarden.paths import paths
-from facewarden.presence import Presence, State
-from facewarden.service import Daemon, build_verifier, sample_once
+from facewarden.core.presence import Presence, State
+from facewarden.service.daemon import Daemon, build_verifier, sample_once
 
 PYTHON = [sys.executable, "-m", "facewarden"]
 WAIT_S = 60.0  # generous: CI has 2 shared cores
@@ -104,7 +104,7 @@ def test_sampling_step_over_a_replayed_camera(owner_home, replay):
 
 
 def test_real_liveness_refuses_the_photo_of_the_owner(owner_home, astronaut_bgr, tmp_path):
-    from facewarden.service import build_liveness
+    from facewarden.service.daemon import build_liveness
 
     frames = tmp_path / "photo"
     write_replay(frames, [("photo held up", 12, [[astronaut_bgr]])])
@@ -179,7 +179,7 @@ def start_daemon(home: Path, log: Path) -> subprocess.Popen:
         except UserError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise AssertionError(f"daemon did not come up (exit {proc.poll()}):\n{log.read_text()[-3000:]}")
+                raise AssertionError(f"daemon did not come up (exit {proc.poll()}):\n{log.read_text()[-3000:]}") from None
             time.sleep(0.2)
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from desktop_helpers.daemon_side import TestDaemon, serving
 from desktop_helpers.procs import wait_for
-from facewarden import tray
+from facewarden.desktop import tray
 from facewarden.errors import UserError
 
 NOW = datetime(2026, 11, 28, 9, 30).timestamp()
@@ -164,7 +164,7 @@ def test_menu_entries_reach_the_daemon_through_the_socket(served):
     daemon, _ = served
     t = tray.Tray()  # the default request: control.request on paths().socket_path
     assert t.refresh().colour == tray.GREEN
-    for label, what in tray.MENU:
+    for _label, what in tray.MENU:
         if isinstance(what, dict):
             t.activate(what)
     assert daemon.calls == [("pause", 300.0), ("pause", 1800.0), ("pause", None), ("resume",), ("lock-now",)]

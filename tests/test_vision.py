@@ -6,8 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from facewarden import config, vision
-from facewarden.vision import Face
+from facewarden import config
+from facewarden.recognition import vision
+from facewarden.core.observation import Face
 
 DEFAULTS = config.Config()
 
@@ -78,7 +79,7 @@ def test_align_gives_the_encoders_rgb_input(detector, astronaut_bgr):
 
 
 def _opencv_align(frame: np.ndarray, face: Face) -> np.ndarray:
-    from facewarden import assets
+    from facewarden.recognition import assets
 
     recognizer = cv2.FaceRecognizerSF.create(str(assets.path(assets.SFACE)), "")
     row = np.array([*face.box, *face.landmarks.reshape(-1), face.score], dtype=np.float32)

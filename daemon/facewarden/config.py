@@ -7,6 +7,7 @@ file only needs the keys it changes. Every error is reported at once, each with 
 from __future__ import annotations
 
 import tomllib
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .errors import UserError
 from .events import Action, Event
+from .paths import write_private
 
 
 class Section(BaseModel):
@@ -164,4 +166,11 @@ def load(path: Path | None) -> Config:
 
 def default_text() -> str:
     """The documented default config.toml, as shipped inside the package."""
-    return (Path(__file__).parent / "config.toml").read_text(encoding="utf-8")
+    return resources.files(__package__).joinpath("data", "config.toml").read_text(encoding="utf-8")
+
+
+def write_default(path: Path) -> Path:
+    """The user's config file at `path`, written from the documented default only if there is none."""
+    if not path.exists():
+        write_private(path, default_text().encode("utf-8"))
+    return path

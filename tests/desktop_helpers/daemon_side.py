@@ -46,7 +46,7 @@ class TestDaemon:
 @contextmanager
 def serving(controller):
     """The real control.Server for `controller` on this FACEWARDEN_HOME's socket, while in the block."""
-    from facewarden.control import Server
+    from facewarden.service.control import Server
     from facewarden.paths import paths
 
     server = Server(paths().socket_path, controller)

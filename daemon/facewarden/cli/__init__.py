@@ -1,12 +1,14 @@
-"""The `facewarden` command. Parses arguments and calls into the modules; imports lazily so that
-daemon-side commands never load TensorFlow."""
+"""The `facewarden` command: the only layer that parses arguments, prints for people and sets exit
+codes. Handlers live in this package (model, daemon, desktop, demo); each imports what it needs
+lazily, so that daemon-side commands never load TensorFlow."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from .errors import UserError
+from .. import __version__
+from ..errors import UserError
 
 
 def _lazy(module: str, function: str):
@@ -23,52 +25,53 @@ def _lazy(module: str, function: str):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facewarden", description="Guards your session with your face.")
+    parser.add_argument("--version", action="version", version=f"facewarden {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    # The owner model (owner.py): only train, embed and evaluate import TensorFlow.
+    # The owner model (cli/model.py): only train, embed and evaluate import TensorFlow.
 
     p = sub.add_parser("enroll", help="add the owner's face: from the webcam or a folder of photos")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--from", dest="source", metavar="DIR", help="import every photo with exactly one usable face")
     src.add_argument("--camera", action="store_true", help="capture from the webcam (camera.source)")
     p.add_argument("--count", type=int, default=20, help="faces to capture with --camera (default 20)")
-    p.set_defaults(func=_lazy("owner", "cli_enroll"))
-    sub.add_parser("train", help="build the owner model from the enrollment").set_defaults(func=_lazy("owner", "cli_train"))
+    p.set_defaults(func=_lazy("model", "enroll"))
+    sub.add_parser("train", help="build the owner model from the enrollment").set_defaults(func=_lazy("model", "train"))
     p = sub.add_parser("score", help='one JSON line per image: {"path", "face", "score", "owner"}')
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.set_defaults(func=_lazy("owner", "cli_score"))
+    p.set_defaults(func=_lazy("model", "score"))
     p = sub.add_parser("embed", help='one JSON line per image: {"path", "face", "embedding"}')
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.set_defaults(func=_lazy("owner", "cli_embed"))
+    p.set_defaults(func=_lazy("model", "embed"))
     p = sub.add_parser("evaluate", help="face-pair accuracy, TAR at FAR, EER and a ROC plot (LFW pairs format)")
     p.add_argument("--pairs", required=True, metavar="FILE", help="LFW pairs file")
     p.add_argument("--images", required=True, metavar="DIR", help="DIR/name/name_0001.jpg ...")
     p.add_argument("--roc", default="roc.png", metavar="PNG", help="where to write the ROC plot (default roc.png)")
-    p.set_defaults(func=_lazy("owner", "cli_evaluate"))
+    p.set_defaults(func=_lazy("model", "evaluate"))
 
-    # The daemon and its control socket: service, control, eventlog, demo (none imports TensorFlow).
+    # The daemon and its control socket (cli/daemon.py, cli/demo.py): none imports TensorFlow.
     sub.add_parser("run", help="run the daemon in the foreground (what the systemd unit starts)").set_defaults(
-        func=_lazy("service", "cli_run")
+        func=_lazy("daemon", "run")
     )
-    sub.add_parser("status", help="what the running daemon sees").set_defaults(func=_lazy("control", "cli_status"))
+    sub.add_parser("status", help="what the running daemon sees").set_defaults(func=_lazy("daemon", "status"))
     p = sub.add_parser("pause", help="stop watching for a while (e.g. 15m), or until resumed")
     p.add_argument("duration", nargs="?", help="30s, 15m, 1h, 2d; none: until `facewarden resume`")
-    p.set_defaults(func=_lazy("control", "cli_pause"))
-    sub.add_parser("resume", help="watch again after a pause").set_defaults(func=_lazy("control", "cli_resume"))
-    sub.add_parser("lock", help="lock the session now").set_defaults(func=_lazy("control", "cli_lock"))
+    p.set_defaults(func=_lazy("daemon", "pause"))
+    sub.add_parser("resume", help="watch again after a pause").set_defaults(func=_lazy("daemon", "resume"))
+    sub.add_parser("lock", help="lock the session now").set_defaults(func=_lazy("daemon", "lock"))
     sub.add_parser("reload", help="re-read config.toml (a bad file keeps the old config)").set_defaults(
-        func=_lazy("control", "cli_reload")
+        func=_lazy("daemon", "reload")
     )
     p = sub.add_parser("events", help="what happened: the event log")
     p.add_argument("--since", metavar="DURATION", help="only the last 30s, 15m, 1h, 2d")
-    p.set_defaults(func=_lazy("eventlog", "cli_events"))
+    p.set_defaults(func=_lazy("daemon", "events"))
     sub.add_parser("demo", help="enroll a sample face and run the real daemon on a replayed sequence").set_defaults(
-        func=_lazy("demo", "cli_demo")
+        func=_lazy("demo", "run")
     )
 
-    # Desktop integration (tray, desktop): pystray is imported only inside `tray`, it needs a display.
+    # Desktop integration (cli/desktop.py): pystray is imported only by the tray, it needs a display.
     sub.add_parser("tray", help="show the tray icon (a client of the running daemon)").set_defaults(
-        func=_lazy("tray", "run")
+        func=_lazy("desktop", "tray")
     )
     sub.add_parser("install", help="install the systemd user units and the default config").set_defaults(
         func=_lazy("desktop", "install")

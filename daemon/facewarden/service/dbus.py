@@ -132,3 +132,18 @@ def lock_services() -> list[str]:
             return []
         names = dict.fromkeys(name for name, *_ in LOCK_CALLS)
         return [name for name in names if _has_name(conn, name)]
+
+
+def screensaver_active() -> bool | None:
+    """`GetActive` of the first screensaver service present: whether it is locked/active now;
+    None without a bus or a service that answers."""
+    with _connect() as conn:
+        if conn is None:
+            return None
+        for name, path, interface, *_ in LOCK_CALLS:
+            if not _has_name(conn, name):
+                continue
+            body = _call(conn, new_method_call(DBusAddress(path, bus_name=name, interface=interface), "GetActive"))
+            if body is not None:
+                return bool(body[0])
+        return None

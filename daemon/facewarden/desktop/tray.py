@@ -18,11 +18,15 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Callable
 
 from PIL import Image, ImageDraw
 
-from .errors import UserError
+from ..config import write_default
+from ..errors import UserError
+from ..paths import paths
+from ..service import control, dbus
 
 log = logging.getLogger(__name__)
 
@@ -128,31 +132,9 @@ def click_request(v: View) -> dict:
     return {"cmd": "resume"} if v.paused else PAUSE_5
 
 
-# The lock chain may wait seconds for a screen locker to confirm; a reload re-reads the config.
-TIMEOUTS_S = {"lock-now": 30.0, "reload": 10.0}
-
-
-def _default_request(cmd: dict) -> dict:
-    from . import control
-
-    return control.request(cmd, timeout=TIMEOUTS_S.get(cmd.get("cmd"), 2.0))
-
-
-def poll(request: Callable[[dict], dict]) -> dict | None:
-    """The daemon's status, or None when it is not running (or answers nonsense)."""
-    try:
-        reply = request({"cmd": "status"})
-    except (UserError, OSError, ValueError) as e:
-        log.debug("status: %s", e)
-        return None
-    return reply if isinstance(reply, dict) and reply.get("ok") else None
-
-
 def open_config() -> str:
     """Open the config file in the user's editor, creating the documented default if there is none."""
-    from .desktop import write_default_config
-
-    path = write_default_config()
+    path = write_default(paths().config_file)
     opener = shutil.which("xdg-open")
     if opener is None:
         raise UserError(f"xdg-open is not installed; edit {path} yourself")
@@ -166,7 +148,7 @@ class Tray:
     `show(view)` is called whenever what the icon shows changes; `stop()` ends the tray.
     """
 
-    def __init__(self, request: Callable[[dict], dict] = _default_request, *,
+    def __init__(self, request: Callable[[dict], dict] = control.ask, *,
                  show: Callable[[View], None] = lambda v: None, stop: Callable[[], None] = lambda: None,
                  clock: Callable[[], float] = time.time, tell: Callable[[str], None] | None = None):
         self.request, self.show, self.stop_icon, self.clock = request, show, stop, clock
@@ -181,7 +163,7 @@ class Tray:
         with self._refreshing:
             if self.stopping.is_set():
                 return self.current
-            v = view(poll(self.request), self.clock())
+            v = view(control.poll(self.request), self.clock())
             if v != self.current:
                 self.current = v
                 self.show(v)
@@ -200,6 +182,8 @@ class Tray:
             if what == "open-config":
                 open_config()
                 return
+            if not isinstance(what, dict):
+                raise ValueError(f"unknown menu entry {what!r}")
             reply = self.request(what)
             if not reply.get("ok"):
                 self.tell(f"The daemon refused: {reply.get('error', 'no reason given')}")
@@ -254,7 +238,7 @@ def _tk_menu(x: int, y: int, entries: list[tuple[str, bool]]) -> int | None:
     menu = tkinter.Menu(root, tearoff=0)
     for i, (label, enabled) in enumerate(entries):
         menu.add_command(label=label, state="normal" if enabled else "disabled",
-                         command=lambda i=i: chosen.append(i))
+                         command=partial(chosen.append, i))
     # Tk unposts the menu before it runs the chosen command: give the command a moment, then end,
     # whether something was chosen or the user clicked elsewhere.
     menu.bind("<Unmap>", lambda _e: root.after(100, root.quit))
@@ -264,8 +248,6 @@ def _tk_menu(x: int, y: int, entries: list[tuple[str, bool]]) -> int | None:
 
 
 def _tell(message: str) -> None:
-    from . import dbus
-
     log.warning("%s", message)
     dbus.notify("facewarden tray", message)
 
@@ -289,8 +271,6 @@ def x_tray_owner(display: str | None = None) -> bool:
 
 def sni_watcher() -> bool:
     """Whether a StatusNotifierItem host (KDE, GNOME's AppIndicator extension...) is on the bus."""
-    from . import dbus
-
     return dbus.has_name("org.kde.StatusNotifierWatcher")
 
 
@@ -304,7 +284,7 @@ def _import_pystray():
     return pystray
 
 
-def run(args=None) -> int:
+def run() -> None:
     pystray = _import_pystray()
     backend = pystray.Icon.__module__.rsplit(".", 1)[-1]  # _appindicator, _gtk or _xorg
     if backend == "_appindicator" and not sni_watcher():
@@ -341,7 +321,6 @@ def run(args=None) -> int:
 
     icon.run(setup)
     tray.stopping.set()
-    return 0
 
 
 def _fixed_xorg_icon(base):
@@ -354,7 +333,7 @@ def _fixed_xorg_icon(base):
       `_systray_manager` through DestroyNotify, so the icon re-docks then)."""
     import Xlib.X
 
-    class Icon(base):
+    class Icon(base):  # type: ignore[valid-type,misc]  # pystray picks its backend class at import
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self._window.change_attributes(

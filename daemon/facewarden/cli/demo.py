@@ -18,15 +18,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib import resources
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .errors import UserError
-from .events import Event
+from ..errors import UserError
+from ..events import Event
 
-REPO_HOOKS = Path(__file__).resolve().parents[2] / "hooks"
+# The demo's hooks ship inside the package (a wheel has no source tree).
+DEMO_HOOKS = resources.files("facewarden").joinpath("data", "hooks")
 FPS = 5
 SIZE = (640, 480)
 # The timeline, in seconds of replay: owner, nobody, owner.
@@ -85,7 +87,8 @@ def compose(faces: list[np.ndarray], background: np.ndarray, dx: int = 0) -> np.
 BROKEN = b"not an image"  # a frame the camera cannot decode: a camera failure mid-run
 
 
-def write_replay(folder: Path, segments: list[tuple[str, float, list]], fps: float = FPS, seed: int = 3) -> dict[str, float]:
+def write_replay(folder: Path, segments: list[tuple[str, float, list]], fps: float = FPS,
+                 seed: int = 3) -> dict[str, float]:
     """Numbered frames for a replayed camera: each segment (name, seconds, choices) cycles through
     `choices`, lists of face photos to compose (empty list: nobody; None: a broken frame), with the
     small shifts and sensor noise of a live camera. Returns when each segment starts, in seconds."""
@@ -110,7 +113,7 @@ def write_replay(folder: Path, segments: list[tuple[str, float, list]], fps: flo
 
 
 def demo_config(frames: Path, lock_hook: Path) -> str:
-    actions = {e.value: [] for e in Event}
+    actions: dict[str, list[str]] = {e.value: [] for e in Event}
     actions["owner_left"] = ["lock"]
     actions["stranger_detected"] = ["lock"]
     lines = "\n".join(f"{k} = {v!r}".replace("'", '"') for k, v in actions.items())
@@ -142,21 +145,24 @@ def _run(argv: list[str], env: dict, what: str) -> None:
         raise UserError(f"demo: `{' '.join(argv[2:])}` failed (exit {result.returncode}):\n{result.stdout.strip()}")
 
 
+def _copy_hook(name: str, target: Path) -> None:
+    target.write_bytes(DEMO_HOOKS.joinpath(name).read_bytes())
+    target.chmod(0o700)
+
+
 def install_hooks(home: Path) -> Path:
     """The demo's hooks under `home`: print-event for every event, and the printing lock command."""
-    if not (REPO_HOOKS / "demo-lock").exists():
-        raise UserError(f"demo: the repository's hooks/ folder is missing ({REPO_HOOKS}); run the demo from a clone")
     hooks = home / "hooks"
     for event in Event:
         folder = hooks / f"{event.value}.d"
         folder.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO_HOOKS / "print-event", folder / "50-print-event")
+        _copy_hook("print-event", folder / "50-print-event")
     lock_hook = hooks / "demo-lock"
-    shutil.copy2(REPO_HOOKS / "demo-lock", lock_hook)
+    _copy_hook("demo-lock", lock_hook)
     return lock_hook
 
 
-def cli_demo(args) -> int:
+def run(args) -> int:
     started = time.monotonic()
     home = Path(tempfile.mkdtemp(prefix="facewarden-demo-"))
     env = {**os.environ, "FACEWARDEN_HOME": str(home), "PYTHONUNBUFFERED": "1"}

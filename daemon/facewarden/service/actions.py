@@ -1,32 +1,28 @@
-"""The built-in actions, looked up by `Action`: lock (a chain of methods), notify, unlock, snapshot.
+"""The built-in actions, looked up by `Action`: lock (the chain of lock back-ends), notify, unlock, snapshot.
 
-They run off the sampling thread (service.py) and never raise: a failing action is logged and the
+They run off the sampling thread (service/daemon.py) and never raise: a failing action is logged and the
 daemon goes on. Each returns whether it worked.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import cv2
 import numpy as np
 
-from .config import Config
-from .events import Action, Event
-from .paths import Paths, write_private
+from ..config import Config
+from ..events import Action, Event
+from ..paths import Paths, write_private
+from . import dbus
+from .lock import LockBackend, backends, lock_chain, session_id, succeeded
 
 log = logging.getLogger(__name__)
-
-COMMAND_TIMEOUT_S = 10.0
-# A screen locker sets logind's LockedHint once its lock is up, which can take a moment.
-LOCKED_HINT_WAIT_S = 3.0
 
 MESSAGES: dict[Event, tuple[str, str]] = {
     Event.OWNER_LEFT: ("Session locked", "You left the desk."),
@@ -48,7 +44,6 @@ class Context:
     score: float | None = None
     frame: np.ndarray | None = None
     frame_path: Path | None = None  # set by the snapshot action, passed to hooks
-    detail: dict = field(default_factory=dict)
 
     def hook_env(self) -> dict[str, str]:
         env = {
@@ -67,29 +62,8 @@ class Context:
         return {
             "time": round(self.time, 3), "event": self.event.value, "state": self.state, "faces": self.faces,
             "score": None if self.score is None else round(self.score, 4),
-            "frame": None if self.frame_path is None else str(self.frame_path), **self.detail,
+            "frame": None if self.frame_path is None else str(self.frame_path),
         }
-
-
-def _run(argv: list[str], capture: bool = True) -> subprocess.CompletedProcess | None:
-    try:
-        return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=capture, text=True, timeout=COMMAND_TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        log.info("%s: %s", argv[0], e)
-        return None
-
-
-def _succeeded(argv: list[str], capture: bool = True) -> bool:
-    result = _run(argv, capture)
-    if result is not None and result.returncode != 0:
-        log.info("%s exited %d: %s", " ".join(argv), result.returncode, (result.stderr or "").strip()[:200])
-    return result is not None and result.returncode == 0
-
-
-def _session() -> str:
-    # Under systemd --user there is no XDG_SESSION_ID; "auto" is logind's name for the user's
-    # graphical session then.
-    return os.environ.get("XDG_SESSION_ID") or "auto"
 
 
 class Actions:
@@ -104,12 +78,7 @@ class Actions:
             Action.UNLOCK: self.unlock,
             Action.SNAPSHOT: self.snapshot,
         }
-        self.lock_methods: dict[str, Callable[[], bool]] = {
-            "command": self._lock_command,
-            "loginctl": self._lock_loginctl,
-            "screensaver": self._lock_screensaver,
-            "xdg-screensaver": self._lock_xdg,
-        }
+        self.lock_backends: list[LockBackend] = backends(config.lock)
 
     def run(self, action: Action, context: Context) -> bool:
         try:
@@ -121,54 +90,21 @@ class Actions:
     # -- lock ---------------------------------------------------------------------------------
 
     def lock(self, context: Context | None = None) -> bool:
-        """Try the configured methods in order; the first that verifiably works wins."""
-        for method in self.config.lock.methods:
-            if self.lock_methods[method]():
-                log.info("session locked (%s)", method)
-                return True
-        log.error("no lock method worked (tried %s): the session is NOT locked", ", ".join(self.config.lock.methods))
-        return False
-
-    def _lock_command(self) -> bool:
-        # The user's own command talks to the daemon's stdout and stderr (the journal), like a hook.
-        return bool(self.config.lock.command) and _succeeded(list(self.config.lock.command), capture=False)
-
-    def _lock_loginctl(self) -> bool:
-        if shutil.which("loginctl") is None or not _succeeded(["loginctl", "lock-session", _session()]):
-            return False
-        # loginctl returns 0 whether or not a locker reacted: only LockedHint says it did.
-        deadline = time.monotonic() + LOCKED_HINT_WAIT_S
-        while True:
-            hint = _run(["loginctl", "show-session", _session(), "--property=LockedHint", "--value"])
-            if hint is not None and hint.returncode == 0 and hint.stdout.strip() == "yes":
-                return True
-            if time.monotonic() >= deadline:
-                log.info("loginctl lock-session: no screen locker set LockedHint")
-                return False
-            time.sleep(0.25)
-
-    def _lock_screensaver(self) -> bool:
-        from .dbus import screensaver_lock
-
-        return screensaver_lock()
-
-    def _lock_xdg(self) -> bool:
-        return shutil.which("xdg-screensaver") is not None and _succeeded(["xdg-screensaver", "lock"])
+        """The lock chain: the configured back-ends in order, the first that verifiably works wins."""
+        return lock_chain(self.lock_backends)
 
     # -- notify, unlock, snapshot -------------------------------------------------------------
 
     def notify(self, context: Context) -> bool:
         summary, body = MESSAGES.get(context.event, (f"facewarden: {context.event.value}", ""))
         urgency = "critical" if context.event in (Event.STRANGER_DETECTED, Event.SPOOF_SUSPECTED) else "normal"
-        from .dbus import notify
-
-        if notify(summary, body, urgency=urgency):
+        if dbus.notify(summary, body, urgency=urgency):
             return True
-        return shutil.which("notify-send") is not None and _succeeded(
+        return shutil.which("notify-send") is not None and succeeded(
             ["notify-send", f"--urgency={urgency}", "--app-name=facewarden", summary, body])
 
     def unlock(self, context: Context) -> bool:
-        return shutil.which("loginctl") is not None and _succeeded(["loginctl", "unlock-session", _session()])
+        return shutil.which("loginctl") is not None and succeeded(["loginctl", "unlock-session", session_id()])
 
     def snapshot(self, context: Context) -> bool:
         """The frame of the event as a private JPEG; only the newest `snapshot.keep` are kept."""

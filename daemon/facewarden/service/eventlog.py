@@ -5,30 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-from .config import Log
-from .errors import UserError
-from .paths import private_dir
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
-_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> float:
-    """'90', '90s', '15m', '1.5h', '2d' -> seconds."""
-    match = _DURATION.match(text)
-    if not match or float(match.group(1)) <= 0:
-        raise UserError(f"not a duration: {text!r} (try 30s, 15m, 1h or 2d)")
-    return float(match.group(1)) * _UNIT_S[match.group(2)]
-
-
-def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+from ..config import Log
+from ..paths import private_dir
 
 
 class EventLog:
@@ -86,17 +67,3 @@ def read(path: Path, since: float | None = None) -> list[dict]:
             if since is None or record.get("time", 0) >= since:
                 records.append(record)
     return records
-
-
-def format_record(record: dict) -> str:
-    extra = [f"{k}={record[k]}" for k in ("state", "faces", "score", "detail", "frame") if record.get(k) is not None]
-    return f"{iso(record['time'])}  {record['event']:<18} " + " ".join(extra)
-
-
-def cli_events(args) -> int:
-    from .paths import paths
-
-    since = time.time() - parse_duration(args.since) if args.since else None
-    for record in read(paths().events_file, since):
-        print(format_record(record))
-    return 0

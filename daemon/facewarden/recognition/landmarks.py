@@ -14,26 +14,24 @@ the detector found:
   nothing else);
 - texture: a printed or displayed face recaptured by the camera loses fine detail (the weakest
   cue: it also depends on the camera and the light, so its bar is set furthest from the photos).
-`judge` (pure) turns a window of per-sample cues into one decision; an optional MiniFASNet the user
-supplies must then agree. `LivenessTracker` is the stateful adapter the daemon calls once per sample.
+`core.liveness.judge` (pure) turns a window of per-sample cues into one decision; an optional MiniFASNet the user
+supplies must then agree. This module measures; the rules are `core.liveness`, the window
+`recognition.liveness`.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
 
+from ..core.observation import Face
+from ..errors import UserError
 from . import assets
-from .config import Liveness
-from .errors import UserError
 from .runtime import TFLiteModel
-from .vision import Face
 
 MESH_SIZE = 192  # face_landmark.tflite input, RGB in [0, 1]
 EYE_SIZE = 64  # iris_landmark.tflite input, RGB in [0, 1]
@@ -164,12 +162,6 @@ def texture(crop_bgr: np.ndarray) -> float:
     return float(cv2.Laplacian(grey, cv2.CV_32F).var() / (grey.var() + 1.0))
 
 
-def mesh_shift(a: np.ndarray, b: np.ndarray, iod: float) -> float:
-    """How far the mesh moved from `a` to `b`: the mean point displacement, in units of the
-    inter-ocular distance `iod`."""
-    return float(np.linalg.norm(b - a, axis=1).mean() / iod)
-
-
 def homography_residual(a: np.ndarray, b: np.ndarray, iod: float) -> float:
     """How much of the mesh's move from `a` to `b` no homography explains: the RMS residual after
     the least-squares homography, in units of `iod`. A flat photo, however it is turned, only ever
@@ -183,95 +175,6 @@ def homography_residual(a: np.ndarray, b: np.ndarray, iod: float) -> float:
     fitted = cv2.perspectiveTransform(src.reshape(-1, 1, 2), homography).reshape(-1, 2)
     return float(np.sqrt(((fitted - dst) ** 2).sum(axis=1).mean()))
 
-
-# -- the pure combiner --------------------------------------------------------------------------
-
-# Mesh motion (IOD units) between two samples for their residual to count: below MOTION_MIN the
-# landmark jitter dominates, above MOTION_MAX motion blur and rolling shutter bend even a photo's
-# mesh. Inside the band the bar rises with the motion (RESIDUAL_SLOPE), matching the way a photo's
-# own residual floor rises with it, so no amount of motion is by itself evidence of life.
-MOTION_MIN = 0.03
-MOTION_MAX = 0.3
-RESIDUAL_SLOPE = 0.05
-# Landmarks of a smaller face are too noisy to tell a gaze shift or a residual from jitter (at an
-# inter-ocular distance of ~26 px a waved photo passed): such samples are not judged at all.
-MIN_IOD = 35.0
-STILL = 0.1  # texture is only read from samples that moved less than this (blur hides detail)
-PAIR_SPAN_S = 1.0  # a sample is compared with the earlier samples of the last second
-
-
-@dataclass(frozen=True)
-class Cues:
-    """What one sample contributes to the liveness decision."""
-
-    ear: float  # eye aspect ratio
-    gaze: tuple[float, ...]  # iris positions between the eye corners (Landmarks.gaze)
-    texture: float
-    motion: float | None = None  # mesh motion since the previous sample (IOD units); None: first
-    # The largest residual over the motion-matched bar among pairs with the recent samples whose
-    # motion fell in the band; None when no pair did (a still face gives no evidence either way).
-    nonrigid: float | None = None
-    model: float | None = None  # the optional MiniFASNet's live probability
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Set on the nuaa-dev clips (bench/bench_liveness.py --calibrate, at full and at half size)
-    beyond the most live-looking printed-photo clip by a margin of about a third (texture, the
-    weakest cue, more), for people the thresholds have not seen; the target is APCER <= 7% at
-    BPCER <= 15%. The README explains them."""
-
-    blink_ratio: float = 0.6  # a blink: eye opening below this share of the window's median
-    blink_min_samples: int = 5  # ...judged against at least this many samples
-    gaze_shift: float = 0.05  # iris this far (eye widths) from the window's median position...
-    gaze_count: int = 3  # ...in at least this many samples
-    gaze_min_samples: int = 5  # ...of at least this many
-    nonrigid_excess: float = 0.015  # residual above the motion-matched bar...
-    nonrigid_count: int = 4  # ...in at least this many samples
-    texture: float = 0.3  # median texture of still samples...
-    texture_min_samples: int = 5  # ...over at least this many
-    model: float = 0.5  # median MiniFASNet live probability...
-    model_min_samples: int = 3  # ...over at least this many
-
-
-THRESHOLDS = Thresholds()
-
-
-def _landmark_cue(cues: Sequence[Cues], t: Thresholds) -> str | None:
-    # The eyes of a blurred, fast-moving face are unreliable, so those samples neither set the
-    # baseline nor count as evidence.
-    steady = [c for c in cues if c.motion is None or c.motion <= MOTION_MAX]
-    ears = [c.ear for c in steady]
-    if len(ears) >= t.blink_min_samples and min(ears) < t.blink_ratio * float(np.median(ears)):
-        return "blink"
-    if len(steady) >= t.gaze_min_samples:
-        gaze = np.array([c.gaze for c in steady])
-        shift = np.linalg.norm(gaze - np.median(gaze, axis=0), axis=1)
-        if int((shift > t.gaze_shift).sum()) >= t.gaze_count:
-            return "gaze"
-    if sum(1 for c in cues if c.nonrigid is not None and c.nonrigid > t.nonrigid_excess) >= t.nonrigid_count:
-        return "nonrigid"
-    still = [c.texture for c in cues if c.motion is not None and c.motion <= STILL]
-    if len(still) >= t.texture_min_samples and float(np.median(still)) >= t.texture:
-        return "texture"
-    return None
-
-
-def judge(cues: Sequence[Cues], thresholds: Thresholds = THRESHOLDS) -> str | None:
-    """The cue that shows life in this window of samples ("blink", "gaze", "nonrigid",
-    "texture"; with "+model" when the optional model agreed), or None when none does yet.
-
-    A configured anti-spoofing model is a second opinion that must agree, not one more way in:
-    a video replay blinks and looks around, and a model trained on replays is what can catch it.
-    Pure: the same samples always give the same answer."""
-    t = thresholds
-    cue = _landmark_cue(cues, t)
-    scores = [c.model for c in cues if c.model is not None]
-    if cue is None or not scores:
-        return cue
-    if len(scores) >= t.model_min_samples and float(np.median(scores)) >= t.model:
-        return f"{cue}+model"
-    return None
 
 
 # -- the optional anti-spoofing model -----------------------------------------------------------
@@ -320,85 +223,3 @@ class MiniFASNet:
         return float(p[1] / p.sum())
 
 
-# -- the stateful adapter the daemon calls --------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Seen:
-    now: float
-    mesh: np.ndarray
-    iod: float
-
-
-def same_place(a: Face, b: Face) -> bool:
-    """Whether face box `b` continues `a`: its centre within one box width, its size within half.
-    A face that jumps further between two samples is treated as another one (a photo swapped in
-    where the owner just was must prove life afresh)."""
-    ax, ay, aw, ah = a.box
-    bx, by, bw, bh = b.box
-    shift = math.hypot(bx + bw / 2 - ax - aw / 2, by + bh / 2 - ay - ah / 2)
-    return shift <= aw and 2 / 3 <= bw / aw <= 3 / 2
-
-
-class LivenessTracker:
-    """One face's liveness over time. `update` once per sample of the owner's face; `reset` when
-    the face is lost or another person takes its place. Once judged live it stays live until reset
-    or until the face jumps elsewhere (`same_place`), and costs nothing more meanwhile."""
-
-    def __init__(self, config: Liveness, landmarker: Landmarker | None = None, thresholds: Thresholds = THRESHOLDS):
-        self.enabled = config.enabled
-        self.window_s = config.window_s
-        self.thresholds = thresholds
-        self._landmarker = landmarker if landmarker is not None or not self.enabled else Landmarker()
-        self._model = MiniFASNet(config.model_path) if self.enabled and config.model_path else None
-        self.reset()
-
-    def reset(self) -> None:
-        self._seen: deque[_Seen] = deque()
-        self._cues: deque[tuple[float, Cues]] = deque()
-        self.reason: str | None = None  # the cue that proved life, for logs and status
-        self.last: Cues | None = None  # what the latest update measured (None: nothing)
-        self._face: Face | None = None  # the face of the latest update
-
-    def update(self, frame_bgr: np.ndarray, face: Face, now: float) -> bool | None:
-        """True once the face has shown life, None while pending (the caller's clock runs out)."""
-        if not self.enabled:
-            return True
-        if self._face is not None and not same_place(self._face, face):
-            self.reset()
-        self._face = face
-        self.last = None
-        if self.reason is not None:
-            return True
-        marks = self._landmarker(frame_bgr, face)
-        if marks is None or marks.iod < MIN_IOD:
-            return None  # no face in the box for the mesh model, or too small: no evidence
-        iod = marks.iod
-        while self._seen and now - self._seen[0].now > PAIR_SPAN_S:
-            self._seen.popleft()
-        while self._cues and now - self._cues[0][0] > self.window_s:
-            self._cues.popleft()
-        motion = None
-        nonrigid = None
-        for i, earlier in enumerate(reversed(self._seen)):
-            scale = (earlier.iod + iod) / 2
-            moved = mesh_shift(earlier.mesh, marks.mesh, scale)
-            if i == 0:
-                motion = moved
-            # The fit is the costly part, and pairs outside the band are not judged anyway.
-            if MOTION_MIN <= moved <= MOTION_MAX:
-                excess = homography_residual(earlier.mesh, marks.mesh, scale) - RESIDUAL_SLOPE * moved
-                nonrigid = excess if nonrigid is None else max(nonrigid, excess)
-        self._seen.append(_Seen(now, marks.mesh, iod))
-        cues = Cues(
-            ear=marks.ear,
-            gaze=tuple(float(v) for v in marks.gaze),
-            texture=texture(marks.crop),
-            motion=motion,
-            nonrigid=nonrigid,
-            model=self._model(frame_bgr, face) if self._model is not None else None,
-        )
-        self._cues.append((now, cues))
-        self.last = cues
-        self.reason = judge([c for _, c in self._cues], self.thresholds)
-        return True if self.reason is not None else None

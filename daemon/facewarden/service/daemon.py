@@ -1,4 +1,4 @@
-"""`facewarden run`: wires camera, verifier, liveness, presence, actions, hooks, the event log and the
+"""The daemon (`facewarden run`): wires camera, verifier, liveness, presence, actions, hooks, the event log and the
 control socket, and runs the sampling step on an APScheduler interval job.
 
 Threads: the scheduler's worker runs `Daemon.step` (one at a time); built-in actions run in order on
@@ -14,27 +14,27 @@ from __future__ import annotations
 import logging
 import queue
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Protocol
 
 import numpy as np
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from . import config as config_module
+from .. import config as config_module
+from ..config import Config
+from ..core.observation import Observation
+from ..core.presence import Presence, Sample, State
+from ..errors import UserError
+from ..events import Action, Event
+from ..paths import Paths
 from .actions import Actions, Context
 from .camera import Camera, ReplayEnded
-from .config import Config
 from .control import Server
-from .errors import UserError
 from .eventlog import EventLog
-from .events import Action, Event
 from .hooks import Runner
-from .paths import Paths, paths
-from .presence import Presence, Sample, State
-from .verifier import Observation
 
 log = logging.getLogger("facewarden")
 
@@ -42,7 +42,7 @@ DRAIN_GRACE_S = 2.0  # at shutdown, queued hooks get hooks.timeout_s plus this, 
 
 
 class Verify(Protocol):
-    def __call__(self, frame: np.ndarray) -> Observation: ...
+    def __call__(self, frame: np.ndarray, /) -> Observation: ...
 
 
 class Liveness(Protocol):
@@ -86,11 +86,11 @@ class Worker:
     """One thread running submitted calls in order; drained with a deadline at shutdown."""
 
     def __init__(self, name: str):
-        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._queue: queue.Queue[Callable[[], object] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, call: Callable[[], None]) -> None:
+    def submit(self, call: Callable[[], object]) -> None:
         self._queue.put(call)
 
     def _loop(self) -> None:
@@ -108,7 +108,7 @@ class Worker:
 
 
 def build_verifier(config: Config, where: Paths) -> Verify:
-    from .verifier import Verifier
+    from ..recognition.verifier import Verifier
 
     return Verifier.from_config(config, where).observe
 
@@ -116,7 +116,7 @@ def build_verifier(config: Config, where: Paths) -> Verify:
 def build_liveness(config: Config) -> Liveness | None:
     if not config.liveness.enabled:
         return None
-    from .liveness import LivenessTracker
+    from ..recognition.liveness import LivenessTracker
 
     return LivenessTracker(config.liveness)
 
@@ -194,7 +194,7 @@ class Daemon:
         for event in events:
             context = Context(event, self.clock(), self.presence.state.value, faces=last.faces,
                               score=last.score, frame=frame)
-            self._actions.submit(lambda c=context: self._act(c))
+            self._actions.submit(partial(self._act, context))
 
     def _act(self, context: Context) -> None:
         """On the actions thread: built-in actions in their configured order, then the event log and
@@ -207,7 +207,7 @@ class Daemon:
         log.info("event %s (state %s, faces %d, score %s)", context.event.value, context.state, context.faces,
                  "-" if context.score is None else f"{context.score:.3f}")
         env = context.hook_env()
-        self._hooks.submit(lambda: self.hooks.run(context.event.value, env))
+        self._hooks.submit(partial(self.hooks.run, context.event.value, env))
 
     def _lock_succeeded(self) -> None:
         with self._lock:
@@ -302,12 +302,3 @@ class Daemon:
             log.warning("hooks still running at shutdown: killed")
             self.hooks.kill_running()
         log.info("stopped")
-
-
-def cli_run(args) -> int:
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    # One line per sample would flood the journal; the scheduler's warnings still get through.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    where = paths()
-    config = config_module.load(where.config_file)
-    return Daemon(config, where).run()

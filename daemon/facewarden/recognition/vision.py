@@ -1,27 +1,20 @@
-"""Finding faces in a frame (YuNet), aligning them for the encoder, and judging frame quality."""
+"""Finding faces in a frame (YuNet), aligning them for the encoder, judging frame quality, and
+reading image files."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ..core.observation import Face
+from ..errors import UserError
 from . import assets
 
 # OpenCV 5 warns on every YuNet load that its new graph engine ignores target hints: noise on
 # stderr and in the journal for users, about nothing they can change. Real errors still print.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-
-
-@dataclass(frozen=True)
-class Face:
-    """One detected face, in full-frame pixel coordinates."""
-
-    box: tuple[float, float, float, float]  # x, y, w, h
-    # (5, 2): right eye, left eye, nose tip, right and left mouth corner (YuNet's order)
-    landmarks: np.ndarray
-    score: float  # detector confidence
 
 
 def _bgr(frame: np.ndarray) -> np.ndarray:
@@ -61,7 +54,8 @@ class Detector:
         faces = []
         for row in rows:
             xy = row[:14].reshape(7, 2) / factor
-            faces.append(Face(tuple(float(t) for t in xy[:2].reshape(-1)), xy[2:].copy(), float(row[14])))
+            x, y, w, h = (float(t) for t in xy[:2].reshape(-1))
+            faces.append(Face((x, y, w, h), xy[2:].copy(), float(row[14])))
         return sorted(faces, key=lambda f: -f.score)
 
 
@@ -137,3 +131,22 @@ def quality_issue(image: np.ndarray, dark_threshold: float, blur_threshold: floa
     if sharpness(image) < blur_threshold:
         return "blurry"
     return None
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An image file as a BGR (or grey) array; UserError with a one-line reason otherwise."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror})") from None
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise UserError(f"{path}: not a readable image")
+    if image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.dtype != np.uint8:  # 16-bit PNG/TIFF
+        image = cv2.convertScaleAbs(image, alpha=255.0 / max(1, int(image.max())))
+    return image
+

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import assets, paths
-from .errors import UserError
+from .. import paths
+from ..errors import UserError
+from ..recognition import assets
 
 INPUT_SIZE = 112
 EMBEDDING_SIZE = 128

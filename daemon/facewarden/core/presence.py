@@ -18,9 +18,13 @@ from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 
-from .config import Config
-from .events import Event
-from .verifier import Observation
+from typing import TYPE_CHECKING
+
+from ..events import Event
+from .observation import Observation
+
+if TYPE_CHECKING:  # only for annotations: the core does not load pydantic
+    from ..config import Config
 
 
 class State(str, Enum):

@@ -20,8 +20,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from .config import Camera as CameraConfig
-from .errors import UserError
+from ..config import Camera as CameraConfig
+from ..errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -157,11 +157,13 @@ class Camera:
         return True
 
     def _read_device(self) -> np.ndarray | None:
+        assert self._cap is not None  # opened by _read
         ok, frame = self._cap.read()
         return frame if ok and frame is not None else None
 
     def _read_video(self, now: float) -> np.ndarray | None:
         cap = self._cap
+        assert cap is not None  # opened by _read
         fps = cap.get(cv2.CAP_PROP_FPS) or self.config.replay_fps
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         index = self._replay_index(now, fps, count)

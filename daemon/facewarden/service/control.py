@@ -20,12 +20,11 @@ import os
 import socket
 import struct
 import threading
-import time
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
-from .errors import UserError
-from .paths import private_dir
+from ..errors import UserError
+from ..paths import paths, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +62,8 @@ def handle_request(controller: Controller, line: bytes) -> dict:
             return {"ok": True, **controller.status()}
         if cmd == "pause":
             seconds = request.get("seconds")
-            if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0):
+            number = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+            if seconds is not None and (not number or seconds <= 0):
                 return {"ok": False, "error": "pause: seconds must be a positive number or null"}
             return controller.pause(None if seconds is None else float(seconds))
         if cmd == "resume":
@@ -157,8 +157,6 @@ def request(cmd: dict, path: Path | None = None, timeout: float = 2.0) -> dict:
     Raises UserError("daemon not running ...") when nothing answers at the socket.
     """
     if path is None:
-        from .paths import paths
-
         path = paths().socket_path
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
@@ -168,7 +166,8 @@ def request(cmd: dict, path: Path | None = None, timeout: float = 2.0) -> dict:
             sock.sendall((json.dumps(cmd) + "\n").encode())
             line = sock.makefile("rb").readline(MAX_LINE)
         except (FileNotFoundError, ConnectionRefusedError) as e:
-            raise UserError(f"daemon not running (no answer at {path}: {e.strerror}); start it with `facewarden run`") from None
+            raise UserError(f"daemon not running (no answer at {path}: {e.strerror}); "
+                            "start it with `facewarden run`") from None
         except (socket.timeout, OSError) as e:
             raise UserError(f"daemon not running or not answering at {path}: {e}") from None
     if not line:
@@ -176,57 +175,20 @@ def request(cmd: dict, path: Path | None = None, timeout: float = 2.0) -> dict:
     return json.loads(line)
 
 
-# -- the CLI side -------------------------------------------------------------------------------
-
-def _ago(t: float) -> str:
-    seconds = max(0, int(time.time() - t))
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+# The lock chain may wait seconds for a screen locker to confirm; a reload re-reads the config.
+TIMEOUTS_S = {"lock-now": 30.0, "reload": 10.0}
 
 
-def format_status(status: dict) -> str:
-    lines = [f"state:   {status['state']} (for {_ago(status['since'])})"]
-    if status["state"] == "paused":
-        until = status.get("paused_until")
-        lines.append("paused:  until " + (time.strftime("%H:%M:%S", time.localtime(until)) if until else "resumed"))
-    lines.append(f"locked:  {'yes' if status['locked'] else 'no'}")
-    lines.append(f"camera:  {status['camera']}")
-    score = status.get("score")
-    lines.append(f"faces:   {status['faces']}" + (f" (best owner score {score:.2f})" if score is not None else ""))
-    return "\n".join(lines)
+def ask(cmd: dict) -> dict:
+    """`request` with the timeout that command needs."""
+    return request(cmd, timeout=TIMEOUTS_S.get(str(cmd.get("cmd")), 2.0))
 
 
-def _checked(response: dict) -> dict:
-    if not response.get("ok"):
-        raise UserError(response.get("error", "the daemon refused"))
-    return response
-
-
-def cli_status(args) -> int:
-    print(format_status(_checked(request({"cmd": "status"}))))
-    return 0
-
-
-def cli_pause(args) -> int:
-    from .eventlog import parse_duration
-
-    seconds = parse_duration(args.duration) if args.duration else None
-    print(format_status(_checked(request({"cmd": "pause", "seconds": seconds}))))
-    return 0
-
-
-def cli_resume(args) -> int:
-    print(format_status(_checked(request({"cmd": "resume"}))))
-    return 0
-
-
-def cli_lock(args) -> int:
-    # The lock chain may wait a few seconds for a screen locker to confirm.
-    _checked(request({"cmd": "lock-now"}, timeout=30.0))
-    print("locked")
-    return 0
-
-
-def cli_reload(args) -> int:
-    _checked(request({"cmd": "reload"}, timeout=10.0))
-    print("config reloaded")
-    return 0
+def poll(request_: Callable[[dict], dict] = ask) -> dict | None:
+    """The daemon's status, or None when it is not running (or answers nonsense)."""
+    try:
+        reply = request_({"cmd": "status"})
+    except (UserError, OSError, ValueError) as e:
+        log.debug("status: %s", e)
+        return None
+    return reply if isinstance(reply, dict) and reply.get("ok") else None

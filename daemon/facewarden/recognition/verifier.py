@@ -5,73 +5,13 @@ Daemon side: no TensorFlow here (the owner model runs through `runtime`, LiteRT 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from ..config import Config
+from ..core.observation import FaceVerdict, Observation, OwnerThresholds, decide, face_problem, is_grey
+from ..paths import Paths
 from . import vision
-from .config import Config
-from .paths import Paths
 from .vision import Face
-
-# A face narrower than this (full-frame pixels) holds too little detail to enroll or to judge.
-MIN_FACE_PX = 40
-# Mean |R-G|+|G-B| of a crop below this: no colour to speak of (a grey JPEG keeps ~4, colour faces >15).
-GREY_SPREAD = 8.0
-
-
-@dataclass(frozen=True)
-class FaceVerdict:
-    face: Face
-    score: float | None  # similarity to the owner; None when the face was not judged (too small, poor)
-    owner: bool
-
-
-@dataclass(frozen=True)
-class Observation:
-    faces: tuple[FaceVerdict, ...] = ()
-    skipped: str | None = None  # why the frame was not judged at all ("dark", "blurry"), else None
-
-    @property
-    def owner_face(self) -> FaceVerdict | None:
-        owners = [f for f in self.faces if f.owner]
-        return max(owners, key=lambda f: f.score or 0.0) if owners else None
-
-
-# --- the decision (pure) -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    colour: float
-    grey: float  # grey frames (IR cameras, night mode): faces crowd together there, so stricter
-
-    def for_face(self, grey: bool) -> float:
-        return self.grey if grey else self.colour
-
-
-def is_grey(crop_rgb: np.ndarray) -> bool:
-    """Whether a face crop carries no colour: an IR camera, a night mode, a grey photo."""
-    if crop_rgb.ndim == 2 or crop_rgb.shape[2] == 1:
-        return True
-    c = crop_rgb.astype(np.int16)
-    spread = np.abs(c[..., 0] - c[..., 1]) + np.abs(c[..., 1] - c[..., 2])
-    return float(spread.mean()) < GREY_SPREAD
-
-
-def decide(score: float | None, grey: bool, thresholds: Thresholds) -> bool:
-    """The owner decision for one face: a judged score at or above its condition's threshold."""
-    return score is not None and score >= thresholds.for_face(grey)
-
-
-def face_problem(face: Face, min_score: float) -> str | None:
-    """Why a detected face is too poor to enroll or judge, or None when it is usable."""
-    if min(face.box[2], face.box[3]) < MIN_FACE_PX:
-        return f"face too small ({min(face.box[2], face.box[3]):.0f} px, need {MIN_FACE_PX})"
-    if face.score < min_score:
-        return f"face unclear (detector confidence {face.score:.2f}, need {min_score:.2f})"
-    return None
-
 
 # --- the pipeline (an adapter around the detector and the owner model) --------------------------
 
@@ -83,7 +23,7 @@ class Verifier:
     `score_image(image)` for a still photo (its subject: the face nearest the centre).
     """
 
-    def __init__(self, model, thresholds: Thresholds, detector: vision.Detector,
+    def __init__(self, model, thresholds: OwnerThresholds, detector: vision.Detector,
                  dark_threshold: float = 25.0, blur_threshold: float = 8.0, judge_min_score: float = 0.6):
         self.model = model  # runtime.TFLiteModel or runtime.KerasModel: (1,112,112,3) RGB -> (1,1) score
         self.thresholds = thresholds
@@ -94,15 +34,15 @@ class Verifier:
 
     @classmethod
     def from_config(cls, config: Config, where: Paths) -> "Verifier":
-        from . import owner, runtime
+        from . import ownerfile, runtime
 
-        meta = owner.read_meta(where)
+        meta = ownerfile.read_meta(where)
         suffix = ".h5" if config.model.runtime == "h5" else ".tflite"
         model = runtime.load(where.models_dir / f"owner{suffix}", threads=config.model.threads)
         if config.model.threshold is not None:  # the user's own choice applies to every condition
-            thresholds = Thresholds(config.model.threshold, config.model.threshold)
+            thresholds = OwnerThresholds(config.model.threshold, config.model.threshold)
         else:
-            thresholds = Thresholds(float(meta["threshold"]), float(meta["threshold_grey"]))
+            thresholds = OwnerThresholds(float(meta["threshold"]), float(meta["threshold_grey"]))
         detector = vision.Detector(config.model.detect_width, config.model.min_detection_score)
         return cls(model, thresholds, detector, config.camera.dark_threshold, config.camera.blur_threshold,
                    config.model.min_detection_score)

@@ -1,0 +1,106 @@
+"""The daemon's commands: run it, and talk to it over the control socket (status, pause, resume,
+lock, reload), and read what it logged (events). None of them imports TensorFlow."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from datetime import datetime, timezone
+
+from .. import config as config_module
+from ..errors import UserError
+from ..paths import paths
+from ..service import control, eventlog
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '15m', '1.5h', '2d' -> seconds."""
+    match = _DURATION.match(text)
+    if not match or float(match.group(1)) <= 0:
+        raise UserError(f"not a duration: {text!r} (try 30s, 15m, 1h or 2d)")
+    return float(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def format_record(record: dict) -> str:
+    extra = [f"{k}={record[k]}" for k in ("state", "faces", "score", "detail", "frame") if record.get(k) is not None]
+    return f"{iso(record['time'])}  {record['event']:<18} " + " ".join(extra)
+
+
+def _ago(t: float) -> str:
+    seconds = max(0, int(time.time() - t))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def format_status(status: dict) -> str:
+    lines = [f"state:   {status['state']} (for {_ago(status['since'])})"]
+    if status["state"] == "paused":
+        until = status.get("paused_until")
+        lines.append("paused:  until " + (time.strftime("%H:%M:%S", time.localtime(until)) if until else "resumed"))
+    lines.append(f"locked:  {'yes' if status['locked'] else 'no'}")
+    lines.append(f"camera:  {status['camera']}")
+    score = status.get("score")
+    lines.append(f"faces:   {status['faces']}" + (f" (best owner score {score:.2f})" if score is not None else ""))
+    return "\n".join(lines)
+
+
+def _checked(response: dict) -> dict:
+    if not response.get("ok"):
+        raise UserError(response.get("error", "the daemon refused"))
+    return response
+
+
+def run(args) -> int:
+    from ..service.daemon import Daemon
+
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # One line per sample would flood the journal; the scheduler's warnings still get through.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    where = paths()
+    config = config_module.load(where.config_file)
+    return Daemon(config, where).run()
+
+
+def status(args) -> int:
+    print(format_status(_checked(control.ask({"cmd": "status"}))))
+    return 0
+
+
+def pause(args) -> int:
+    seconds = parse_duration(args.duration) if args.duration else None
+    print(format_status(_checked(control.ask({"cmd": "pause", "seconds": seconds}))))
+    return 0
+
+
+def resume(args) -> int:
+    print(format_status(_checked(control.ask({"cmd": "resume"}))))
+    return 0
+
+
+def lock(args) -> int:
+    _checked(control.ask({"cmd": "lock-now"}))
+    print("locked")
+    return 0
+
+
+def reload(args) -> int:
+    _checked(control.ask({"cmd": "reload"}))
+    print("config reloaded")
+    return 0
+
+
+def events(args) -> int:
+    since = time.time() - parse_duration(args.since) if args.since else None
+    for record in eventlog.read(paths().events_file, since):
+        print(format_record(record))
+    return 0

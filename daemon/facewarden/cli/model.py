@@ -1,0 +1,168 @@
+"""The owner-model commands: enroll, train, score, embed, evaluate. Only train, embed and
+evaluate import TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .. import paths
+from ..errors import UserError
+from ..recognition import vision
+from ..model.enroll import MIN_ENROLLED, enroll_dir, enroll_frames
+from ..recognition.vision import read_image
+
+def _quiet_tensorflow() -> None:
+    """TensorFlow's chatter would bury our own stderr lines: its C++ start-up notes (CUDA probes,
+    oneDNN), Keras calling the .h5 we are asked for "legacy" on every checkpoint, and tf.function's
+    retracing advice when the last batch is smaller. Errors still print."""
+    import logging
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for name in ("absl", "tensorflow"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _config():
+    from .. import config
+
+    return config.load(paths.paths().config_file)
+
+
+def _err(*args, **kwargs) -> None:
+    print(*args, file=sys.stderr, flush=True, **kwargs)
+
+
+def _bar(done: int, want: int) -> None:
+    width = 30
+    filled = width * done // max(1, want)
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{want} faces")
+    sys.stderr.flush()
+
+
+def _camera_frames(cfg, limit: int):
+    """Frames from camera.source, paced so consecutive captures differ a little."""
+    from ..service.camera import Camera, ReplayEnded
+
+    cam = Camera(cfg.camera)
+    failures = 0
+    try:
+        for _ in range(limit):
+            try:
+                frame = cam.read()
+            except ReplayEnded:
+                return
+            failures = 0 if frame is not None else failures + 1
+            if failures >= 20:
+                raise UserError(f"camera {cfg.camera.source!r} gives no frames (is it in use, or absent?)")
+            yield frame
+            time.sleep(0.1)
+    finally:
+        cam.release()
+
+
+def enroll(args) -> int:
+    cfg = _config()
+    p = paths.paths()
+    if args.camera:
+        if args.count < 1:
+            raise UserError("--count must be at least 1")
+        detector = vision.Detector(cfg.model.detect_width, cfg.model.min_detection_score)
+        _err(f"look at the camera; capturing {args.count} faces (turn your head a little, vary the light)")
+        _bar(0, args.count)
+        result = enroll_frames(_camera_frames(cfg, args.count * 30), args.count, p, detector, _bar)
+        _err()
+        if not result.added:
+            raise UserError("no usable face seen by the camera: one face, well lit, close enough")
+    else:
+        from ..model.evaluate import STILL_DETECT_WIDTH
+
+        detector = vision.Detector(STILL_DETECT_WIDTH, cfg.model.min_detection_score)
+        result = enroll_dir(Path(args.source).expanduser(), p, detector)
+        for source, why in result.skipped:
+            print(f"skipped {source}: {why}")
+        if not result.added and not any(why == "already enrolled" for _, why in result.skipped):
+            raise UserError(f"{args.source}: no image with exactly one usable face")
+    print(f"enrolled {len(result.added)} new face(s); {result.total} in {p.enroll_dir}")
+    if result.total < MIN_ENROLLED:
+        print(f"training needs at least {MIN_ENROLLED}: enroll more")
+    return 0
+
+
+def train(args) -> int:
+    from ..model import train as training
+
+    _quiet_tensorflow()
+    p = paths.paths()
+    meta = training.train(p, say=_err, verbose=2)
+    print(
+        f"owner model written to {p.models_dir} (owner.h5, owner.tflite, owner.json) from {meta['enrolled']} faces; "
+        f"threshold {meta['threshold']} (grey frames {meta['threshold_grey']})"
+    )
+    return 0
+
+
+def _emit(record: dict) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def _readable(names: list[str], unreadable: list[str]) -> Iterator[tuple[str, np.ndarray]]:
+    """Each image that can be read; one that cannot gets its error line (the others still get
+    theirs) and is added to `unreadable`."""
+    for name in names:
+        try:
+            image = read_image(Path(name))
+        except UserError as e:
+            unreadable.append(name)
+            _emit({"path": name, "error": str(e).split(": ", 1)[-1]})
+            continue
+        yield name, image
+
+
+def score(args) -> int:
+    from ..recognition.verifier import Verifier
+
+    verifier = Verifier.from_config(_config(), paths.paths())
+    unreadable: list[str] = []
+    for name, image in _readable(args.images, unreadable):
+        verdict = verifier.score_image(image)
+        score = None if verdict is None or verdict.score is None else round(verdict.score, 6)
+        _emit({"path": name, "face": verdict is not None, "score": score, "owner": bool(verdict and verdict.owner)})
+    return 2 if unreadable else 0
+
+
+def embed(args) -> int:
+    from ..model import encoder as enc
+    from ..model.evaluate import STILL_DETECT_WIDTH, STILL_MIN_SCORE, still_crop
+    from ..model.train import embed_batches, unit_embedding_model
+
+    _quiet_tensorflow()
+    detector = vision.Detector(STILL_DETECT_WIDTH, STILL_MIN_SCORE)
+    embedder = None
+    unreadable: list[str] = []
+    for name, image in _readable(args.images, unreadable):
+        crop = still_crop(image, detector)
+        if crop is None:
+            _emit({"path": name, "face": False, "embedding": None})
+            continue
+        embedder = embedder or unit_embedding_model(enc.load_encoder())
+        vector = embed_batches(embedder, crop[None])[0]
+        _emit({"path": name, "face": True, "embedding": [round(float(v), 6) for v in vector]})
+    return 2 if unreadable else 0
+
+
+def evaluate(args) -> int:
+    from ..model.evaluate import evaluate_pairs
+
+    _quiet_tensorflow()
+    result = evaluate_pairs(Path(args.pairs), Path(args.images), Path(args.roc),
+                            progress=lambda done, total: _err(f"\rdetecting faces: {done}/{total}",
+                                                              end="\n" if done == total else ""))
+    print(json.dumps(result))
+    return 0

@@ -1,0 +1,78 @@
+"""What one frame showed, and the owner decision for one face: pure (standard library and numpy).
+
+The recognition layer fills these in from a frame; presence and the service only read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# A face narrower than this (full-frame pixels) holds too little detail to enroll or to judge.
+MIN_FACE_PX = 40
+# Mean |R-G|+|G-B| of a crop below this: no colour to speak of (a grey JPEG keeps ~4, colour faces >15).
+GREY_SPREAD = 8.0
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face, in full-frame pixel coordinates."""
+
+    box: tuple[float, float, float, float]  # x, y, w, h
+    # (5, 2): right eye, left eye, nose tip, right and left mouth corner (YuNet's order)
+    landmarks: np.ndarray
+    score: float  # detector confidence
+
+
+
+@dataclass(frozen=True)
+class FaceVerdict:
+    face: Face
+    score: float | None  # similarity to the owner; None when the face was not judged (too small, poor)
+    owner: bool
+
+
+@dataclass(frozen=True)
+class Observation:
+    faces: tuple[FaceVerdict, ...] = ()
+    skipped: str | None = None  # why the frame was not judged at all ("dark", "blurry"), else None
+
+    @property
+    def owner_face(self) -> FaceVerdict | None:
+        owners = [f for f in self.faces if f.owner]
+        return max(owners, key=lambda f: f.score or 0.0) if owners else None
+
+
+
+@dataclass(frozen=True)
+class OwnerThresholds:
+    colour: float
+    grey: float  # grey frames (IR cameras, night mode): faces crowd together there, so stricter
+
+    def for_face(self, grey: bool) -> float:
+        return self.grey if grey else self.colour
+
+
+def is_grey(crop_rgb: np.ndarray) -> bool:
+    """Whether a face crop carries no colour: an IR camera, a night mode, a grey photo."""
+    if crop_rgb.ndim == 2 or crop_rgb.shape[2] == 1:
+        return True
+    c = crop_rgb.astype(np.int16)
+    spread = np.abs(c[..., 0] - c[..., 1]) + np.abs(c[..., 1] - c[..., 2])
+    return float(spread.mean()) < GREY_SPREAD
+
+
+def decide(score: float | None, grey: bool, thresholds: OwnerThresholds) -> bool:
+    """The owner decision for one face: a judged score at or above its condition's threshold."""
+    return score is not None and score >= thresholds.for_face(grey)
+
+
+def face_problem(face: Face, min_score: float) -> str | None:
+    """Why a detected face is too poor to enroll or judge, or None when it is usable."""
+    if min(face.box[2], face.box[3]) < MIN_FACE_PX:
+        return f"face too small ({min(face.box[2], face.box[3]):.0f} px, need {MIN_FACE_PX})"
+    if face.score < min_score:
+        return f"face unclear (detector confidence {face.score:.2f}, need {min_score:.2f})"
+    return None
+

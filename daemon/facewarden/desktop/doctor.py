@@ -1,0 +1,133 @@
+"""`facewarden doctor`: what works here and what does not, one check a line. Each check reuses the
+code the daemon runs (the config loader, the camera, the verifier, the lock back-ends' `available`)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from .. import paths
+from ..errors import UserError
+from ..service import dbus, lock
+from .units import DAEMON_UNIT, _systemctl, systemd_user_running, user_unit_dir
+
+# -- doctor -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    text: str
+    essential: bool = True
+    fix: str = ""
+
+    def line(self) -> str:
+        mark = "ok  " if self.ok else ("FAIL" if self.essential else "warn")
+        return f"{mark} {self.name}: {self.text}" + (f" -- fix: {self.fix}" if not self.ok and self.fix else "")
+
+
+def check_config():
+    from ..config import ConfigError, load
+
+    path = paths.paths().config_file
+    try:
+        cfg = load(path)
+    except ConfigError as e:
+        return Check("config", False, str(e).replace("\n", "; "), fix=f"edit {path}"), None
+    where = str(path) if path.exists() else f"defaults ({path} does not exist)"
+    return Check("config", True, where), cfg
+
+
+def check_camera(cfg, status: dict | None) -> Check:
+    from ..service.camera import Camera
+
+    source = cfg.camera.source
+    if status is not None:
+        # The running daemon may hold the webcam open; ask it instead of fighting it for the device.
+        ok = status.get("camera") == "ok"
+        return Check("camera", ok, f"the running daemon reports camera {status.get('camera')} ({source})",
+                     fix="check the webcam is connected and camera.source in the config")
+    # The camera logs its failure for the daemon's journal; doctor says it in its own line.
+    logging.getLogger(Camera.__module__).setLevel(logging.ERROR)
+    try:
+        cam = Camera(cfg.camera)
+    except UserError as e:
+        return Check("camera", False, str(e), fix="set camera.source to your webcam (0, /dev/video0)")
+    try:
+        frame = cam.read()
+    except Exception:  # ReplayEnded (an empty video) or an OpenCV error: no frame either way
+        frame = None
+    finally:
+        cam.release()
+    if frame is None:
+        return Check("camera", False, f"cannot read a frame from {source}",
+                     fix="connect the webcam, close programs using it, and check you are in the `video` group")
+    return Check("camera", True, f"{source} gives {frame.shape[1]}x{frame.shape[0]} frames")
+
+
+def check_model(cfg) -> Check:
+    """Load the owner model exactly as the daemon does (owner.json checked, model file run by LiteRT)."""
+    from ..recognition.verifier import Verifier
+
+    try:
+        verifier = Verifier.from_config(cfg, paths.paths())
+    except UserError as e:  # its message already says what to run
+        return Check("model", False, str(e))
+    except Exception as e:  # a damaged model file: whatever LiteRT or Keras raise
+        return Check("model", False, f"the owner model does not load: {e}", fix="run `facewarden train` again")
+    t = verifier.thresholds
+    where = "from the config" if cfg.model.threshold is not None else "calibrated by train"
+    return Check("model", True, f"owner.{'h5' if cfg.model.runtime == 'h5' else 'tflite'} loads; "
+                 f"threshold {t.colour:.3f} (grey/IR frames {t.grey:.3f}), {where}")
+
+
+def lock_methods(cfg) -> list[str]:
+    """The configured lock back-ends that can work here, in the configured order (none is tried)."""
+    return [what for what in (b.available() for b in lock.backends(cfg.lock)) if what]
+
+
+def check_lock(cfg) -> Check:
+    usable = lock_methods(cfg)
+    if not usable:
+        return Check("lock", False, f"none of lock.methods {cfg.lock.methods} is available here",
+                     fix='set lock.command to your locker, e.g. ["swaylock", "-f"], or run inside a logind session')
+    return Check("lock", True, usable[0] + (f" (also: {', '.join(usable[1:])})" if usable[1:] else ""))
+
+
+def check_notifications() -> Check:
+    ok = dbus.has_name("org.freedesktop.Notifications")
+    return Check("notifications", ok, "a notification server is on the session bus" if ok else
+                 "no notification server on the session bus", essential=False,
+                 fix="run your desktop's notification daemon (e.g. dunst, xfce4-notifyd)")
+
+
+def check_tray() -> Check:
+    from .tray import sni_watcher, x_tray_owner
+
+    hosts = [h for h, ok in (("StatusNotifierWatcher on D-Bus", sni_watcher()),
+                             ("X system tray (_NET_SYSTEM_TRAY)", x_tray_owner())) if ok]
+    return Check("tray", bool(hosts), ", ".join(hosts) or "no tray host", essential=False,
+                 fix="GNOME: enable the AppIndicator extension; elsewhere add a system tray to the panel")
+
+
+def check_units() -> Check:
+    installed = (user_unit_dir() / DAEMON_UNIT).exists()
+    if not systemd_user_running():
+        text = "no systemd user instance here" + (" (units installed)" if installed else "")
+        return Check("unit", False, text, essential=False, fix="run `facewarden run` yourself")
+    if not installed:
+        return Check("unit", False, f"{DAEMON_UNIT} is not installed", essential=False, fix="facewarden install")
+    enabled, active = (getattr(_systemctl(verb, DAEMON_UNIT), "stdout", "").strip()
+                       for verb in ("is-enabled", "is-active"))
+    ok = active == "active"
+    return Check("unit", ok, f"{DAEMON_UNIT} is {enabled} and {active}", essential=False,
+                 fix=f"systemctl --user start {DAEMON_UNIT}; journalctl --user -u {DAEMON_UNIT}")
+
+
+def checks(status: dict | None) -> list[Check]:
+    """Every check, in the order doctor prints them; `status`: the running daemon's, or None."""
+    config_check, cfg = check_config()
+    found = [config_check]
+    if cfg is not None:
+        found += [check_camera(cfg, status), check_model(cfg), check_lock(cfg)]
+    return found + [check_notifications(), check_tray(), check_units()]

@@ -1,0 +1,208 @@
+"""The owner model (TensorFlow/Keras): the ported SFace encoder (frozen) and its L2-normalised
+embedding, then a cosine-to-templates head (imprinted from the enrolled faces, each averaged with its
+mirror image, refined by a short fit on augmented views) whose maximum is the score. Standard Keras
+layers only, so `models/owner.h5` loads with plain `keras.models.load_model(path, compile=False)`;
+`models/owner.tflite` is the same model for the daemon, `models/owner.json` its thresholds.
+
+TensorFlow is imported lazily, inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .. import paths
+from ..errors import UserError
+from ..recognition import assets
+from ..recognition.ownerfile import INPUT_SIZE, TARGET_FAR, THRESHOLD_COLOUR, THRESHOLD_GREY, THRESHOLD_METHOD
+from .augment import augment
+from .enroll import MIN_ENROLLED, enrolled, load_crops
+
+
+# --- the model (TensorFlow/Keras from here on, imported lazily) ----------------------------------
+
+
+def unit_embedding_model(encoder=None):
+    """Face (N, 112, 112, 3) RGB 0..255 -> unit 128-d embedding (what the owner model compares)."""
+    import keras
+    from keras import layers
+
+    from . import encoder as enc
+
+    encoder = encoder or enc.load_encoder()
+    encoder.trainable = False
+    face = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="face")
+    return keras.Model(face, layers.UnitNormalization(name="embedding")(encoder(face)), name="facewarden_embedding")
+
+
+def template_embeddings(embedder, crops: np.ndarray) -> np.ndarray:
+    """Unit embeddings of enrolled crops, each averaged with its mirror image's.
+
+    Mirroring the templates (free: done once at training time) rather than every frame keeps the
+    daemon at one encoder pass a face; mirroring frames too measured no better (bench notes).
+    """
+    a = embed_batches(embedder, crops)
+    b = embed_batches(embedder, crops[:, :, ::-1])
+    t = a + b
+    return t / np.linalg.norm(t, axis=1, keepdims=True)
+
+
+def head_layers(templates: np.ndarray):
+    """Unit embedding -> max cosine over the templates (rows of `templates`, unit norm).
+
+    The templates are the weights of a bias-free Dense layer ("imprinted"), kept unit norm by a
+    standard constraint so a fit can move them but each output stays a cosine.
+    """
+    import keras
+    from keras import layers
+
+    k = len(templates)
+    dense = layers.Dense(
+        k, use_bias=False, kernel_constraint=keras.constraints.UnitNorm(axis=0), name="templates"
+    )
+    dense.build((None, templates.shape[1]))
+    dense.set_weights([templates.T.astype(np.float32)])
+    return [dense, layers.Reshape((k, 1), name="per_template"), layers.GlobalMaxPooling1D(name="score")]
+
+
+def _apply(layers_, x):
+    for layer in layers_:
+        x = layer(x)
+    return x
+
+
+def score_head(templates: np.ndarray):
+    import keras
+
+    emb = keras.Input((templates.shape[1],), name="embedding")
+    return keras.Model(emb, _apply(head_layers(templates), emb), name="owner_head")
+
+
+def owner_model(embedder, head):
+    """The whole owner model: face in, score (N, 1) out, from the embedder and the fitted head."""
+    import keras
+
+    return keras.Model(embedder.input, _apply(head.layers[1:], embedder.output), name="facewarden_owner")
+
+
+def embed_batches(model, crops: np.ndarray, batch: int = 32) -> np.ndarray:
+    if len(crops) == 0:
+        return np.zeros((0, 128), np.float32)
+    out = [model.predict_on_batch(crops[i : i + batch].astype(np.float32)) for i in range(0, len(crops), batch)]
+    return np.concatenate(out).astype(np.float32)
+
+
+# --- training -----------------------------------------------------------------------------------
+
+# The fit pulls each augmented view of the owner until its best template is this far above the
+# colour threshold; views already there cost nothing, so easy views do not drag templates together.
+FIT_MARGIN = 0.15
+VIEWS_TOTAL = 120  # augmented training views, spread over the enrolled faces
+VAL_VIEWS_TOTAL = 40
+
+
+def _views(crops: np.ndarray, total: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    per = max(2, -(-total // len(crops)))
+    return np.stack([augment(c, rng) for c in crops for _ in range(per)])
+
+
+def fit_head(templates: np.ndarray, train: np.ndarray, val: np.ndarray, workdir: Path, verbose: int = 1):
+    """Refine the imprinted templates on augmented owner views (Keras fit: ModelCheckpoint keeps the
+    best epoch by validation loss, EarlyStopping ends it); returns the head with the best weights."""
+    import keras
+
+    head = score_head(templates)
+    target = THRESHOLD_COLOUR + FIT_MARGIN
+
+    def shortfall(_, score):
+        return keras.ops.mean(keras.ops.relu(target - score), axis=-1)
+
+    head.compile(optimizer=keras.optimizers.Adam(5e-3), loss=shortfall)
+    best = workdir / "head.weights.h5"
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(str(best), monitor="val_loss", save_best_only=True, save_weights_only=True),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=4),
+    ]
+    history = head.fit(
+        train, np.zeros((len(train), 1), np.float32),
+        validation_data=(val, np.zeros((len(val), 1), np.float32)),
+        epochs=40, batch_size=32, shuffle=True, verbose=verbose, callbacks=callbacks,
+    )
+    head.load_weights(str(best))
+    return head, history.history
+
+
+def fit_owner(crops: np.ndarray, workdir: Path, say: Callable[[str], None] = print, verbose: int = 1, seed: int = 0):
+    """The owner model for enrolled RGB crops (no files touched but `workdir`): (model, fit history)."""
+    from . import encoder as enc
+
+    say(f"embedding {len(crops)} enrolled faces and {VIEWS_TOTAL + VAL_VIEWS_TOTAL} augmented views")
+    embedder = unit_embedding_model(enc.load_encoder())
+    templates = template_embeddings(embedder, crops)
+    train_views = embed_batches(embedder, _views(crops, VIEWS_TOTAL, seed))
+    val_views = embed_batches(embedder, _views(crops, VAL_VIEWS_TOTAL, seed + 1))
+    say("fitting the owner head")
+    head, history = fit_head(templates, train_views, val_views, workdir, verbose)
+    return owner_model(embedder, head), history
+
+
+def train(p: paths.Paths, say: Callable[[str], None] = print, verbose: int = 1, seed: int = 0) -> dict:
+    """Build models/owner.h5, owner.tflite and owner.json from the enrollment; returns the metadata.
+
+    The three files are written next to their final names first and only then swapped in, so a
+    failed training leaves the previous model whole.
+    """
+    import os
+    import tempfile
+
+    from ..recognition import runtime
+    from . import encoder as enc
+
+    files = enrolled(p)
+    if len(files) < MIN_ENROLLED:
+        raise UserError(
+            f"{len(files)} enrolled face(s) in {p.enroll_dir}, need at least {MIN_ENROLLED}: "
+            "run `facewarden enroll --camera` or `facewarden enroll --from DIR`"
+        )
+    crops = load_crops(files)
+    models = paths.private_dir(p.models_dir)
+    with tempfile.TemporaryDirectory(dir=models, prefix=".train-") as work:
+        model, history = fit_owner(crops, Path(work), say, verbose, seed)
+        say("saving and exporting the owner model")
+        h5 = enc.save_private(model, Path(work) / "owner.h5")
+        tflite = enc.export_tflite(model, Path(work) / "owner.tflite")
+        # Same model, two runtimes: they must agree on the owner's own faces before we ship.
+        probe = crops[: min(8, len(crops))].astype(np.float32)
+        want = np.asarray(model.predict_on_batch(probe)).reshape(-1)
+        lite = runtime.TFLiteModel(tflite, threads=1)
+        got = np.array([lite(c[None])[0].reshape(-1)[0] for c in probe])
+        parity = float(np.abs(want - got).max())
+        if parity > 1e-3:
+            raise UserError(f"the exported owner.tflite disagrees with owner.h5 by {parity:.4f}; not installed")
+        meta = {
+            "threshold": THRESHOLD_COLOUR,
+            "threshold_grey": THRESHOLD_GREY,
+            "target_far_per_frame": TARGET_FAR,
+            "threshold_method": THRESHOLD_METHOD,
+            "score": "max cosine of the face's unit SFace embedding over the owner templates",
+            "encoder_sha256": assets.SFACE.sha256,
+            "input_size": [INPUT_SIZE, INPUT_SIZE, 3],
+            "input": "face aligned by cv2.FaceRecognizerSF.alignCrop, RGB, float 0..255",
+            "enrolled": len(crops),
+            "templates": len(crops),  # one per enrolled face, mirror-averaged
+            "fit_epochs": len(history["loss"]),
+            "fit_best_val_loss": float(min(history["val_loss"])),
+            "tflite_max_abs_diff": parity,
+            "trained": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        meta_file = paths.write_private(Path(work) / "owner.json", (json.dumps(meta, indent=2) + "\n").encode())
+        for f in (h5, tflite, meta_file):
+            os.replace(f, models / f.name)
+    return meta
+

@@ -9,9 +9,11 @@ import os
 import pwd
 import socket
 import stat
+import time
 
 import pytest
 
+from desktop_helpers.daemon_side import TestDaemon
 from facewarden import cli
 from facewarden.service.control import Server, handle_request, peer_uid, request
 from facewarden.errors import UserError
@@ -21,45 +23,28 @@ STATUS = {"state": "owner_present", "since": 1700000000.0, "paused_until": None,
           "camera": "ok", "faces": 1, "score": 0.71}
 
 
-class Recorder:
-    def __init__(self):
-        self.calls = []
-
-    def status(self):
-        return dict(STATUS)
-
-    def pause(self, seconds):
-        self.calls.append(("pause", seconds))
-        return {"ok": True, **STATUS, "state": "paused", "paused_until": None if seconds is None else 1700000000.0 + seconds}
-
-    def resume(self):
-        self.calls.append(("resume",))
-        return {"ok": True, **STATUS}
-
-    def lock_now(self):
-        self.calls.append(("lock-now",))
-        return {"ok": False, "error": "no lock method worked"}
-
-    def reload(self):
-        raise RuntimeError("boom")
+def recorder() -> TestDaemon:
+    """The daemon side: lock-now finds no lock method, and reload has a bug."""
+    return TestDaemon(STATUS, refuse={"lock-now": "no lock method worked"}, broken=("reload",))
 
 
 @pytest.fixture
 def server(home):
-    recorder = Recorder()
-    srv = Server(paths().socket_path, recorder)
+    recorder_ = recorder()
+    srv = Server(paths().socket_path, recorder_)
     srv.start()
-    yield srv, recorder
+    yield srv, recorder_
     srv.stop()
 
 
 def test_protocol_round_trips(server):
     srv, recorder = server
     assert request({"cmd": "status"}) == {"ok": True, **STATUS}
-    assert request({"cmd": "pause", "seconds": 900})["paused_until"] == 1700000900.0
+    assert abs(request({"cmd": "pause", "seconds": 900})["paused_until"] - (time.time() + 900)) < 5
     assert request({"cmd": "pause", "seconds": None})["paused_until"] is None
     assert request({"cmd": "resume"})["ok"] is True
     assert request({"cmd": "lock-now"}) == {"ok": False, "error": "no lock method worked"}
+    assert request({"cmd": "status"})["locked"] is False  # a refused lock changed nothing
     assert request({"cmd": "reload"}) == {"ok": False, "error": "reload: boom"}
     assert recorder.calls == [("pause", 900.0), ("pause", None), ("resume",), ("lock-now",)]
 
@@ -73,7 +58,7 @@ def test_protocol_round_trips(server):
     (b'{"cmd": "pause", "seconds": true}', "positive number"),
 ])
 def test_bad_requests_get_error_responses(line, error):
-    response = handle_request(Recorder(), line)
+    response = handle_request(recorder(), line)
     assert response["ok"] is False and error in response["error"]
 
 
@@ -133,8 +118,8 @@ def test_other_users_are_refused():
     top = Path(tempfile.mkdtemp(prefix="fw-control-"))  # under /tmp, so `nobody` can traverse to it
     top.chmod(0o755)
     path = top / "run" / "control.sock"
-    recorder = Recorder()
-    srv = Server(path, recorder)
+    fake = recorder()
+    srv = Server(path, fake)
     srv.start()
     try:
         # The private directory already keeps them from reaching the socket...
@@ -144,7 +129,7 @@ def test_other_users_are_refused():
         path.chmod(0o666)
         out = json.loads(_as_nobody(path))
         assert out == {"ok": False, "error": "permission denied: not the daemon's user"}
-        assert recorder.calls == []
+        assert fake.calls == []
     finally:
         srv.stop()
         shutil.rmtree(top)
@@ -161,11 +146,11 @@ def test_stale_socket_is_replaced_and_a_live_one_refused(home):
     paths().runtime_dir.mkdir(parents=True)
     dead.bind(str(path))
     dead.close()  # a file nobody listens on, as a crashed daemon leaves it
-    srv = Server(path, Recorder())
+    srv = Server(path, recorder())
     srv.start()
     try:
         with pytest.raises(UserError, match="already running"):
-            Server(path, Recorder()).start()
+            Server(path, recorder()).start()
         assert request({"cmd": "status"})["ok"]
     finally:
         srv.stop()

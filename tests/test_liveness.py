@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from support import PYTHON
 from facewarden.core import liveness as core_liveness
 from facewarden.config import Liveness
 from facewarden.errors import UserError
@@ -170,9 +170,11 @@ def test_the_optional_model_must_agree_with_a_landmark_cue():
     assert judge([replace(c, model=0.9 if i >= 4 else None) for i, c in enumerate(showing_life)]) is None
 
 
-def test_judge_is_pure():
-    cues = _cues(8, nonrigid=0.05, motion=0.1)
-    assert judge(cues) == judge(list(cues)) == "nonrigid"
+def test_judge_keeps_nothing_between_windows():
+    alive, still = _cues(8, nonrigid=0.05, motion=0.1), _cues(8)
+    assert judge(alive) == "nonrigid" and judge(still) is None
+    # A live window judged just before does not make a still one live, nor the other way round.
+    assert judge(alive) == "nonrigid" and judge(still) is None
 
 
 # -- the tracker on real clips ---------------------------------------------------------------------
@@ -317,7 +319,6 @@ def test_grey_frames_from_an_ir_camera_are_measured(astronaut_bgr, detector, lan
 
 # -- the daemon path ---------------------------------------------------------------------------------
 
-PYTHON = [sys.executable, "-m", "facewarden"]
 EVENTS = ("owner_arrived", "owner_left", "stranger_detected", "spoof_suspected", "locked")
 
 

@@ -4,8 +4,8 @@ and the pair metrics. Tests needing ../shared skip with a reason; the rest use s
 from __future__ import annotations
 
 import json
+import re
 import os
-import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from support import mode
 from facewarden import paths
 from facewarden.core.observation import Observation, OwnerThresholds as Thresholds, decide, face_problem, is_grey
 from facewarden.model import augment, enroll, evaluate
@@ -22,10 +23,6 @@ from facewarden.recognition import ownerfile, runtime, vision
 from facewarden.recognition.verifier import Verifier
 from facewarden.config import Config
 from facewarden.errors import UserError
-
-
-def mode(path: Path) -> int:
-    return stat.S_IMODE(path.stat().st_mode)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +99,6 @@ def test_trained_files_are_private_and_described(orl_owner):
     on_disk = json.loads((p.models_dir / "owner.json").read_text())
     assert on_disk == meta
     assert meta["enrolled"] == 5 and meta["input_size"] == [112, 112, 3]
-    assert meta["threshold"] == ownerfile.THRESHOLD_COLOUR and meta["threshold_grey"] == ownerfile.THRESHOLD_GREY
     assert "0.1%" in meta["threshold_method"] and len(meta["encoder_sha256"]) == 64
     assert meta["tflite_max_abs_diff"] < 1e-3
 
@@ -147,7 +143,8 @@ def test_enroll_reports_every_skipped_file_and_never_loses_faces(home, astronaut
         "two.jpg": "2 faces (need exactly one)",
         "tiny.jpg": skipped["tiny.jpg"],
     }
-    assert skipped["tiny.jpg"].startswith(("face too small", "no face found"))
+    # Found (YuNet sees faces of a dozen pixels), but too small to judge.
+    assert re.fullmatch(r"face too small \(1\d px, need 40\)", skipped["tiny.jpg"]), skipped["tiny.jpg"]
     assert len(result.added) == 2 and result.total == 2
     crops = enroll.load_crops(enroll.enrolled(p))
     assert crops.shape == (2, 112, 112, 3) and crops.dtype == np.uint8

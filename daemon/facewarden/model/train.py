@@ -193,7 +193,7 @@ def train(p: paths.Paths, say: Callable[[str], None] = print, verbose: int = 1, 
             "score": "max cosine of the face's unit SFace embedding over the owner templates",
             "encoder_sha256": assets.SFACE.sha256,
             "input_size": [INPUT_SIZE, INPUT_SIZE, 3],
-            "input": "face aligned on its five landmarks to SFace's template (recognition.vision.align), RGB, float 0..255",
+            "input": "face aligned on its 5 landmarks to SFace's template (vision.align), RGB, float 0..255",
             "enrolled": len(crops),
             "templates": len(crops),  # one per enrolled face, mirror-averaged
             "fit_epochs": len(history["loss"]),

@@ -15,7 +15,7 @@ from . import assets
 INPUT_SIZE = 112
 # The shipped decision thresholds (cosine of a frame's unit embedding to the nearest template).
 # Calibrated once, for a stated target, on large impostor sets that are not the owner's (see
-# THRESHOLD_METHOD and bench/bench_accuracy.py); frames from an IR/grey camera get their own,
+# THRESHOLD_METHOD; bench/calibrate_thresholds.py recomputes them); frames from an IR/grey camera get their own,
 # because grey faces crowd together and strangers score higher there.
 TARGET_FAR = 1e-3
 THRESHOLD_COLOUR = 0.45
@@ -25,7 +25,7 @@ THRESHOLD_METHOD = (
     "impostor scores plus a 0.05 margin for people and conditions never seen. Colour: owner models "
     "of the 10 LFW people with most images (5 faces enrolled each) against one image of each of "
     "2,677 other people: 99.9th percentile 0.394 -> 0.45. Grey (IR, night): the same world in grey "
-    "(0.408) and ORL, 40 grey subjects (0.425) -> 0.48. bench/bench_accuracy.py measures both."
+    "(0.408) and ORL, 40 grey subjects (0.425) -> 0.48. bench/calibrate_thresholds.py recomputes both."
 )
 
 

@@ -53,7 +53,24 @@ def astronaut_bgr():
 
 
 @pytest.fixture(scope="session")
-def astronaut_home(tmp_path_factory, astronaut_bgr) -> Path:
+def seed_encoder(encoder_model):
+    """`seed_encoder(home)`: put the session's built encoder in `home`'s cache, so the commands run in
+    that FACEWARDEN_HOME load it instead of building the port again (~10 s each; the build and the
+    cache are tested in test_encoder)."""
+    import shutil
+
+    def seed(home: Path) -> Path:
+        built = encoder_model.cache_path  # <cache>/encoder/sface-<digest>.h5
+        target = home / "cache" / built.parent.name / built.name
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        shutil.copy2(built, target)
+        return home
+
+    return seed
+
+
+@pytest.fixture(scope="session")
+def astronaut_home(tmp_path_factory, astronaut_bgr, seed_encoder) -> Path:
     """A FACEWARDEN_HOME with the astronaut enrolled from 12 augmented photos and the owner model
     trained, by the real commands: the one training the daemon and CLI tests share (copy its
     `models/` into a test's own home before changing anything)."""
@@ -64,7 +81,7 @@ def astronaut_home(tmp_path_factory, astronaut_bgr) -> Path:
     from facewarden.cli.demo import augmented
     from support import PYTHON
 
-    home = tmp_path_factory.mktemp("astronaut-owner")
+    home = seed_encoder(tmp_path_factory.mktemp("astronaut-owner"))
     src = tmp_path_factory.mktemp("astronaut-photos")
     for i, img in enumerate(augmented(astronaut_bgr, 12)):
         cv2.imwrite(str(src / f"{i:02d}.jpg"), img)

@@ -115,7 +115,8 @@ def test_enroll_from_the_camera_with_a_progress_bar(tmp_path, astronaut_bgr):
     assert len(list((home / "enroll").glob("*.png"))) == 3
 
 
-def test_evaluate_on_lfw_pairs(lfw, tmp_path):
+def test_evaluate_on_lfw_pairs(lfw, tmp_path, seed_encoder):
+    seed_encoder(tmp_path)
     lines = (lfw / "pairs.txt").read_text().splitlines()
     subset = lines[1:16] + lines[501:516]  # 15 matched, 15 mismatched
     pairs = tmp_path / "pairs.txt"

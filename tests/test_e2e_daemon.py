@@ -28,8 +28,8 @@ def people(lfw: Path, n: int) -> list[list[Path]]:
 
 
 @pytest.fixture(scope="module")
-def run(lfw, tmp_path_factory):
-    home = tmp_path_factory.mktemp("e2e")
+def run(lfw, tmp_path_factory, seed_encoder):
+    home = seed_encoder(tmp_path_factory.mktemp("e2e"))
     env = {**os.environ, "FACEWARDEN_HOME": str(home)}
     owner, stranger, onlooker = people(lfw, 3)
     src = home / "enroll-src"

@@ -323,11 +323,11 @@ EVENTS = ("owner_arrived", "owner_left", "stranger_detected", "spoof_suspected",
 
 
 @pytest.fixture(scope="module")
-def daemon_run(nuaa, tmp_path_factory):
+def daemon_run(nuaa, tmp_path_factory, seed_encoder):
     """The real `facewarden run` over a replay of NUAA person 0008: their printed photo waved at the
     camera (8 s), nobody (2 s), then the person themself (8 s). They are enrolled, with the real
     commands, from three frames of their live clip. The events are read from a hook's log."""
-    home = tmp_path_factory.mktemp("liveness-daemon")
+    home = seed_encoder(tmp_path_factory.mktemp("liveness-daemon"))
     env = {**os.environ, "FACEWARDEN_HOME": str(home)}
     src = home / "enroll-src"
     src.mkdir()

@@ -49,6 +49,8 @@ def format_status(status: dict) -> str:
         lines.append("paused:  until " + (time.strftime("%H:%M:%S", time.localtime(until)) if until else "resumed"))
     lines.append(f"locked:  {'yes' if status['locked'] else 'no'}")
     lines.append(f"camera:  {status['camera']}")
+    if status.get("model"):
+        lines.append(f"model:   {status['model']}")
     score = status.get("score")
     lines.append(f"faces:   {status['faces']}" + (f" (best owner score {score:.2f})" if score is not None else ""))
     return "\n".join(lines)
@@ -94,8 +96,8 @@ def lock(args) -> int:
 
 
 def reload(args) -> int:
-    _checked(control.ask({"cmd": "reload"}))
-    print("config reloaded")
+    model = _checked(control.ask({"cmd": "reload"})).get("model")
+    print(f"config reloaded; owner model {model or '(the one in models/, from before versions)'}")
     return 0
 
 

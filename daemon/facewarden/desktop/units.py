@@ -87,7 +87,12 @@ def systemd_user_running() -> bool:
 
 
 def _enrolled() -> bool:
-    return (paths.paths().models_dir / "owner.json").exists()
+    from ..recognition import ownerfile
+
+    try:
+        return (ownerfile.model_dir(paths.paths()) / "owner.json").exists()
+    except UserError:
+        return False
 
 
 def install(say: Callable[[str], None]) -> None:

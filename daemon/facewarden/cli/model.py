@@ -102,7 +102,7 @@ def train(args) -> int:
     p = paths.paths()
     meta = training.train(p, say=_err, verbose=2)
     print(
-        f"owner model {meta['version']} published in {p.models_dir} (owner.h5, owner.tflite, owner.json) "
+        f"owner model written to {p.models_dir} as version {meta['version']} (owner.h5, owner.tflite, owner.json) "
         f"from {meta['enrolled']} faces; threshold {meta['threshold']} (grey frames {meta['threshold_grey']})"
     )
     print(_daemon_switch(meta["version"]))

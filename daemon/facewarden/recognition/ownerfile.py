@@ -48,7 +48,8 @@ MODEL_FILES = ("owner.h5", "owner.tflite", "owner.json")
 CURRENT = "current"  # models/current -> versions/<version>
 VERSIONS = "versions"
 # "0003-20261201T203755Z": a sequence number (the order) and when it was published (UTC).
-_VERSION = re.compile(r"^(\d{4,})-\d{8}T\d{6}Z$")
+VERSION_PATTERN = r"(\d{4,})-\d{8}T\d{6}Z"
+_VERSION = re.compile(f"^{VERSION_PATTERN}$")
 
 
 class OwnerMeta(BaseModel):

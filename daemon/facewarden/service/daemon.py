@@ -108,6 +108,18 @@ class Worker:
         self._thread.join(deadline_s)
         return not self._thread.is_alive()
 
+    def drop(self) -> int:
+        """After a `drain` that ran out of time: forget what is still queued; how many calls that was."""
+        dropped = 0
+        while True:
+            try:
+                call = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            dropped += call is not None
+        self._queue.put(None)  # the loop still ends after the call running now
+        return dropped
+
 
 def build_verifier(config: Config, where: Paths) -> Verify:
     from ..recognition.verifier import Verifier
@@ -228,7 +240,7 @@ class Daemon:
             if self.actions.run(action, context) and action == Action.LOCK:
                 self._lock_succeeded()
         context.frame = None  # the frame is written nowhere else
-        self.eventlog.append(context.record())
+        self.eventlog.append(context.record())  # never raises: a full disk must not silence the hooks
         log.info("event %s (state %s, faces %d, score %s)", context.event.value, context.state, context.faces,
                  "-" if context.score is None else f"{context.score:.3f}")
         env = context.hook_env()
@@ -330,6 +342,8 @@ class Daemon:
         start = time.monotonic()
         self._actions.drain(deadline)
         if not self._hooks.drain(max(0.1, deadline - (time.monotonic() - start))):
-            log.warning("hooks still running at shutdown: killed")
+            dropped = self._hooks.drop()  # before the kill, or the worker would start the next one
+            log.warning("hooks still running at shutdown, %.0f s after it began: the running one killed, "
+                        "the hooks of %d more queued event(s) dropped", deadline, dropped)
             self.hooks.kill_running()
         log.info("stopped")

@@ -69,7 +69,8 @@ def no_runtime_dir(tmp_path, monkeypatch):
 
     shared = Path(tempfile.mkdtemp(prefix="fw-shared-tmp-"))  # under /tmp: nobody can reach it
     shared.chmod(0o1777)
-    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    for var in ("XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.delenv("FACEWARDEN_HOME", raising=False)
     monkeypatch.setenv("TMPDIR", str(shared))
     monkeypatch.setenv("HOME", str(tmp_path / "victim"))

@@ -67,7 +67,7 @@ class Tail:
         """The tail, once the stream ended (or after `wait_s`: a child that escaped the process group
         may hold it open), as one line."""
         self._thread.join(wait_s)
-        text = bytes(self._kept).decode("utf-8", "replace").strip().replace("\n", " | ")
+        text = bytes(self._kept).decode("utf-8", "replace").strip().replace("\n", " | ")[-TAIL_BYTES:]
         return text if self.total <= TAIL_BYTES else f"[{self.total - TAIL_BYTES} bytes dropped] ...{text}"
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import re
 import shutil
 import signal
@@ -17,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -26,6 +26,7 @@ import test_hardening
 import test_service
 from facewarden.cli.demo import write_replay
 from facewarden.service.control import request
+from test_control import as_nobody
 from test_hardening import as_nobody_server, one_line, png_claiming, root_only
 from test_service import PYTHON, WAIT_S, start_daemon, wait_for, write_config
 
@@ -200,34 +201,14 @@ def public_home(trained_home):
     shutil.rmtree(home)
 
 
-def strict_client_as_nobody(path: Path, delay_s: float) -> str:
-    """What an ordinary client running as `nobody` gets: connect, (think), send, read the answer;
-    a broken pipe is an error, as for most clients."""
-    nobody = pwd.getpwnam("nobody")
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(read_end)
-            os.setgid(nobody.pw_gid)
-            os.setuid(nobody.pw_uid)
-            try:
-                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                    s.settimeout(10)
-                    s.connect(str(path))
-                    time.sleep(delay_s)
-                    s.sendall(b'{"cmd": "pause", "seconds": null}\n')
-                    out = s.makefile("rb").readline().decode()
-            except OSError as e:
-                out = f"OSError: {e}"
-            os.write(write_end, out.encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as f:
-        out = f.read().decode()
-    os.waitpid(pid, 0)
-    return out
+def strict_client(path: Path, delay_s: float) -> str:
+    """An ordinary client: connect, (think), send, read the answer; a broken pipe is an error to it."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(str(path))
+        time.sleep(delay_s)
+        s.sendall(b'{"cmd": "pause", "seconds": null}\n')
+        return s.makefile("rb").readline().decode()
 
 
 @root_only
@@ -240,7 +221,7 @@ def test_other_users_get_the_refusal_under_load(public_home, owner_frames, tmp_p
     try:
         sock.parent.chmod(0o755)  # loosened, so that only SO_PEERCRED stands in the way
         sock.chmod(0o666)
-        answers = [strict_client_as_nobody(sock, 0.3 if i % 3 == 0 else 0.0) for i in range(30)]
+        answers = [as_nobody(partial(strict_client, sock, 0.3 if i % 3 == 0 else 0.0)) for i in range(30)]
         refusal = json.dumps({"ok": False, "error": "permission denied: not the daemon's user"}) + "\n"
         assert [a for a in answers if a != refusal] == []
         assert request({"cmd": "status"}, sock)["state"] != "paused"  # none of them paused it

@@ -30,7 +30,8 @@ from facewarden.events import Action, Event
 from facewarden.recognition import assets, ownerfile, vision
 from facewarden.service.actions import Actions, Context
 from facewarden.service.control import Server, handle_request
-from facewarden.service.eventlog import EventLog, read_counted
+from facewarden.service import eventlog
+from facewarden.service.eventlog import EventLog
 from test_control import STATUS, Recorder
 
 PYTHON = [sys.executable, "-m", "facewarden"]
@@ -251,7 +252,7 @@ def test_a_record_after_a_torn_line_starts_on_a_fresh_line(tmp_path):
     path = tmp_path / "events.jsonl"
     path.write_text('{"time": 1, "event": "paused"}\n{"time": 2, "ev')  # a crash mid-write
     EventLog(path, Log()).append({"time": 3.0, "event": "locked"})
-    records, skipped = read_counted(path)
+    records, skipped = eventlog.read_counted(path)
     assert [r["time"] for r in records] == [1, 3.0] and skipped == 1
 
 

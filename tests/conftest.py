@@ -104,7 +104,7 @@ def owner_home(astronaut_home, home) -> Path:
     """An isolated FACEWARDEN_HOME holding a copy of the trained astronaut owner model."""
     import shutil
 
-    shutil.copytree(astronaut_home / "models", home / "models")
+    shutil.copytree(astronaut_home / "models", home / "models", symlinks=True)
     return home
 
 

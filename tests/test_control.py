@@ -85,20 +85,33 @@ def test_peer_uid_is_ours(server):
         assert peer_uid(s) == os.getuid()
 
 
-def _as_nobody(path) -> str:
-    """Connect from a forked child running as `nobody`; what it got back (or its error)."""
+def exchange(path, cmd: dict) -> str:
+    """One raw request line and the reply line, as any client of another user's could send it (our
+    own client would not even send: it checks the server's uid first)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(str(path))
+        try:
+            s.sendall((json.dumps(cmd) + "\n").encode())
+        except BrokenPipeError:
+            pass
+        return s.makefile("rb").readline().decode()
+
+
+def as_nobody(client) -> str:
+    """Run `client()` in a forked child running as `nobody`; what it returned (or its OSError)."""
     nobody = pwd.getpwnam("nobody")
     read_end, write_end = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: drop to nobody, ask for a pause, report
+    if pid == 0:  # the child: drop to nobody, run the client, report
         try:
             os.close(read_end)
             os.setgid(nobody.pw_gid)
             os.setuid(nobody.pw_uid)
             try:
-                out = json.dumps(request({"cmd": "pause", "seconds": None}, path))
-            except UserError as e:
-                out = f"UserError: {e}"
+                out = client()
+            except OSError as e:
+                out = f"OSError: {e}"
             os.write(write_end, out.encode())
         finally:
             os._exit(0)
@@ -107,6 +120,11 @@ def _as_nobody(path) -> str:
         out = f.read().decode()
     os.waitpid(pid, 0)
     return out
+
+
+def _as_nobody(path) -> str:
+    """Ask for a pause as `nobody`."""
+    return as_nobody(lambda: exchange(path, {"cmd": "pause", "seconds": None}))
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to run a client as another user")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import stat
 import sys
 from pathlib import Path
@@ -22,3 +24,27 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
+
+
+def as_nobody(client) -> str:
+    """Run `client()` in a forked child running as `nobody`; what it returned (or its OSError)."""
+    nobody = pwd.getpwnam("nobody")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop to nobody, run the client, report
+        try:
+            os.close(read_end)
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            try:
+                out = client()
+            except OSError as e:
+                out = f"OSError: {e}"
+            os.write(write_end, out.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as f:
+        out = f.read().decode()
+    os.waitpid(pid, 0)
+    return out

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import socket
 import stat
 import time
@@ -14,6 +13,7 @@ import time
 import pytest
 
 from desktop_helpers.daemon_side import TestDaemon
+from support import as_nobody
 from facewarden import cli
 from facewarden.service.control import Server, handle_request, peer_uid, request
 from facewarden.errors import UserError
@@ -96,30 +96,6 @@ def exchange(path, cmd: dict) -> str:
         except BrokenPipeError:
             pass
         return s.makefile("rb").readline().decode()
-
-
-def as_nobody(client) -> str:
-    """Run `client()` in a forked child running as `nobody`; what it returned (or its OSError)."""
-    nobody = pwd.getpwnam("nobody")
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: drop to nobody, run the client, report
-        try:
-            os.close(read_end)
-            os.setgid(nobody.pw_gid)
-            os.setuid(nobody.pw_uid)
-            try:
-                out = client()
-            except OSError as e:
-                out = f"OSError: {e}"
-            os.write(write_end, out.encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as f:
-        out = f.read().decode()
-    os.waitpid(pid, 0)
-    return out
 
 
 def _as_nobody(path) -> str:

@@ -2,7 +2,7 @@
 disk, hooks' children, hooks' output and the hooks dropped at shutdown, the refusal of another
 user under load, a runtime directory someone else made, and a decompression bomb given to `score`.
 
-The owner is the astronaut, trained once a session (test_service.trained_home)."""
+The owner is the astronaut, trained once a session (conftest's astronaut_home)."""
 
 from __future__ import annotations
 
@@ -23,15 +23,12 @@ import cv2
 import pytest
 
 import test_hardening
-import test_service
 from facewarden.cli.demo import write_replay
 from facewarden.service.control import request
-from test_control import as_nobody
+from support import PYTHON, as_nobody
 from test_hardening import as_nobody_server, one_line, png_claiming, root_only
-from test_service import PYTHON, WAIT_S, start_daemon, wait_for, write_config
+from test_service import WAIT_S, start_daemon, wait_for, write_config
 
-trained_home = test_service.trained_home
-owner_home = test_service.owner_home
 no_runtime_dir = test_hardening.no_runtime_dir
 
 HOOK_EVENTS = ("owner_arrived", "owner_left", "stranger_detected", "locked", "paused", "resumed", "camera_lost",
@@ -192,11 +189,11 @@ def test_hooks_dropped_at_shutdown_are_counted(owner_home, tmp_path):
 
 
 @pytest.fixture
-def public_home(trained_home):
+def public_home(astronaut_home):
     """A FACEWARDEN_HOME that `nobody` can traverse (pytest's own tmp dirs are 0700)."""
     home = Path(tempfile.mkdtemp(prefix="fw-public-"))
     home.chmod(0o755)
-    shutil.copytree(trained_home / "models", home / "models", symlinks=True)
+    shutil.copytree(astronaut_home / "models", home / "models", symlinks=True)
     yield home
     shutil.rmtree(home)
 
@@ -236,9 +233,9 @@ def test_other_users_get_the_refusal_under_load(public_home, owner_frames, tmp_p
 
 
 @root_only
-def test_run_refuses_a_runtime_dir_another_user_made(no_runtime_dir, trained_home, owner_frames, tmp_path):
+def test_run_refuses_a_runtime_dir_another_user_made(no_runtime_dir, astronaut_home, owner_frames, tmp_path):
     victim = Path(os.environ["HOME"])
-    shutil.copytree(trained_home / "models", victim / ".local/share/facewarden/models", symlinks=True)
+    shutil.copytree(astronaut_home / "models", victim / ".local/share/facewarden/models", symlinks=True)
     write_config(victim / ".config/facewarden", base_config(owner_frames))
     pid, got = as_nobody_server(no_runtime_dir, {"ok": True, "state": "owner_present"})
     try:

@@ -32,7 +32,7 @@ from facewarden.service.actions import Actions, Context
 from facewarden.service.control import Server, handle_request
 from facewarden.service import eventlog
 from facewarden.service.eventlog import EventLog
-from test_control import STATUS, Recorder
+from test_control import STATUS, recorder
 
 PYTHON = [sys.executable, "-m", "facewarden"]
 root_only = pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as a second local user (nobody)")
@@ -123,7 +123,7 @@ def test_a_runtime_dir_made_by_another_user_is_refused_by_server_and_client(no_r
     pid, got = as_nobody_server(no_runtime_dir, fake)
     try:
         with pytest.raises(UserError, match="belongs to uid .*not to you"):
-            Server(paths.paths().socket_path, Recorder()).start()
+            Server(paths.paths().socket_path, recorder()).start()
         assert mode(no_runtime_dir) == 0o777  # not chmodded, not taken over
         env = dict(os.environ)
         for args in (["status"], ["pause", "1h"]):
@@ -142,7 +142,7 @@ def test_a_link_at_the_runtime_dir_is_refused_and_its_target_untouched(no_runtim
     documents.chmod(0o755)
     no_runtime_dir.symlink_to(documents)
     with pytest.raises(UserError, match="symbolic link"):
-        Server(paths.paths().socket_path, Recorder()).start()
+        Server(paths.paths().socket_path, recorder()).start()
     assert mode(documents) == 0o755 and list(documents.iterdir()) == []
 
 
@@ -304,10 +304,10 @@ def test_a_png_claiming_ten_billion_pixels_is_one_unreadable_line(home, home_env
 
 @pytest.fixture
 def serving(home):
-    recorder = Recorder()
-    srv = Server(paths.paths().socket_path, recorder)
+    fake = recorder()
+    srv = Server(paths.paths().socket_path, fake)
     srv.start()
-    yield recorder
+    yield fake
     srv.stop()
 
 
@@ -315,7 +315,7 @@ def test_an_absurd_pause_is_refused_before_the_daemon_hears_it(serving, home_env
     one_line(cli(home_env, "pause", "--", "99999999999999999999d"), "too long a duration")
     assert serving.calls == []
     for seconds in (math.inf, 1e30, 400 * 86400):
-        refused = handle_request(Recorder(), json.dumps({"cmd": "pause", "seconds": seconds}).encode())
+        refused = handle_request(recorder(), json.dumps({"cmd": "pause", "seconds": seconds}).encode())
         assert refused["ok"] is False and "seconds must be" in refused["error"]
 
 
@@ -338,14 +338,14 @@ def test_a_socket_that_is_a_directory_or_a_run_that_is_a_file(home, home_env):
     p = paths.paths()
     p.socket_path.mkdir(parents=True)
     with pytest.raises(UserError, match="not a socket"):
-        Server(p.socket_path, Recorder()).start()
+        Server(p.socket_path, recorder()).start()
     assert p.socket_path.is_dir()
     one_line(cli(home_env, "status"), "daemon not running")
     p.socket_path.rmdir()
     p.runtime_dir.rmdir()
     p.runtime_dir.write_text("")
     with pytest.raises(UserError, match="not a directory"):
-        Server(p.socket_path, Recorder()).start()
+        Server(p.socket_path, recorder()).start()
     one_line(cli(home_env, "status"), "daemon not running")
 
 

@@ -16,10 +16,9 @@ from facewarden import paths
 from facewarden.errors import UserError
 from facewarden.recognition import assets, ownerfile
 from facewarden.service.control import request
-import test_service
-from test_service import PYTHON, WAIT_S, start_daemon, wait_for, write_config
+from support import PYTHON
+from test_service import WAIT_S, start_daemon, wait_for, write_config
 
-trained_home = test_service.trained_home  # the astronaut, enrolled and trained once a session
 
 META = {"threshold": 0.45, "threshold_grey": 0.48, "encoder_sha256": assets.SFACE.sha256, "enrolled": 5}
 
@@ -117,11 +116,11 @@ def run_cli(home: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(PYTHON + list(args), env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_score_run_and_doctor_refuse_a_threshold_of_minus_5(trained_home, tmp_path, astronaut_bgr):
+def test_score_run_and_doctor_refuse_a_threshold_of_minus_5(astronaut_home, tmp_path, astronaut_bgr):
     import cv2
 
     home = tmp_path / "fw"
-    shutil.copytree(trained_home / "models", home / "models", symlinks=True)
+    shutil.copytree(astronaut_home / "models", home / "models", symlinks=True)
     meta_file = ownerfile.model_dir(at(home)) / "owner.json"
     meta = json.loads(meta_file.read_text())
     meta_file.write_text(json.dumps({**meta, "threshold": -5}))
@@ -136,12 +135,12 @@ def test_score_run_and_doctor_refuse_a_threshold_of_minus_5(trained_home, tmp_pa
     assert model and model[0].startswith("FAIL model:") and "owner.json: threshold:" in model[0], r.stdout
 
 
-def test_a_running_daemon_follows_train(trained_home, tmp_path, astronaut_bgr):
+def test_a_running_daemon_follows_train(astronaut_home, tmp_path, astronaut_bgr):
     from facewarden.cli.demo import write_replay
 
     home = tmp_path / "fw"
-    shutil.copytree(trained_home / "models", home / "models", symlinks=True)
-    shutil.copytree(trained_home / "enroll", home / "enroll")
+    shutil.copytree(astronaut_home / "models", home / "models", symlinks=True)
+    shutil.copytree(astronaut_home / "enroll", home / "enroll")
     frames = tmp_path / "owner"
     write_replay(frames, [("owner", 2, [[astronaut_bgr]])])
     write_config(home, f'[camera]\nsource = "{frames}"\nreplay_loop = true\n[liveness]\nenabled = false\n'

@@ -37,7 +37,10 @@ def read_meta(p: Paths) -> dict:
     try:
         meta = json.loads(file.read_text(encoding="utf-8"))
         float(meta["threshold"]), float(meta["threshold_grey"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        meta.setdefault("people", ["owner"])  # a model trained before there were several people
+        if not meta["people"] or not all(isinstance(n, str) for n in meta["people"]):
+            raise ValueError("no list of people")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise UserError(f"{file} is damaged ({e}); run `facewarden train` again") from None
     if meta.get("encoder_sha256") != assets.SFACE.sha256:
         raise UserError(f"{file} was trained on another encoder; run `facewarden train` again")

@@ -75,7 +75,7 @@ def sample_once(camera: Camera, verify: Verify, presence: Presence, clock: Calla
         live = None
         if owner is not None:
             live = True if liveness is None else liveness.update(frame, owner.face, now)
-        sample = Sample.of(observation, live)
+        sample = Sample.of(observation, live, presence.reach)
     events = presence.observe(sample, now)
     if liveness is not None and not presence.owner_in_window:
         liveness.reset()  # the face was lost: whoever comes next proves life afresh
@@ -193,7 +193,7 @@ class Daemon:
         last = self.presence.last
         for event in events:
             context = Context(event, self.clock(), self.presence.state.value, faces=last.faces,
-                              score=last.score, frame=frame)
+                              score=last.score, frame=frame, person=last.person)
             self._actions.submit(partial(self._act, context))
 
     def _act(self, context: Context) -> None:
@@ -221,6 +221,7 @@ class Daemon:
             return {
                 "state": p.state.value, "since": p.since, "paused_until": p.paused_until, "locked": p.locked,
                 "camera": "ok" if p.camera_ok else "lost", "faces": p.last.faces, "score": p.last.score,
+                "person": p.last.person,
             }
 
     def pause(self, seconds: float | None) -> dict:

@@ -110,7 +110,7 @@ def main() -> int:
             assert meta["people"] == ["lfw", "nuaa", "orl"], meta["people"]
             import keras
 
-            model = keras.models.load_model(p.models_dir / "owner.h5", compile=False)
+            model = keras.models.load_model(ownerfile.model_dir(p) / "owner.h5", compile=False)
             templates = training.person_templates(model)  # (3, G, 128)
             if k == 0:  # the one-owner model of the same faces, for the figures beside
                 with tempfile.TemporaryDirectory() as work:
@@ -119,7 +119,7 @@ def main() -> int:
                 template_gap = float(np.abs(np.unique(training.person_templates(alone)[0], axis=0)
                                             - np.unique(templates[0], axis=0)).max())
 
-            def scores(emb: np.ndarray) -> np.ndarray:
+            def scores(emb: np.ndarray, templates: np.ndarray = templates) -> np.ndarray:
                 return np.einsum("nd,pgd->npg", emb, templates).max(2)  # (N, people)
 
             probes = {
@@ -127,7 +127,7 @@ def main() -> int:
                 "nuaa": crops_of(clip[20:], still),
                 "orl": dict(list(orl_crops[orl_name].items())[ENROLLED:]),
             }
-            lite = runtime.TFLiteModel(p.models_dir / "owner.tflite", threads=2)
+            lite = runtime.TFLiteModel(ownerfile.model_dir(p) / "owner.tflite", threads=2)
             sample = np.stack([c for crops in probes.values() for c in list(crops.values())[:3]]).astype(np.float32)
             parity = max(parity, float(np.abs(np.stack([lite(c[None])[0].reshape(-1) for c in sample])
                                               - scores(fast(sample))).max()))

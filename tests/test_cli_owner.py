@@ -108,13 +108,14 @@ def test_no_enrollment_and_no_model_are_one_clear_line(tmp_path, photos):
 
 def test_corrupt_model_files_are_one_clear_line(trained, tmp_path, photos):
     home = tmp_path / "home"
-    shutil.copytree(trained / "models", home / "models")
-    (home / "models" / "owner.tflite").write_bytes(b"\0garbage" * 100)
+    shutil.copytree(trained / "models", home / "models", symlinks=True)
+    current = home / "models" / "current"
+    (current / "owner.tflite").write_bytes(b"\0garbage" * 100)
     one_clear_line(run(home, "score", str(photos / "astronaut.jpg")), "owner.tflite is not a usable TFLite model")
     (home / "config.toml").write_text('[model]\nruntime = "h5"\n')
-    (home / "models" / "owner.h5").write_bytes(b"\0garbage" * 100)
+    (current / "owner.h5").write_bytes(b"\0garbage" * 100)
     one_clear_line(run(home, "score", str(photos / "astronaut.jpg")), "owner.h5 is not a usable Keras model")
-    (home / "models" / "owner.json").write_text("{")
+    (current / "owner.json").write_text("{")
     one_clear_line(run(home, "score", str(photos / "astronaut.jpg")), "owner.json is damaged")
 
 

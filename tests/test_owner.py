@@ -65,8 +65,8 @@ def test_tflite_matches_h5_on_real_faces(orl_owner, orl):
         for i in (3, 8):
             image = vision.read_image(orl / subject / f"{i}.pgm")
             crops.append(vision.align(image, detector(image)[0]))
-    h5 = runtime.load(p.models_dir / "owner.h5")
-    lite = runtime.load(p.models_dir / "owner.tflite", threads=1)
+    h5 = runtime.load(ownerfile.model_dir(p) / "owner.h5")
+    lite = runtime.load(ownerfile.model_dir(p) / "owner.tflite", threads=1)
     a = np.array([h5(c[None])[0].reshape(-1)[0] for c in crops])
     b = np.array([lite(c[None])[0].reshape(-1)[0] for c in crops])
     np.testing.assert_allclose(a, b, atol=1e-4)
@@ -80,7 +80,7 @@ def test_owner_h5_loads_with_plain_keras_in_another_process(orl_owner, tmp_path,
     np.save(tmp_path / "crop.npy", crop.astype(np.float32)[None])
     code = (
         "import sys, numpy, keras\n"
-        f"m = keras.models.load_model({str(p.models_dir / 'owner.h5')!r}, compile=False)\n"
+        f"m = keras.models.load_model({str(ownerfile.model_dir(p) / 'owner.h5')!r}, compile=False)\n"
         f"print(float(m.predict(numpy.load({str(tmp_path / 'crop.npy')!r}), verbose=0)[0][0]))\n"
         "assert not any(k.startswith('facewarden') for k in sys.modules)\n"
     )
@@ -88,7 +88,7 @@ def test_owner_h5_loads_with_plain_keras_in_another_process(orl_owner, tmp_path,
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     plain = float(out.stdout.strip().splitlines()[-1])
-    ours = runtime.load(p.models_dir / "owner.tflite")(crop[None])[0].reshape(-1)[0]
+    ours = runtime.load(ownerfile.model_dir(p) / "owner.tflite")(crop[None])[0].reshape(-1)[0]
     assert abs(plain - ours) < 1e-4 and plain > 0.5
 
 
@@ -96,11 +96,14 @@ def test_trained_files_are_private_and_described(orl_owner):
     p, meta = orl_owner
     assert mode(p.enroll_dir) == 0o700 and mode(p.models_dir) == 0o700
     assert all(mode(f) == 0o600 for f in p.enroll_dir.iterdir())
+    published = ownerfile.model_dir(p)
+    assert published == p.models_dir / "versions" / meta["version"] and mode(published) == 0o700
+    assert sorted(f.name for f in p.models_dir.iterdir()) == ["current", "versions"]
     for name in ("owner.h5", "owner.tflite", "owner.json"):
-        assert mode(p.models_dir / name) == 0o600
-    assert sorted(f.name for f in p.models_dir.iterdir()) == ["owner.h5", "owner.json", "owner.tflite"]
-    on_disk = json.loads((p.models_dir / "owner.json").read_text())
-    assert on_disk == meta
+        assert mode(published / name) == 0o600
+    assert sorted(f.name for f in published.iterdir()) == ["owner.h5", "owner.json", "owner.tflite"]
+    on_disk = json.loads((published / "owner.json").read_text())
+    assert {**on_disk, "version": meta["version"]} == meta
     assert meta["enrolled"] == 5 and meta["input_size"] == [112, 112, 3]
     assert meta["threshold"] == ownerfile.THRESHOLD_COLOUR and meta["threshold_grey"] == ownerfile.THRESHOLD_GREY
     assert "0.1%" in meta["threshold_method"] and len(meta["encoder_sha256"]) == 64

@@ -28,7 +28,7 @@ from facewarden.errors import UserError
 from facewarden.model import enroll
 from facewarden.model import train as training
 from facewarden.model.evaluate import STILL_DETECT_WIDTH
-from facewarden.recognition import runtime, vision
+from facewarden.recognition import ownerfile, runtime, vision
 from facewarden.recognition.verifier import Verifier
 
 PYTHON = [sys.executable, "-m", "facewarden"]
@@ -94,7 +94,7 @@ def test_one_score_per_person_in_h5_and_tflite(household, nuaa, lfw, orl, tmp_pa
     # owner.h5 is plain Keras: another process loads it without facewarden and gets (N, people).
     code = (
         "import sys, numpy, keras\n"
-        f"m = keras.models.load_model({str(p.models_dir / 'owner.h5')!r}, compile=False)\n"
+        f"m = keras.models.load_model({str(ownerfile.model_dir(p) / 'owner.h5')!r}, compile=False)\n"
         f"numpy.save({str(tmp_path / 'out.npy')!r}, m.predict(numpy.load({str(tmp_path / 'crops.npy')!r}), verbose=0))\n"
         "assert not any(k.startswith('facewarden') for k in sys.modules)\n"
     )
@@ -102,7 +102,7 @@ def test_one_score_per_person_in_h5_and_tflite(household, nuaa, lfw, orl, tmp_pa
                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert out.returncode == 0, out.stderr[-2000:]
     h5 = np.load(tmp_path / "out.npy")
-    lite = runtime.load(p.models_dir / "owner.tflite", threads=1)
+    lite = runtime.load(ownerfile.model_dir(p) / "owner.tflite", threads=1)
     tfl = np.stack([lite(c[None])[0].reshape(-1) for c in crops])
     assert h5.shape == tfl.shape == (4, 3)
     np.testing.assert_allclose(h5, tfl, atol=1e-4)
@@ -112,7 +112,7 @@ def test_one_score_per_person_in_h5_and_tflite(household, nuaa, lfw, orl, tmp_pa
     # The per-person maximum the layers compute is the max cosine over that person's templates.
     import keras
 
-    model = keras.models.load_model(p.models_dir / "owner.h5", compile=False)
+    model = keras.models.load_model(ownerfile.model_dir(p) / "owner.h5", compile=False)
     templates = training.person_templates(model)
     embedder = training.unit_embedding_model()
     emb = training.embed_batches(embedder, crops)
@@ -181,7 +181,7 @@ def test_people_forget_and_score_commands(household, nuaa, tmp_path):
     p, results, _ = household
     counts = {person: len(r.added) for person, r in results.items()}
     home = tmp_path / "home"
-    shutil.copytree(p.data_dir, home, ignore=shutil.ignore_patterns("cache", ".train-*"))
+    shutil.copytree(p.data_dir, home, symlinks=True, ignore=shutil.ignore_patterns("cache", ".train-*"))
     listed = run(home, "people")
     assert listed.returncode == 0, listed.stderr[-2000:]
     rows = [line.split()[:3] for line in listed.stdout.splitlines()[1:]]

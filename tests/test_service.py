@@ -52,7 +52,7 @@ def trained_home(tmp_path_factory, astronaut_bgr) -> Path:
 @pytest.fixture
 def owner_home(trained_home, home) -> Path:
     """An isolated FACEWARDEN_HOME holding a copy of the trained owner model."""
-    shutil.copytree(trained_home / "models", home / "models")
+    shutil.copytree(trained_home / "models", home / "models", symlinks=True)
     return home
 
 
@@ -144,7 +144,7 @@ def test_daemon_control_and_reload(owner_home, replay, tmp_path):
     cfg = write_config(owner_home, base)
     daemon = Daemon(cfg, paths())
     status = daemon.status()
-    assert set(status) == {"state", "since", "paused_until", "locked", "camera", "faces", "score"}
+    assert set(status) == {"state", "since", "paused_until", "locked", "camera", "faces", "score", "model"}
     assert status["state"] == "pending" and status["camera"] == "ok"
 
     paused = daemon.pause(60)

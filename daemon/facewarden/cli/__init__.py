@@ -92,13 +92,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stdout_gone() -> None:
+    """Point stdout at /dev/null, so that Python's last flush at exit has nowhere to fail."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real stdout (captured, closed): nothing will flush to it
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, where a full disk or a closed pipe can still be told
+        return code
     except UserError as e:
         print(f"facewarden: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `facewarden status | head -1`: the reader has all it wanted
+        _stdout_gone()
+        return 0
+    except OSError as e:  # `status > /dev/full`, a read-only or full disk: one line, no traceback
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"facewarden: {e.strerror or e}{where}", file=sys.stderr)
+        _stdout_gone()
         return 2
     except KeyboardInterrupt:
         return 130

@@ -121,7 +121,7 @@ def people(args) -> int:
         print(f"nobody is enrolled in {p.enroll_dir}: run `facewarden enroll`")
         return 0
     try:
-        in_model = set(ownerfile.read_meta(p)["people"])
+        in_model = set(ownerfile.read_meta(p).people)
     except UserError:
         in_model = set()
     print(f"{'person':<20} {'role':<8} {'faces':>5}  {'enrolled (UTC)':<35} in model")
@@ -150,10 +150,31 @@ def train(args) -> int:
     meta = training.train(p, say=_err, verbose=2)
     faces = ", ".join(f"{person} {n}" for person, n in meta["enrolled_per_person"].items())
     print(
-        f"owner model written to {p.models_dir} (owner.h5, owner.tflite, owner.json) from {meta['enrolled']} faces "
-        f"({faces}); threshold {meta['threshold']} (grey frames {meta['threshold_grey']})"
+        f"owner model written to {p.models_dir} as version {meta['version']} (owner.h5, owner.tflite, owner.json) "
+        f"from {meta['enrolled']} faces ({faces}); threshold {meta['threshold']} (grey frames {meta['threshold_grey']})"
     )
+    print(_daemon_switch(meta["version"]))
     return 0
+
+
+SWITCH_WAIT_S = 15.0  # a paused daemon samples every 5 s and looks for a new model every 2 s
+
+
+def _daemon_switch(version: str) -> str:
+    """Whether the running daemon took the model just published, said plainly."""
+    from ..service import control
+
+    status = control.poll()
+    if status is None:
+        return "no daemon is running; `facewarden run` starts with this model"
+    deadline = time.monotonic() + SWITCH_WAIT_S
+    while status is not None and status.get("model") != version and time.monotonic() < deadline:
+        time.sleep(0.5)
+        status = control.poll()
+    if status is not None and status.get("model") == version:
+        return f"the running daemon switched to model {version}"
+    return (f"the running daemon has NOT switched to model {version} (its log says why); "
+            "`facewarden reload` tries again")
 
 
 def _emit(record: dict) -> None:

@@ -188,15 +188,15 @@ def fit_people(crops: dict[str, np.ndarray], workdir: Path, say: Callable[[str],
 
 
 def train(p: paths.Paths, say: Callable[[str], None] = print, verbose: int = 1, seed: int = 0) -> dict:
-    """Build models/owner.h5, owner.tflite and owner.json from the enrollment; returns the metadata.
+    """Build owner.h5, owner.tflite and owner.json from the enrollment and publish them as one new
+    model version (ownerfile.publish); returns the metadata, with the version under "version".
 
-    The three files are written next to their final names first and only then swapped in, so a
-    failed training leaves the previous model whole.
+    The three files are written whole into a directory of their own first, so a failed training
+    leaves the previous model as it was, and a reader never sees a mix of two models.
     """
-    import os
     import tempfile
 
-    from ..recognition import runtime
+    from ..recognition import ownerfile, runtime
     from . import encoder as enc
 
     everyone = enrolled_people(p)
@@ -214,10 +214,11 @@ def train(p: paths.Paths, say: Callable[[str], None] = print, verbose: int = 1, 
     crops = {person: load_crops(files) for person, files in everyone.items()}
     models = paths.private_dir(p.models_dir)
     with tempfile.TemporaryDirectory(dir=models, prefix=".train-") as work:
+        staged = paths.private_dir(Path(work) / "model")
         model, histories = fit_people(crops, Path(work), say, verbose, seed)
         say("saving and exporting the owner model")
-        h5 = enc.save_private(model, Path(work) / "owner.h5")
-        tflite = enc.export_tflite(model, Path(work) / "owner.tflite")
+        enc.save_private(model, staged / "owner.h5")
+        tflite = enc.export_tflite(model, staged / "owner.tflite")
         # Same model, two runtimes: they must agree on the owner's own faces before we ship.
         probe = np.concatenate([c[:4] for c in crops.values()]).astype(np.float32)
         want = np.asarray(model.predict_on_batch(probe))
@@ -244,8 +245,6 @@ def train(p: paths.Paths, say: Callable[[str], None] = print, verbose: int = 1, 
             "tflite_max_abs_diff": parity,
             "trained": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
-        meta_file = paths.write_private(Path(work) / "owner.json", (json.dumps(meta, indent=2) + "\n").encode())
-        for f in (h5, tflite, meta_file):
-            os.replace(f, models / f.name)
-    return meta
-
+        paths.write_private(staged / "owner.json", (json.dumps(meta, indent=2) + "\n").encode())
+        version = ownerfile.publish(p, staged)
+    return {**meta, "version": version}

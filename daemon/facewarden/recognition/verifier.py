@@ -40,15 +40,17 @@ class Verifier:
     def from_config(cls, config: Config, where: Paths) -> "Verifier":
         from . import ownerfile, runtime
 
-        meta = ownerfile.read_meta(where)
+        # One directory for the metadata and the model file: a version published meanwhile is not mixed in.
+        directory = ownerfile.model_dir(where)
+        meta = ownerfile.meta_of(directory)
         suffix = ".h5" if config.model.runtime == "h5" else ".tflite"
-        model = runtime.load(where.models_dir / f"owner{suffix}", threads=config.model.threads)
+        model = runtime.load(directory / f"owner{suffix}", threads=config.model.threads)
         if config.model.threshold is not None:  # the user's own choice applies to every condition
             thresholds = OwnerThresholds(config.model.threshold, config.model.threshold)
         else:
-            thresholds = OwnerThresholds(float(meta["threshold"]), float(meta["threshold_grey"]))
+            thresholds = OwnerThresholds(meta.threshold, meta.threshold_grey)
         detector = vision.Detector(config.model.detect_width, config.model.min_detection_score)
-        people = tuple(meta["people"])
+        people = tuple(meta.people)
         owners = frozenset(n for n in people if config.people.role(n) == "owner")
         return cls(model, thresholds, detector, config.camera.dark_threshold, config.camera.blur_threshold,
                    config.model.min_detection_score, people, owners)

@@ -30,6 +30,7 @@ from ..core.presence import Presence, Sample, State
 from ..errors import UserError
 from ..events import Action, Event
 from ..paths import Paths
+from ..recognition import ownerfile
 from .actions import Actions, Context
 from .camera import Camera, ReplayEnded
 from .control import Server
@@ -39,6 +40,7 @@ from .hooks import Runner
 log = logging.getLogger("facewarden")
 
 DRAIN_GRACE_S = 2.0  # at shutdown, queued hooks get hooks.timeout_s plus this, then are killed
+MODEL_CHECK_S = 2.0  # how often the sampling step looks whether `train` published a new model
 
 
 class Verify(Protocol):
@@ -106,6 +108,18 @@ class Worker:
         self._thread.join(deadline_s)
         return not self._thread.is_alive()
 
+    def drop(self) -> int:
+        """After a `drain` that ran out of time: forget what is still queued; how many calls that was."""
+        dropped = 0
+        while True:
+            try:
+                call = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            dropped += call is not None
+        self._queue.put(None)  # the loop still ends after the call running now
+        return dropped
+
 
 def build_verifier(config: Config, where: Paths) -> Verify:
     from ..recognition.verifier import Verifier
@@ -129,6 +143,9 @@ class Daemon:
         self.clock = clock
         self.verifier_factory = verifier_factory
         self.camera = Camera(config.camera)
+        self.model_version = ownerfile.current_version(where)  # read before the model: never newer
+        self._model_checked = time.monotonic()
+        self._model_refused: str | None = None
         self.verify = verifier_factory(config, where)
         self.liveness = build_liveness(config)
         self.presence = Presence(config, clock())
@@ -159,6 +176,7 @@ class Daemon:
         with self._lock:
             if self.stopping.is_set():
                 return
+            self._follow_model()
             try:
                 step = sample_once(self.camera, self.verify, self.presence, self.clock, self.liveness)
             except ReplayEnded:
@@ -179,6 +197,25 @@ class Daemon:
                 self._failing = False
             self._dispatch(step.events, step.frame)
             self._schedule(self.presence.interval())
+
+    def _follow_model(self) -> None:
+        """Switch to the model `train` published last (models/current: one readlink at most every
+        MODEL_CHECK_S). One that does not load is logged once, and the model running stays."""
+        now = time.monotonic()
+        if now - self._model_checked < MODEL_CHECK_S:
+            return
+        self._model_checked = now
+        version = ownerfile.current_version(self.paths)
+        if version in (self.model_version, self._model_refused):
+            return
+        try:
+            verify = self.verifier_factory(self.config, self.paths)
+        except Exception as e:  # a damaged or refused model must not stop the one that works
+            self._model_refused = version
+            log.error("owner model %s does not load; still running %s: %s", version, self.model_version, e)
+            return
+        self.verify, self.model_version, self._model_refused = verify, version, None
+        log.info("owner model %s loaded", version)
 
     def _schedule(self, interval: float) -> None:
         if self._job is None or interval == self._interval:
@@ -203,7 +240,7 @@ class Daemon:
             if self.actions.run(action, context) and action == Action.LOCK:
                 self._lock_succeeded()
         context.frame = None  # the frame is written nowhere else
-        self.eventlog.append(context.record())
+        self.eventlog.append(context.record())  # never raises: a full disk must not silence the hooks
         log.info("event %s (state %s, faces %d, score %s)", context.event.value, context.state, context.faces,
                  "-" if context.score is None else f"{context.score:.3f}")
         env = context.hook_env()
@@ -221,7 +258,7 @@ class Daemon:
             return {
                 "state": p.state.value, "since": p.since, "paused_until": p.paused_until, "locked": p.locked,
                 "camera": "ok" if p.camera_ok else "lost", "faces": p.last.faces, "score": p.last.score,
-                "person": p.last.person,
+                "person": p.last.person, "model": self.model_version,
             }
 
     def pause(self, seconds: float | None) -> dict:
@@ -246,16 +283,21 @@ class Daemon:
         return {"ok": True, **self.status()}
 
     def reload(self) -> dict:
-        """Re-read config.toml; a bad file (or a camera/model it cannot open) keeps the old config."""
+        """Re-read config.toml and switch to the newest published model; a bad file (or a camera or
+        model it cannot open) keeps the old config and model."""
         try:
             new = config_module.load(self.paths.config_file)
             with self._lock:
                 camera = Camera(new.camera) if new.camera != self.config.camera else self.camera
-                verify = self.verifier_factory(new, self.paths) if new.model != self.config.model else self.verify
+                version = ownerfile.current_version(self.paths)
+                verify = self.verify
+                if new.model != self.config.model or version != self.model_version:
+                    verify = self.verifier_factory(new, self.paths)
                 liveness = build_liveness(new) if new.liveness != self.config.liveness else self.liveness
                 if camera is not self.camera:
                     self.camera.release()
                 self.config, self.camera, self.verify, self.liveness = new, camera, verify, liveness
+                self.model_version, self._model_refused = version, None
                 self.presence.configure(new)
                 self.actions = Actions(new, self.paths)
                 self.hooks = Runner(self.paths.hooks_dir, new.hooks.timeout_s)
@@ -264,7 +306,7 @@ class Daemon:
         except UserError as e:
             log.error("reload refused, the old config stays: %s", e)
             return {"ok": False, "error": f"reload refused, the old config stays: {e}"}
-        log.info("config reloaded from %s", self.paths.config_file)
+        log.info("config reloaded from %s (owner model %s)", self.paths.config_file, self.model_version)
         self._warn_unlock()
         return {"ok": True, **self.status()}
 
@@ -300,6 +342,8 @@ class Daemon:
         start = time.monotonic()
         self._actions.drain(deadline)
         if not self._hooks.drain(max(0.1, deadline - (time.monotonic() - start))):
-            log.warning("hooks still running at shutdown: killed")
+            dropped = self._hooks.drop()  # before the kill, or the worker would start the next one
+            log.warning("hooks still running at shutdown, %.0f s after it began: the running one killed, "
+                        "the hooks of %d more queued event(s) dropped", deadline, dropped)
             self.hooks.kill_running()
         log.info("stopped")

@@ -30,8 +30,8 @@ from facewarden.model import train as training
 from facewarden.model.evaluate import STILL_DETECT_WIDTH
 from facewarden.recognition import ownerfile, runtime, vision
 from facewarden.recognition.verifier import Verifier
+from test_cli_owner import one_clear_line, run
 
-PYTHON = [sys.executable, "-m", "facewarden"]
 ROLES = '[people]\nroles = { alice = "owner", bob = "trusted" }\n'
 CONFIG = parse({"people": {"roles": {"alice": "owner", "bob": "trusted"}}})
 BLAIR = "Tony_Blair"
@@ -55,18 +55,6 @@ def household(nuaa, lfw, orl, tmp_path_factory):
         results = {person: enroll.enroll_files(files, p, detector, person) for person, files in sources.items()}
         meta = training.train(p, say=lambda _: None, verbose=0)
     return p, results, meta
-
-
-def run(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "FACEWARDEN_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run(PYTHON + list(args), env=env, capture_output=True, text=True)
-
-
-def one_clear_line(result: subprocess.CompletedProcess, match: str) -> None:
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("facewarden: ")]
-    assert len(errors) == 1 and match in errors[0], result.stderr
 
 
 def crop_of(image: np.ndarray) -> np.ndarray:
@@ -202,6 +190,30 @@ def test_people_forget_and_score_commands(household, nuaa, tmp_path):
     assert run(home, "forget", "owner").returncode == 0
     assert list((home / "enroll").glob("*.png")) == []
     assert len(list((home / "enroll" / "alice").glob("*.png"))) == counts["alice"]
+
+
+def test_model_history_and_rollback(household, tmp_path, monkeypatch):
+    p, _, meta = household
+    home = tmp_path / "home"
+    shutil.copytree(p.models_dir, home / "models", symlinks=True)
+    first = meta["version"]
+    listed = run(home, "model", "history")
+    assert listed.returncode == 0 and listed.stdout.split()[:2] == ["*", first], listed.stdout
+    assert "owner, alice, bob" in listed.stdout
+    one_clear_line(run(home, "model", "rollback"), "no earlier model version")
+    # A second version (the same files republished), then back to the first.
+    monkeypatch.setenv("FACEWARDEN_HOME", str(home))
+    staged = home / "models" / ".staged"
+    shutil.copytree(home / "models" / "versions" / first, staged)
+    second = ownerfile.publish(paths.paths(), staged)
+    assert ownerfile.current_version(paths.paths()) == second
+    back = run(home, "model", "rollback")
+    assert back.returncode == 0 and f"model {first} is current (was {second})" in back.stdout, back.stderr
+    assert ownerfile.current_version(paths.paths()) == first
+    assert [line.split()[0] for line in run(home, "model", "history").stdout.splitlines()] == ["*", second]  # first current, starred
+    one_clear_line(run(home, "model", "rollback", "0099-20260101T000000Z"), "no model version")
+    assert run(home, "model", "rollback", second).returncode == 0
+    assert ownerfile.current_version(paths.paths()) == second
 
 
 def test_training_names_the_person_with_too_few_faces(household, tmp_path, monkeypatch):

@@ -43,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("forget", help="delete a person's enrolled faces (then `train` again)")
     p.add_argument("person", metavar="NAME")
     p.set_defaults(func=_lazy("model", "forget"))
+    p = sub.add_parser("model", help="the published model versions: history, rollback")
+    versions = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    versions.add_parser("history", help="every model version, the current one starred").set_defaults(
+        func=_lazy("model", "history"))
+    p = versions.add_parser("rollback", help="make an earlier version current (default: the previous one)")
+    p.add_argument("version", nargs="?", metavar="VERSION")
+    p.set_defaults(func=_lazy("model", "rollback"))
     sub.add_parser("train", help="build the owner model from the enrollment").set_defaults(func=_lazy("model", "train"))
     p = sub.add_parser("score", help='one JSON line per image: {"path", "face", "score", "owner", "person"}')
     p.add_argument("images", nargs="+", metavar="IMAGE")

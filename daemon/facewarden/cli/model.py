@@ -157,6 +157,45 @@ def train(args) -> int:
     return 0
 
 
+def history(args) -> int:
+    """Every published model version, oldest first; the current one starred."""
+    from ..recognition import ownerfile
+
+    p = paths.paths()
+    versions = ownerfile.versions(p)
+    if not versions:
+        print(f"no published model versions in {p.models_dir}: run `facewarden train`")
+        return 0
+    for v in versions:
+        try:
+            meta = ownerfile.meta_of(v.path)
+            about = f"{', '.join(meta.people)}; {meta.enrolled or '?'} faces"
+        except UserError as e:
+            about = f"unusable: {e}"
+        print(f"{'*' if v.current else ' '} {v.name}  {about}")
+    return 0
+
+
+def rollback(args) -> int:
+    """Make an earlier version current (default: the one before the current); a running daemon follows."""
+    from ..recognition import ownerfile
+
+    p = paths.paths()
+    names = [v.name for v in ownerfile.versions(p)]
+    current = ownerfile.current_version(p)
+    if args.version is None:
+        earlier = names[: names.index(current)] if current in names else []
+        if not earlier:
+            raise UserError("no earlier model version to roll back to (`facewarden model history` lists them)")
+        target = earlier[-1]
+    else:
+        target = args.version
+    ownerfile.activate(p, target)
+    print(f"model {target} is current (was {current or 'none'})")
+    print(_daemon_switch(target))
+    return 0
+
+
 SWITCH_WAIT_S = 15.0  # a paused daemon samples every 5 s and looks for a new model every 2 s
 
 

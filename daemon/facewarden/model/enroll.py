@@ -126,6 +126,8 @@ def forget(p: paths.Paths, person: str) -> int:
     if person == OWNER:
         for f in files:
             f.unlink()
+    elif person_dir(p, person).is_symlink():  # not a folder enroll made: leave what it points to alone
+        raise UserError(f"{person_dir(p, person)} is a link, not an enrollment folder; remove it yourself")
     else:
         shutil.rmtree(person_dir(p, person))
     return len(files)
@@ -200,8 +202,7 @@ def enroll_frames(
                 result.added.append(stored)
                 if got.ignored:
                     result.ignored.append((f"frame {len(result.added)}", got.ignored))
-        if got.face is not None or got.why:
-            progress(len(result.added), count, got)
+        progress(len(result.added), count, got)
         if len(result.added) >= count:
             break
     result.total = len(enrolled(p, person))

@@ -272,3 +272,15 @@ def test_person_names_are_checked():
     for bad in ("", "../x", ".hidden", "a b", "x" * 33, "-a"):
         with pytest.raises(UserError, match="not a usable person name"):
             enroll.check_name(bad)
+
+
+def test_roles_in_the_config():
+    from facewarden.config import ConfigError
+
+    assert CONFIG.people.role("alice") == "owner" and CONFIG.people.role("bob") == "trusted"
+    assert CONFIG.people.role("owner") == "owner" and CONFIG.people.role("carol") == "trusted"  # the defaults
+    assert parse({"people": {"roles": {"owner": "trusted"}}}).people.role("owner") == "trusted"
+    with pytest.raises(ConfigError, match="people.roles.bob"):
+        parse({"people": {"roles": {"bob": "admin"}}})
+    with pytest.raises(ConfigError, match="people.roles"):
+        parse({"people": {"roles": {"../x": "owner"}}})

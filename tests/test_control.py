@@ -113,18 +113,18 @@ def exchange(path, cmd: dict) -> str:
         return s.makefile("rb").readline().decode()
 
 
-def _as_nobody(path) -> str:
-    """Connect from a forked child running as `nobody`; what it got back (or its error)."""
+def as_nobody(client) -> str:
+    """Run `client()` in a forked child running as `nobody`; what it returned (or its OSError)."""
     nobody = pwd.getpwnam("nobody")
     read_end, write_end = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: drop to nobody, ask for a pause, report
+    if pid == 0:  # the child: drop to nobody, run the client, report
         try:
             os.close(read_end)
             os.setgid(nobody.pw_gid)
             os.setuid(nobody.pw_uid)
             try:
-                out = exchange(path, {"cmd": "pause", "seconds": None})
+                out = client()
             except OSError as e:
                 out = f"OSError: {e}"
             os.write(write_end, out.encode())
@@ -135,6 +135,11 @@ def _as_nobody(path) -> str:
         out = f.read().decode()
     os.waitpid(pid, 0)
     return out
+
+
+def _as_nobody(path) -> str:
+    """Ask for a pause as `nobody`."""
+    return as_nobody(lambda: exchange(path, {"cmd": "pause", "seconds": None}))
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to run a client as another user")

@@ -27,10 +27,11 @@ from facewarden import config, paths
 from facewarden.config import Log
 from facewarden.errors import UserError
 from facewarden.events import Action, Event
-from facewarden.recognition import assets, ownerfile, vision
+from facewarden.recognition import assets, vision
 from facewarden.service.actions import Actions, Context
 from facewarden.service.control import Server, handle_request
-from facewarden.service.eventlog import EventLog, read_counted
+from facewarden.service import eventlog
+from facewarden.service.eventlog import EventLog
 from test_control import STATUS, Recorder
 
 PYTHON = [sys.executable, "-m", "facewarden"]
@@ -69,7 +70,8 @@ def no_runtime_dir(tmp_path, monkeypatch):
 
     shared = Path(tempfile.mkdtemp(prefix="fw-shared-tmp-"))  # under /tmp: nobody can reach it
     shared.chmod(0o1777)
-    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    for var in ("XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.delenv("FACEWARDEN_HOME", raising=False)
     monkeypatch.setenv("TMPDIR", str(shared))
     monkeypatch.setenv("HOME", str(tmp_path / "victim"))
@@ -208,11 +210,11 @@ def fill_home(home: Path) -> paths.Paths:
     config.write_default(p.config_file)
     paths.write_private(p.hooks_dir / "locked", b"#!/bin/sh\n")
     paths.write_private(p.enroll_dir / "0123456789abcdef.png", b"png")
-    staged = p.models_dir / ".staged"
-    for name in ownerfile.MODEL_FILES:
-        paths.write_private(staged / name, json.dumps({"threshold": 0.45, "threshold_grey": 0.48,
-                                                       "encoder_sha256": assets.SFACE.sha256}).encode())
-    ownerfile.publish(p, staged)
+    meta = json.dumps({"threshold": 0.45, "threshold_grey": 0.48, "encoder_sha256": assets.SFACE.sha256}).encode()
+    version = p.models_dir / "versions" / "0001-20260101T000000Z"  # as `train` publishes a model
+    for name in ("owner.h5", "owner.tflite", "owner.json"):
+        paths.write_private(version / name, meta)
+    (p.models_dir / "current").symlink_to("versions/0001-20260101T000000Z")
     EventLog(p.events_file, Log()).append({"time": 1.0, "event": "paused"})
     paths.write_private(p.snapshots_dir / "20231114-221323.000-stranger_detected.jpg", b"jpg")
     paths.write_private(p.cache_dir / "encoder" / f"sface-{assets.SFACE.sha256[:16]}.h5", b"h5")
@@ -250,8 +252,7 @@ def test_a_record_after_a_torn_line_starts_on_a_fresh_line(tmp_path):
     path = tmp_path / "events.jsonl"
     path.write_text('{"time": 1, "event": "paused"}\n{"time": 2, "ev')  # a crash mid-write
     EventLog(path, Log()).append({"time": 3.0, "event": "locked"})
-    records, skipped = read_counted(path)
-    assert [r["time"] for r in records] == [1, 3.0] and skipped == 1
+    assert [r["time"] for r in eventlog.read(path)] == [1, 3.0]
 
 
 def test_events_skips_and_counts_unreadable_lines(home, home_env):

@@ -97,7 +97,7 @@ def _enrolled() -> bool:
 
 def install(say: Callable[[str], None]) -> None:
     exe = facewarden_executable()
-    home = Path(os.environ["FACEWARDEN_HOME"]).expanduser().absolute() if os.environ.get("FACEWARDEN_HOME") else None
+    home = Path(os.environ["FACEWARDEN_HOME"]).expanduser().resolve() if os.environ.get("FACEWARDEN_HOME") else None
     unit_dir = user_unit_dir()
     unit_dir.mkdir(parents=True, exist_ok=True)
     for name in UNITS:

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 KILL_GRACE_S = 1.0  # between SIGTERM and SIGKILL of a hook's process group
 TAIL_BYTES = 2048  # of a hook's output, kept for its log line
+OUTPUT = "; output: "  # in a hook's log line, before the tail of what it printed
 
 
 def scripts(hooks_dir: Path, event: str) -> list[Path]:
@@ -67,7 +68,7 @@ class Tail:
         """The tail, once the stream ended (or after `wait_s`: a child that escaped the process group
         may hold it open), as one line."""
         self._thread.join(wait_s)
-        text = bytes(self._kept).decode("utf-8", "replace").strip().replace("\n", " | ")
+        text = bytes(self._kept).decode("utf-8", "replace").strip().replace("\n", " | ")[-TAIL_BYTES:]
         return text if self.total <= TAIL_BYTES else f"[{self.total - TAIL_BYTES} bytes dropped] ...{text}"
 
 
@@ -102,7 +103,7 @@ class Runner:
             with self._lock:
                 self._running = None
         tail = output.text()
-        said = f"; output: {tail}" if tail else ""
+        said = f"{OUTPUT}{tail}" if tail else ""
         if code is None:
             log.warning("hook %s still running after %.0f s: killed with its process group%s",
                         script, self.timeout_s, said)

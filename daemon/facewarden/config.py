@@ -109,6 +109,11 @@ class Liveness(Section):
     model_path: Path | None = None  # optional MiniFASNet ONNX file the user supplies
 
 
+class Adapt(Section):
+    # Templates that keep up with how enrolled people look now (core/adapt.py): off by default.
+    enabled: bool = False
+
+
 class Snapshot(Section):
     enabled: bool = False
     keep: int = Field(20, ge=1)
@@ -140,6 +145,7 @@ class Config(Section):
     lock: Lock = Lock()
     onlooker: Onlooker = Onlooker()
     people: People = People()
+    adapt: Adapt = Adapt()
     liveness: Liveness = Liveness()
     snapshot: Snapshot = Snapshot()
     hooks: Hooks = Hooks()

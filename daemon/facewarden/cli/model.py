@@ -136,9 +136,12 @@ def people(args) -> int:
 def forget(args) -> int:
     p = paths.paths()
     person = check_name(args.person)
+    from ..model import adapt
+
     removed = forget_person(p, person)
-    print(f"forgot {person}: {removed} enrolled face(s) deleted; run `facewarden train` to take them "
-          "out of the model (until then it still knows them)")
+    adapted = adapt.forget(p, person)
+    print(f"forgot {person}: {removed} enrolled face(s) deleted" + (f", {adapted} adapted" if adapted else "")
+          + "; run `facewarden train` to take them out of the model (until then it still knows them)")
     return 0
 
 

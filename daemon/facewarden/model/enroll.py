@@ -133,7 +133,7 @@ def forget(p: paths.Paths, person: str) -> int:
     return len(files)
 
 
-def _store(crop_rgb: np.ndarray, folder: Path) -> Path | None:
+def store_crop(crop_rgb: np.ndarray, folder: Path) -> Path | None:
     """Store one crop under its content hash; None when that very crop is already enrolled."""
     ok, png = cv2.imencode(".png", cv2.cvtColor(crop_rgb, cv2.COLOR_RGB2BGR))
     if not ok:
@@ -160,7 +160,7 @@ def enroll_files(files: Iterable[Path], p: paths.Paths, detector: vision.Detecto
         if got.crop is None:
             result.skipped.append((str(file), got.why or "no usable face"))
             continue
-        stored = _store(got.crop, folder)
+        stored = store_crop(got.crop, folder)
         if stored is None:
             result.skipped.append((str(file), "already enrolled"))
             continue
@@ -197,7 +197,7 @@ def enroll_frames(
             continue
         got = subject(frame, detector)
         if got.crop is not None:
-            stored = _store(got.crop, folder)
+            stored = store_crop(got.crop, folder)
             if stored is not None:  # a still camera repeats frames byte for byte: those count once
                 result.added.append(stored)
                 if got.ignored:

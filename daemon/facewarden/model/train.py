@@ -22,10 +22,11 @@ from typing import Callable
 
 import numpy as np
 
-from .. import paths
+from .. import config, paths
 from ..errors import UserError
 from ..recognition import assets
 from ..recognition.ownerfile import INPUT_SIZE, TARGET_FAR, THRESHOLD_COLOUR, THRESHOLD_GREY, THRESHOLD_METHOD
+from . import adapt
 from .augment import augment
 from .enroll import MIN_ENROLLED, load_crops, person_dir
 from .enroll import people as enrolled_people
@@ -162,19 +163,21 @@ def fit_head(templates: np.ndarray, train: np.ndarray, val: np.ndarray, workdir:
 
 def fit_owner(crops: np.ndarray, workdir: Path, say: Callable[[str], None] = print, verbose: int = 1, seed: int = 0):
     """The owner model for enrolled RGB crops (no files touched but `workdir`): (model, fit history)."""
-    model, histories = fit_people({"owner": crops}, workdir, say, verbose, seed)
+    model, histories, _ = fit_people({"owner": crops}, workdir, say, verbose, seed)
     return model, histories["owner"]
 
 
 def fit_people(crops: dict[str, np.ndarray], workdir: Path, say: Callable[[str], None] = print,
-               verbose: int = 1, seed: int = 0):
+               verbose: int = 1, seed: int = 0, offered: dict[str, np.ndarray] | None = None):
     """The model for several people's enrolled RGB crops, one score each in `crops`' order: (model,
-    {person: fit history}). Each person is fitted on their own faces only, with the same seed, so a
-    person's templates are what a model of them alone would hold."""
+    {person: fit history}, {person: indices of `offered` added}). Each person is fitted on their own
+    faces only, with the same seed, so a person's templates are what a model of them alone would
+    hold; then the crops `offered` for them that are new yet theirs (model/adapt.py) are added as
+    templates as they are, unfitted."""
     from . import encoder as enc
 
     embedder = unit_embedding_model(enc.load_encoder())
-    groups, histories = [], {}
+    groups, histories, added = [], {}, {}
     for person, faces in crops.items():
         say(f"{person}: embedding {len(faces)} enrolled faces and {VIEWS_TOTAL + VAL_VIEWS_TOTAL} augmented views")
         templates = template_embeddings(embedder, faces)
@@ -182,9 +185,16 @@ def fit_people(crops: dict[str, np.ndarray], workdir: Path, say: Callable[[str],
         val_views = embed_batches(embedder, _views(faces, VAL_VIEWS_TOTAL, seed + 1))
         say(f"{person}: fitting the templates")
         head, histories[person] = fit_head(templates, train_views, val_views, workdir, verbose)
-        groups.append(np.asarray(head.get_layer("templates").get_weights()[0]).T)
+        fitted = np.asarray(head.get_layer("templates").get_weights()[0]).T
+        extra = offered.get(person) if offered else None
+        if extra is not None and len(extra):
+            new = template_embeddings(embedder, extra)
+            added[person] = adapt.select(fitted, new)
+            fitted = np.concatenate([fitted, new[added[person]]])
+            say(f"{person}: {len(added[person])} of {len(extra)} adapted faces added as templates")
+        groups.append(fitted)
     head = score_head(interleave(groups), len(groups))
-    return owner_model(embedder, head), histories
+    return owner_model(embedder, head), histories, added
 
 
 def train(p: paths.Paths, say: Callable[[str], None] = print, verbose: int = 1, seed: int = 0) -> dict:
@@ -212,10 +222,14 @@ def train(p: paths.Paths, say: Callable[[str], None] = print, verbose: int = 1, 
                 f"enroll more (`facewarden enroll --person {person} ...`) or `facewarden forget {person}`"
             )
     crops = {person: load_crops(files) for person, files in everyone.items()}
+    # What the daemon's tracks offered (config adapt.enabled), oldest first.
+    adapting = config.load(p.config_file).adapt.enabled
+    waiting = {person: adapt.candidates(p, person) for person in crops} if adapting else {}
+    offered = {person: load_crops(files) for person, files in waiting.items() if files}
     models = paths.private_dir(p.models_dir)
     with tempfile.TemporaryDirectory(dir=models, prefix=".train-") as work:
         staged = paths.private_dir(Path(work) / "model")
-        model, histories = fit_people(crops, Path(work), say, verbose, seed)
+        model, histories, added = fit_people(crops, Path(work), say, verbose, seed, offered)
         say("saving and exporting the owner model")
         enc.save_private(model, staged / "owner.h5")
         tflite = enc.export_tflite(model, staged / "owner.tflite")
@@ -240,6 +254,7 @@ def train(p: paths.Paths, say: Callable[[str], None] = print, verbose: int = 1, 
             "input": "face aligned by cv2.FaceRecognizerSF.alignCrop, RGB, float 0..255",
             "enrolled": sum(len(c) for c in crops.values()),
             "templates": sum(len(c) for c in crops.values()),  # one per enrolled face, mirror-averaged
+            "adapted_per_person": {person: len(i) for person, i in added.items()},  # templates added beside them
             "fit_epochs": max(len(h["loss"]) for h in histories.values()),
             "fit_best_val_loss": max(float(min(h["val_loss"])) for h in histories.values()),
             "tflite_max_abs_diff": parity,
@@ -247,4 +262,10 @@ def train(p: paths.Paths, say: Callable[[str], None] = print, verbose: int = 1, 
         }
         paths.write_private(staged / "owner.json", (json.dumps(meta, indent=2) + "\n").encode())
         version = ownerfile.publish(p, staged)
+    # The bank is what the model holds now: the rest of what was offered goes (once published).
+    for person, files in waiting.items():
+        kept = {files[i] for i in added.get(person, [])}
+        for f in files:
+            if f not in kept:
+                f.unlink(missing_ok=True)
     return {**meta, "version": version}

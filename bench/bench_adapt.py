@@ -32,6 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from bench_accuracy import FACES, Encoder, crops_of, far_frr, grey, log, row, side_light, template_weights  # noqa: E402
+from bench_people import finish  # noqa: E402
 from facewarden.core.adapt import FLOOR, NOVELTY  # noqa: E402
 from facewarden.core.observation import OwnerThresholds, decide, is_grey  # noqa: E402
 from facewarden.model import adapt, evaluate  # noqa: E402
@@ -145,11 +146,8 @@ def main() -> int:
         f"Attack, bypassing the track (another owner's 10 photos offered to each of the 10 banks): "
         f"{attack_offered} of 100 above the floor {FLOOR}, {attack_added} would be added; through the track: "
         "none offered (tests/test_adapt.py)",
-        "",
-        f"({time.time() - started:.0f} s)",
     ]
-    print("\n".join(lines))
-    return 0
+    return finish(lines, started)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,12 @@ def accepted(scores: np.ndarray, grey: list[bool]) -> np.ndarray:
     return scores >= t
 
 
+def finish(lines: list[str], started: float) -> int:
+    """Print the figures, with how long the run took (bench_adapt.py ends the same way)."""
+    print("\n".join(lines + ["", f"({time.time() - started:.0f} s)"]))
+    return 0
+
+
 def main() -> int:
     lfw, orl, nuaa = FACES / "lfw-dev", FACES / "orl", FACES / "nuaa-dev"
     if not all(d.is_dir() for d in (lfw, orl, nuaa)):
@@ -214,11 +220,8 @@ def main() -> int:
     lines += [
         f"Enrollment: NUAA live webcam frames with more than one face: {crowded} of {len(frames)}",
         f"  enrolled now: {now}/{crowded}; with the old rule (exactly one face): 0/{crowded}",
-        "",
-        f"({time.time() - started:.0f} s)",
     ]
-    print("\n".join(lines))
-    return 0
+    return finish(lines, started)
 
 
 if __name__ == "__main__":

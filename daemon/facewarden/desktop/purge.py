@@ -38,7 +38,7 @@ def _either(*names: str) -> str:
 def _specs(p: Paths) -> list[tuple[Path, Spec]]:
     events = "|".join(e.value for e in Event)
     model: Spec = {_either(*ownerfile.MODEL_FILES): None}
-    models: Spec = {**model, re.escape(ownerfile.CURRENT) + r"(?:\.\d+)?": None, r"\.current\.\d+": None,
+    models: Spec = {**model, re.escape(ownerfile.CURRENT): None, r"\.current\.\d+": None,
                     re.escape(ownerfile.VERSIONS): {ownerfile.VERSION_PATTERN: model}, r"\.legacy": model,
                     r"\.train-.+": ANY}
     return [

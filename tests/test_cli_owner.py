@@ -51,9 +51,9 @@ def test_score_prints_one_json_line_per_image_and_exit_2_on_unreadable(astronaut
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["path"] for line in lines] == list(map(str, images))
     astronaut, coffee, missing, notes, grey = lines
-    assert set(astronaut) == {"path", "face", "score", "owner"}
+    assert set(astronaut) == {"path", "face", "score", "owner", "person"} and astronaut["person"] == "owner"
     assert astronaut["face"] is True and astronaut["owner"] is True and astronaut["score"] > 0.6
-    assert coffee == {"path": str(photos / "coffee.jpg"), "face": False, "score": None, "owner": False}
+    assert coffee == {"path": str(photos / "coffee.jpg"), "face": False, "score": None, "owner": False, "person": None}
     assert missing == {"path": str(photos / "missing.jpg"), "error": "no such file"}
     assert notes == {"path": str(photos / "notes.txt"), "error": "not a readable image"}
     assert grey["owner"] is True  # grey frames are judged at the stricter grey threshold, and pass
@@ -97,7 +97,7 @@ def test_enroll_bad_input(tmp_path, photos):
     shutil.copy(photos / "coffee.jpg", empty)
     shutil.copy(photos / "notes.txt", empty)
     result = run(tmp_path, "enroll", "--from", str(empty))
-    one_clear_line(result, "no image with exactly one usable face")
+    one_clear_line(result, "no image with one clear, usable face")
     assert f"skipped {empty / 'coffee.jpg'}: no face found" in result.stdout
     assert f"skipped {empty / 'notes.txt'}: not a readable image" in result.stdout
 

@@ -58,7 +58,7 @@ def run(lfw, tmp_path_factory, seed_encoder):
     locks = home / "locks.log"
     hooks = home / "hooks"
     hooks.mkdir()
-    hook = f'#!/bin/sh\necho "$FACEWARDEN_EVENT faces=$FACEWARDEN_FACES frame=$FACEWARDEN_FRAME" >> "{log}"\n'
+    hook = f'#!/bin/sh\necho "$FACEWARDEN_EVENT faces=$FACEWARDEN_FACES person=$FACEWARDEN_PERSON frame=$FACEWARDEN_FRAME" >> "{log}"\n'
     for event in ("owner_arrived", "owner_left", "stranger_detected", "onlooker_detected", "spoof_suspected",
                   "locked", "paused", "resumed", "camera_lost", "camera_restored"):
         (hooks / event).write_text(hook)
@@ -123,3 +123,4 @@ def test_snapshots_reach_the_hooks(run):
     # edges, and which composed frame a real-time sample lands on varies from run to run.
     assert int(lines["onlooker_detected"].split("faces=")[1].split()[0]) >= 2
     assert lines["owner_left"].endswith("frame=")  # frames are only written for strangers and onlookers
+    assert "person=owner " in lines["owner_arrived"] and "person= " in lines["stranger_detected"]

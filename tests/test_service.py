@@ -108,7 +108,7 @@ def test_daemon_control_and_reload(owner_home, replay, tmp_path):
     cfg = write_config(owner_home, base)
     daemon = Daemon(cfg, paths())
     status = daemon.status()
-    assert set(status) == {"state", "since", "paused_until", "locked", "camera", "faces", "score", "model"}
+    assert set(status) == {"state", "since", "paused_until", "locked", "camera", "faces", "score", "person", "model"}
     assert status["state"] == "pending" and status["camera"] == "ok"
 
     paused = daemon.pause(60)
@@ -130,6 +130,19 @@ def test_daemon_control_and_reload(owner_home, replay, tmp_path):
     daemon._hooks.drain(10)
     events = [json.loads(line)["event"] for line in paths().events_file.read_text().splitlines()]
     assert events == ["paused", "resumed", "locked"]
+
+
+def test_the_daemon_follows_the_owners_track_only_when_adapt_is_on(owner_home, replay):
+    base = f'[camera]\nsource = "{replay}"\n[liveness]\nenabled = false\n'
+    for enabled in (False, True):
+        daemon = Daemon(write_config(owner_home, base + f"[adapt]\nenabled = {str(enabled).lower()}\n"), paths())
+        tracked = []
+        while not daemon.stopping.is_set():
+            daemon.step()
+            tracked.append(daemon.track.person)
+        # On: the owner's track while he sits there, ended by the empty desk and the broken camera.
+        assert ("owner" in tracked and None in tracked[tracked.index("owner"):]) is enabled
+        assert set(tracked) == ({None, "owner"} if enabled else {None})
 
 
 def start_daemon(home: Path, log: Path) -> subprocess.Popen:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from .errors import UserError
 from .events import Action, Event
@@ -82,12 +82,36 @@ class Lock(Section):
 
 class Onlooker(Section):
     enabled: bool = True
+    # A second face counts only when it could read the screen: at least this wide relative to the
+    # owner's face (as near as the owner, or nearly) and turned towards it (yaw, `core/onlooker.py`).
+    min_relative_size: float = Field(0.6, gt=0)
+    max_yaw: float = Field(0.3, ge=0)
+
+
+PERSON_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"
+OWNER = "owner"  # the person `enroll` takes without --person; enrolled in enroll/ itself
+Role = Literal["owner", "trusted"]
+
+
+class People(Section):
+    # Enrolled people's roles: "owner" (their face keeps the session) or "trusted" (never an
+    # onlooker or a stranger, but alone at the keyboard not an owner either). Not listed: the
+    # default person "owner" is an owner, everyone else trusted.
+    roles: dict[Annotated[str, StringConstraints(pattern=PERSON_NAME)], Role] = {}
+
+    def role(self, person: str) -> Role:
+        return self.roles.get(person, "owner" if person == OWNER else "trusted")
 
 
 class Liveness(Section):
     enabled: bool = True
     window_s: float = Field(20.0, gt=0, le=HOUR_S)
     model_path: Path | None = None  # optional MiniFASNet ONNX file the user supplies
+
+
+class Adapt(Section):
+    # Templates that keep up with how enrolled people look now (core/adapt.py): off by default.
+    enabled: bool = False
 
 
 class Snapshot(Section):
@@ -120,6 +144,8 @@ class Config(Section):
     presence: Presence = Presence()
     lock: Lock = Lock()
     onlooker: Onlooker = Onlooker()
+    people: People = People()
+    adapt: Adapt = Adapt()
     liveness: Liveness = Liveness()
     snapshot: Snapshot = Snapshot()
     hooks: Hooks = Hooks()

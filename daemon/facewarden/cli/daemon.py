@@ -34,7 +34,8 @@ def iso(t: float) -> str:
 
 
 def format_record(record: dict) -> str:
-    extra = [f"{k}={record[k]}" for k in ("state", "faces", "score", "detail", "frame") if record.get(k) is not None]
+    keys = ("state", "person", "faces", "score", "detail", "frame")
+    extra = [f"{k}={record[k]}" for k in keys if record.get(k) is not None]
     return f"{iso(record['time'])}  {record['event']:<18} " + " ".join(extra)
 
 
@@ -56,6 +57,8 @@ def format_status(status: dict) -> str:
         lines.append(f"model:   {status['model']}")
     score = status.get("score")
     lines.append(f"faces:   {status['faces']}" + (f" (best owner score {score:.2f})" if score is not None else ""))
+    if status.get("person"):
+        lines.append(f"person:  {status['person']}")
     return "\n".join(lines)
 
 

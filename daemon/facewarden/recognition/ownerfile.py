@@ -20,10 +20,11 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from ..config import _describe
+from ..config import PERSON_NAME, _describe
 from ..errors import UserError
 from ..paths import Paths, private_dir
 from . import assets
@@ -62,6 +63,9 @@ class OwnerMeta(BaseModel):
     encoder_sha256: str
     enrolled: int | None = Field(None, ge=1)
     trained: str | None = None
+    # The model's outputs, one score per person, in order; a model from before there were several
+    # people has the one, the owner.
+    people: list[Annotated[str, StringConstraints(pattern=PERSON_NAME)]] = Field(["owner"], min_length=1)
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,12 @@ class Verifier:
     """
 
     def __init__(self, model, thresholds: OwnerThresholds, detector: vision.Detector,
-                 dark_threshold: float = 25.0, blur_threshold: float = 8.0, judge_min_score: float = 0.6):
-        self.model = model  # runtime.TFLiteModel or runtime.KerasModel: (1,112,112,3) RGB -> (1,1) score
+                 dark_threshold: float = 25.0, blur_threshold: float = 8.0, judge_min_score: float = 0.6,
+                 people: tuple[str, ...] = ("owner",), owners: frozenset[str] = frozenset({"owner"})):
+        # runtime.TFLiteModel or runtime.KerasModel: (1,112,112,3) RGB -> (1, people) scores
+        self.model = model
+        self.people = people  # the model's outputs, in order (owner.json)
+        self.owners = owners  # those whose role is "owner" (config `people.roles`)
         self.thresholds = thresholds
         self.detector = detector
         self.dark_threshold = dark_threshold
@@ -46,19 +50,27 @@ class Verifier:
         else:
             thresholds = OwnerThresholds(meta.threshold, meta.threshold_grey)
         detector = vision.Detector(config.model.detect_width, config.model.min_detection_score)
+        people = tuple(meta.people)
+        owners = frozenset(n for n in people if config.people.role(n) == "owner")
         return cls(model, thresholds, detector, config.camera.dark_threshold, config.camera.blur_threshold,
-                   config.model.min_detection_score)
+                   config.model.min_detection_score, people, owners)
 
-    def score_crop(self, crop_rgb: np.ndarray) -> float:
+    def score_crop(self, crop_rgb: np.ndarray) -> np.ndarray:
+        """The face's score for each person, in `people` order."""
         out = self.model(crop_rgb[None].astype(np.float32))[0]
-        return float(np.asarray(out).reshape(-1)[0])
+        return np.asarray(out, np.float32).reshape(-1)
 
     def judge(self, frame: np.ndarray, face: Face) -> FaceVerdict:
         if face_problem(face, self.judge_min_score):
             return FaceVerdict(face, None, False)
         crop = vision.align(frame, face)
-        score = self.score_crop(crop)
-        return FaceVerdict(face, score, decide(score, is_grey(crop), self.thresholds))
+        scores = self.score_crop(crop)
+        best = int(np.argmax(scores))
+        score = float(scores[best])
+        # Open-set, per person: the best-matching person's score must clear the same threshold a
+        # one-person model has; below it the face is nobody enrolled.
+        person = self.people[best] if decide(score, is_grey(crop), self.thresholds) else None
+        return FaceVerdict(face, score, person in self.owners, person)
 
     def observe(self, frame_bgr: np.ndarray) -> Observation:
         issue = vision.quality_issue(frame_bgr, self.dark_threshold, self.blur_threshold)

@@ -50,6 +50,7 @@ class Context:
     score: float | None = None
     frame: np.ndarray | None = None
     frame_path: Path | None = None  # set by the snapshot action, passed to hooks
+    person: str | None = None  # the enrolled person the frame showed (the owner face's, else a trusted one's)
 
     def hook_env(self) -> dict[str, str]:
         env = {
@@ -58,6 +59,7 @@ class Context:
             "FACEWARDEN_SCORE": "" if self.score is None else f"{self.score:.4f}",
             "FACEWARDEN_FACES": str(self.faces),
             "FACEWARDEN_STATE": self.state,
+            "FACEWARDEN_PERSON": self.person or "",
         }
         if self.frame_path is not None:
             env["FACEWARDEN_FRAME"] = str(self.frame_path)
@@ -67,7 +69,7 @@ class Context:
         """Its line in events.jsonl."""
         return {
             "time": round(self.time, 3), "event": self.event.value, "state": self.state, "faces": self.faces,
-            "score": None if self.score is None else round(self.score, 4),
+            "score": None if self.score is None else round(self.score, 4), "person": self.person,
             "frame": None if self.frame_path is None else str(self.frame_path),
         }
 

@@ -25,12 +25,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from .. import config as config_module
 from ..config import Config
+from ..core.adapt import Track
 from ..core.observation import Observation
 from ..core.presence import Presence, Sample, State
 from ..errors import UserError
 from ..events import Action, Event
+from ..model import adapt
 from ..paths import Paths
-from ..recognition import ownerfile
+from ..recognition import ownerfile, vision
 from .actions import Actions, Context
 from .camera import Camera, ReplayEnded
 from .control import Server
@@ -57,6 +59,7 @@ class Step:
     events: list[Event]
     frame: np.ndarray | None  # what the camera gave (None: paused or failed)
     sample: Sample | None  # None while paused (the camera is not read then)
+    observation: Observation | None = None  # what the verifier made of the frame
 
 
 def sample_once(camera: Camera, verify: Verify, presence: Presence, clock: Callable[[], float],
@@ -69,6 +72,7 @@ def sample_once(camera: Camera, verify: Verify, presence: Presence, clock: Calla
     if presence.state == State.PAUSED:
         return Step(presence.tick(now), None, None)
     frame = camera.read()
+    observation = None
     if frame is None:
         sample = Sample.camera_failed()
     else:
@@ -77,11 +81,11 @@ def sample_once(camera: Camera, verify: Verify, presence: Presence, clock: Calla
         live = None
         if owner is not None:
             live = True if liveness is None else liveness.update(frame, owner.face, now)
-        sample = Sample.of(observation, live)
+        sample = Sample.of(observation, live, presence.reach)
     events = presence.observe(sample, now)
     if liveness is not None and not presence.owner_in_window:
         liveness.reset()  # the face was lost: whoever comes next proves life afresh
-    return Step(events, frame, sample)
+    return Step(events, frame, sample, observation)
 
 
 class Worker:
@@ -148,6 +152,7 @@ class Daemon:
         self._model_refused: str | None = None
         self.verify = verifier_factory(config, where)
         self.liveness = build_liveness(config)
+        self.track = Track()  # templates that keep up (config adapt)
         self.presence = Presence(config, clock())
         self.actions = Actions(config, where)
         self.hooks = Runner(where.hooks_dir, config.hooks.timeout_s)
@@ -196,6 +201,7 @@ class Daemon:
                     log.info("sampling works again")
                 self._failing = False
             self._dispatch(step.events, step.frame)
+            self._adapt(step)
             self._schedule(self.presence.interval())
 
     def _follow_model(self) -> None:
@@ -217,6 +223,20 @@ class Daemon:
         self.verify, self.model_version, self._model_refused = verify, version, None
         log.info("owner model %s loaded", version)
 
+    def _adapt(self, step: Step) -> None:
+        """Feed the track (config adapt.enabled); keep what it yields for the next `train`."""
+        if not self.config.adapt.enabled or step.sample is None:  # off, or paused
+            return
+        frame = step.frame
+        if step.observation is None or frame is None:
+            self.track = Track()  # a failed camera or model breaks the track too
+            return
+        for person, crop in self.track.update(step.observation, step.sample.live, lambda f: vision.align(frame, f)):
+            try:
+                adapt.store(self.paths, person, crop)
+            except (OSError, UserError) as e:
+                log.warning("could not keep an adapted face of %s: %s", person, e)
+
     def _schedule(self, interval: float) -> None:
         if self._job is None or interval == self._interval:
             return
@@ -230,7 +250,7 @@ class Daemon:
         last = self.presence.last
         for event in events:
             context = Context(event, self.clock(), self.presence.state.value, faces=last.faces,
-                              score=last.score, frame=frame)
+                              score=last.score, frame=frame, person=last.person)
             self._actions.submit(partial(self._act, context))
 
     def _act(self, context: Context) -> None:
@@ -258,7 +278,7 @@ class Daemon:
             return {
                 "state": p.state.value, "since": p.since, "paused_until": p.paused_until, "locked": p.locked,
                 "camera": "ok" if p.camera_ok else "lost", "faces": p.last.faces, "score": p.last.score,
-                "model": self.model_version,
+                "person": p.last.person, "model": self.model_version,
             }
 
     def pause(self, seconds: float | None) -> dict:

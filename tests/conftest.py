@@ -95,7 +95,7 @@ def astronaut_home(tmp_path_factory, astronaut_bgr, seed_encoder) -> Path:
     trained = subprocess.run(PYTHON + ["train"], env=env, capture_output=True, text=True)
     assert trained.returncode == 0, trained.stderr[-2000:]
     assert "owner model written" in trained.stdout
-    assert "fitting the owner head" in trained.stderr  # our own progress lines, on stderr
+    assert "fitting the templates" in trained.stderr  # our own progress lines, on stderr
     return home
 
 

@@ -144,7 +144,8 @@ def test_daemon_control_and_reload(owner_home, replay, tmp_path):
     cfg = write_config(owner_home, base)
     daemon = Daemon(cfg, paths())
     status = daemon.status()
-    assert set(status) == {"state", "since", "paused_until", "locked", "camera", "faces", "score"}
+    assert set(status) == {"state", "since", "paused_until", "locked", "camera", "faces", "score", "session_locked",
+                           "locked_via", "logind", "sampling", "samples", "sampled_at", "idle_s", "idle_source"}
     assert status["state"] == "pending" and status["camera"] == "ok"
 
     paused = daemon.pause(60)

@@ -273,7 +273,6 @@ class Daemon:
         if not self._ready:
             self._ready = True
             self.notifier.send("READY=1")
-        self.notifier.send("WATCHDOG=1")
 
     def _deadline(self) -> float:
         return max(WATCHDOG_MIN_S, WATCHDOG_INTERVALS * self._interval)

@@ -24,8 +24,11 @@ class Notifier:
             return False
         try:
             if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                # Non-blocking: a manager that does not read (its queue full) must never stall a step.
+                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
             self._sock.sendto(state.encode(), self.address)
+        except BlockingIOError:
+            return False
         except OSError as e:
             if not self._failed:
                 log.warning("cannot notify systemd at %s: %s", os.environ.get("NOTIFY_SOCKET"), e)

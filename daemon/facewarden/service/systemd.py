@@ -25,7 +25,8 @@ class Notifier:
         try:
             if self._sock is None:
                 # Non-blocking: a manager that does not read (its queue full) must never stall a step.
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
+                kind = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+                self._sock = socket.socket(socket.AF_UNIX, kind)
             self._sock.sendto(state.encode(), self.address)
         except BlockingIOError:
             return False

@@ -108,7 +108,9 @@ def test_daemon_control_and_reload(owner_home, replay, tmp_path):
     cfg = write_config(owner_home, base)
     daemon = Daemon(cfg, paths())
     status = daemon.status()
-    assert set(status) == {"state", "since", "paused_until", "locked", "camera", "faces", "score", "person", "model"}
+    assert set(status) == {"state", "since", "paused_until", "locked", "camera", "faces", "score", "person", "model",
+                           "session_locked", "locked_via", "logind", "sampling", "samples", "sampled_at", "idle_s",
+                           "idle_source"}
     assert status["state"] == "pending" and status["camera"] == "ok"
 
     paused = daemon.pause(60)

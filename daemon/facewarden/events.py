@@ -12,10 +12,13 @@ class Event(str, Enum):
     ONLOOKER_DETECTED = "onlooker_detected"
     SPOOF_SUSPECTED = "spoof_suspected"
     LOCKED = "locked"
+    UNLOCKED = "unlocked"
     PAUSED = "paused"
     RESUMED = "resumed"
     CAMERA_LOST = "camera_lost"
     CAMERA_RESTORED = "camera_restored"
+    SLEEP = "sleep"
+    WAKE = "wake"
 
 
 class Action(str, Enum):

@@ -110,6 +110,30 @@ def check_tray() -> Check:
                  fix="GNOME: enable the AppIndicator extension; elsewhere add a system tray to the panel")
 
 
+def check_session() -> list[Check]:
+    """logind (the session's lock state, sleep) and the idle-input back-end, as the daemon finds them."""
+    from ..service import idle
+    from ..service.bus import Bus
+    from ..service.logind import Logind
+
+    logind = Logind()
+    session_bus = Bus.open(dbus.session_bus_address(), "session")
+    try:
+        where = logind.available() if logind.start() else None
+        reachable = Check("logind", where is not None, where or str(logind.problem), essential=False,
+                          fix="without logind the daemon sees only its own locks and no sleep; it still locks")
+        answers = [what for what in (s.available() for s in idle.sources(session_bus, logind)) if what]
+    finally:
+        logind.close()
+        if session_bus is not None:
+            session_bus.close()
+    text = answers[0] + (f" (also: {', '.join(answers[1:])})" if answers[1:] else "") if answers else \
+        "no idle-input source here"
+    idle_check = Check("idle", bool(answers), text, essential=False,
+                       fix="an X11 session, GNOME, KDE, or a logind session that sets IdleHint")
+    return [reachable, idle_check]
+
+
 def check_units() -> Check:
     installed = (user_unit_dir() / DAEMON_UNIT).exists()
     if not systemd_user_running():
@@ -130,4 +154,4 @@ def checks(status: dict | None) -> list[Check]:
     found = [config_check]
     if cfg is not None:
         found += [check_camera(cfg, status), check_model(cfg), check_lock(cfg)]
-    return found + [check_notifications(), check_tray(), check_units()]
+    return found + [check_notifications(), check_tray(), *check_session(), check_units()]

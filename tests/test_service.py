@@ -144,8 +144,8 @@ def test_daemon_control_and_reload(owner_home, replay, tmp_path):
     cfg = write_config(owner_home, base)
     daemon = Daemon(cfg, paths())
     status = daemon.status()
-    assert set(status) == {"state", "since", "paused_until", "locked", "camera", "faces", "score"}
-    assert status["state"] == "pending" and status["camera"] == "ok"
+    assert set(status) == {"state", "since", "paused_until", "locked", "camera", "faces", "score", "liveness"}
+    assert status["state"] == "pending" and status["camera"] == "ok" and status["liveness"] == "off"
 
     paused = daemon.pause(60)
     assert paused["ok"] and paused["state"] == "paused" and paused["paused_until"] > time.time() + 50

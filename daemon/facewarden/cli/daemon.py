@@ -51,6 +51,8 @@ def format_status(status: dict) -> str:
     lines.append(f"camera:  {status['camera']}")
     score = status.get("score")
     lines.append(f"faces:   {status['faces']}" + (f" (best owner score {score:.2f})" if score is not None else ""))
+    if "liveness" in status:
+        lines.append(f"liveness: {status['liveness']}")
     return "\n".join(lines)
 
 

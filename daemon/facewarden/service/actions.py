@@ -44,6 +44,7 @@ class Context:
     score: float | None = None
     frame: np.ndarray | None = None
     frame_path: Path | None = None  # set by the snapshot action, passed to hooks
+    liveness: str | None = None  # why the face was judged live or a spoof (owner_arrived, spoof_suspected)
 
     def hook_env(self) -> dict[str, str]:
         env = {
@@ -52,6 +53,7 @@ class Context:
             "FACEWARDEN_SCORE": "" if self.score is None else f"{self.score:.4f}",
             "FACEWARDEN_FACES": str(self.faces),
             "FACEWARDEN_STATE": self.state,
+            "FACEWARDEN_LIVENESS": self.liveness or "",
         }
         if self.frame_path is not None:
             env["FACEWARDEN_FRAME"] = str(self.frame_path)
@@ -63,6 +65,7 @@ class Context:
             "time": round(self.time, 3), "event": self.event.value, "state": self.state, "faces": self.faces,
             "score": None if self.score is None else round(self.score, 4),
             "frame": None if self.frame_path is None else str(self.frame_path),
+            **({} if self.liveness is None else {"liveness": self.liveness}),
         }
 
 

@@ -38,6 +38,7 @@ from .hooks import Runner
 
 log = logging.getLogger("facewarden")
 
+LIVENESS_EVENTS = (Event.OWNER_ARRIVED, Event.SPOOF_SUSPECTED)  # their records say why
 DRAIN_GRACE_S = 2.0  # at shutdown, queued hooks get hooks.timeout_s plus this, then are killed
 
 
@@ -48,6 +49,8 @@ class Verify(Protocol):
 class Liveness(Protocol):
     def update(self, frame: np.ndarray, face, now: float) -> bool | None: ...
     def reset(self) -> None: ...
+    @property
+    def reason(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -193,8 +196,12 @@ class Daemon:
         last = self.presence.last
         for event in events:
             context = Context(event, self.clock(), self.presence.state.value, faces=last.faces,
-                              score=last.score, frame=frame)
+                              score=last.score, frame=frame,
+                              liveness=self._liveness_reason() if event in LIVENESS_EVENTS else None)
             self._actions.submit(partial(self._act, context))
+
+    def _liveness_reason(self) -> str:
+        return "off" if self.liveness is None else self.liveness.reason or "-"
 
     def _act(self, context: Context) -> None:
         """On the actions thread: built-in actions in their configured order, then the event log and
@@ -204,8 +211,9 @@ class Daemon:
                 self._lock_succeeded()
         context.frame = None  # the frame is written nowhere else
         self.eventlog.append(context.record())
-        log.info("event %s (state %s, faces %d, score %s)", context.event.value, context.state, context.faces,
-                 "-" if context.score is None else f"{context.score:.3f}")
+        log.info("event %s (state %s, faces %d, score %s)%s", context.event.value, context.state, context.faces,
+                 "-" if context.score is None else f"{context.score:.3f}",
+                 "" if context.liveness is None else f": {context.liveness}")
         env = context.hook_env()
         self._hooks.submit(partial(self.hooks.run, context.event.value, env))
 
@@ -221,6 +229,7 @@ class Daemon:
             return {
                 "state": p.state.value, "since": p.since, "paused_until": p.paused_until, "locked": p.locked,
                 "camera": "ok" if p.camera_ok else "lost", "faces": p.last.faces, "score": p.last.score,
+                "liveness": self._liveness_reason(),
             }
 
     def pause(self, seconds: float | None) -> dict:

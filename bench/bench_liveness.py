@@ -14,6 +14,11 @@ APCER = photo attempts that produce owner_arrived; BPCER = live attempts that do
 Added cost = the tracker's time per sample while pending. The table's "owner" column counts the
 samples the owner model verified: photos are verified as the person too, liveness is what stops them.
 
+Bent prints: every photo clip is also replayed bent and curled (synthetic: each frame remapped
+round the face as a print bent round a vertical axis and curled round a horizontal one, by amounts
+that swing over the clip, see `bend`). They are not used for calibration: an attack the thresholds
+were not fitted to. Reported as kind "bent".
+
 The headline is leave-one-subject-out: for each of the 8 people, thresholds calibrated (as
 --calibrate does) on the other seven people's photo attempts, then the held-out person's clips
 replayed through the daemon with them. Beside it, the shipped thresholds, which were calibrated on
@@ -62,6 +67,7 @@ SURROUND_MARGIN = 0.1  # the surround's score is a difference in [-1, 1]: an add
 # Offsets of the first sample from the camera's first frame: frames come every 0.2 s and samples
 # every 0.25 s while pending, so these four give the four distinct frame-to-sample patterns.
 PHASES = (0.0, 0.05, 0.1, 0.15)
+CLIP_FPS = 5.0  # the nuaa-dev clips' frame rate (camera.replay_fps)
 PASS_WITHIN_S = 8.0  # a live owner not accepted within this counts against BPCER
 
 
@@ -127,6 +133,34 @@ class Measured:
 
 
 ENROLL_FRAMES = (0, 13, 26)  # three of the person's live frames (from their live clip: optimistic)
+
+
+def bend(frame: np.ndarray, box: tuple[float, float, float, float], depth: float, curl: float) -> np.ndarray:
+    """`frame` as if the print in it were bent round a vertical axis through the face's centre (its
+    sides foreshortened by `depth`: 0.3 pulls in what lay a face width out by 30%) and curled round a
+    horizontal one (rows bowing by `curl` face heights a face width out)."""
+    x, y, w, h = box
+    cx, cy = x + w / 2, y + h / 2
+    rows, cols = np.mgrid[0 : frame.shape[0], 0 : frame.shape[1]].astype(np.float32)
+    u2 = ((cols - cx) / w) ** 2
+    map_x = cx + (cols - cx) * (1 + depth * u2)
+    map_y = cy + (rows - cy) * (1 + depth / 2 * u2) + curl * h * u2
+    return cv2.remap(frame, map_x.astype(np.float32), map_y.astype(np.float32), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
+def bent_clip(clip: Path, out: Path, detector: Detector) -> Path:
+    """The photo `clip` bent and curled back and forth (about 3 s a swing), written to `out`."""
+    out.mkdir(parents=True)
+    box = None
+    for i, image in enumerate(sorted(clip.glob("*.jpg"))):
+        frame = cv2.imread(str(image))
+        faces = detector(frame)
+        box = max(faces, key=lambda f: f.box[2] * f.box[3]).box if faces else box
+        t = i / CLIP_FPS
+        bent = frame if box is None else bend(frame, box, 0.3 * np.sin(2 * t), 0.1 * np.sin(2.6 * t))
+        cv2.imwrite(str(out / image.name), bent, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return out
 
 
 def train_owner(root: Path, subject: str, home: Path, cache: Path, config: Config) -> Path:
@@ -246,24 +280,29 @@ def _rate(hits: int, total: int) -> str:
 def report(title: str, runs: list[Run]) -> None:
     """Per clip, its attempts and what let them through; then the rates."""
     print(f"\n{title}")
-    print(f"{'clip':<13} {'kind':<6} {'samples':>7} {'owner':>5} {'passed':>6} {'arrived (s)':<22} cue(s) of each pass")
+    print(f"{'clip':<17} {'kind':<6} {'samples':>7} {'owner':>5} {'passed':>6} {'arrived (s)':<22} cue(s) of each pass")
     for clip in sorted({r.clip for r in runs}):
         attempts = [r for r in runs if r.clip == clip]
         arrived = [r.first(Event.OWNER_ARRIVED) for r in attempts]
         times = ",".join("-" if a is None else f"{a:.1f}" for a in arrived)
         reasons = ", ".join(sorted({(r.reason or "?").removeprefix("live: ") for r in attempts if r.passed})) or "-"
         print(
-            f"{clip:<13} {attempts[0].kind:<6} {int(np.median([len(r.times) for r in attempts])):>7} "
+            f"{clip:<17} {attempts[0].kind:<6} {int(np.median([len(r.times) for r in attempts])):>7} "
             f"{int(np.median([sum(r.owner) for r in attempts])):>5} {sum(r.passed for r in attempts):>3}/{len(attempts):<2} "
             f"{times:<22} {reasons}"
         )
     photos = [r for r in runs if r.kind == "photo"]
+    bent = [r for r in runs if r.kind == "bent"]
     lives = [r for r in runs if r.kind == "live"]
-    apcer = sum(r.first(Event.OWNER_ARRIVED) is not None for r in photos)
+
+    def accepted(attacks: list[Run]) -> int:
+        return sum(r.first(Event.OWNER_ARRIVED) is not None for r in attacks)
+
     bpcer = sum(not r.passed for r in lives)
     waits = [a for a in (r.first(Event.OWNER_ARRIVED) for r in lives) if a is not None]
-    print(f"  APCER {_rate(apcer, len(photos))} of photo attempts (target <= 5%)   "
+    print(f"  APCER {_rate(accepted(photos), len(photos))} of photo attempts (target <= 5%)   "
           f"BPCER {_rate(bpcer, len(lives))} of live attempts not passing within {PASS_WITHIN_S:.0f} s (target <= 10%)")
+    print(f"  bent prints (synthetic, not calibrated on): APCER {_rate(accepted(bent), len(bent))}")
     if waits:
         print(f"  time to pass for the live owner: median {np.median(waits):.2f} s, max {max(waits):.2f} s")
 
@@ -283,15 +322,20 @@ def main() -> int:
         clips = list(csv.DictReader(f))
     subjects = sorted({c["subject"] for c in clips})
 
-    def attempts(subject: str, verify, tracker: LivenessTracker) -> list[Run]:
-        return [replay(root / c["clip"], subject, c["kind"], config, verify, tracker, phase)
-                for c in clips if c["subject"] == subject for phase in PHASES]
-
     print("texture features of every clip frame...", file=sys.stderr, flush=True)
     textures = clip_features(args.faces, Detector(), landmarker)
     shipped: list[Run] = []
     held_out: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="bench-liveness-") as tmp:
+        detector = Detector()
+        sources = [(root / c["clip"], c["subject"], c["kind"]) for c in clips]
+        sources += [(bent_clip(root / c["clip"], Path(tmp) / "bent" / f"{c['clip']}-bent", detector), c["subject"], "bent")
+                    for c in clips if c["kind"] == "photo"]
+
+        def attempts(subject: str, verify, tracker: LivenessTracker) -> list[Run]:
+            return [replay(clip, subject, kind, config, verify, tracker, phase)
+                    for clip, s, kind in sources if s == subject for phase in PHASES]
+
         homes = {}
         for subject in subjects:
             print(f"enrolling and training {subject}...", file=sys.stderr, flush=True)

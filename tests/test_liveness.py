@@ -269,6 +269,7 @@ def test_a_surround_that_moves_with_the_face_counts_against_life():
 
 def test_the_reasons_say_what_counted():
     assert verdict(_cues(40)).reason(20.0) == "spoof: no eye movement in 20 s"
+    assert verdict(_cues(1)).reason(0.0) == "spoof: no eye movement yet"
     cues = _cues(10)
     cues[6] = replace(cues[6], ear=0.08)
     assert verdict(cues).reason(2.5) == "live: blink"
@@ -507,6 +508,14 @@ def test_the_daemon_says_why_in_its_event_log_and_to_hooks(daemon_run):
     logged = {r["event"]: r.get("liveness") for r in records}
     assert logged["spoof_suspected"] == why["spoof_suspected"]
     assert logged["owner_arrived"] == why["owner_arrived"]
+
+
+def test_status_says_why():
+    from facewarden.cli.daemon import format_status
+
+    status = {"state": "pending", "since": 0.0, "paused_until": None, "locked": False, "camera": "ok",
+              "faces": 1, "score": 0.7, "liveness": "spoof: no eye movement in 6 s"}
+    assert "liveness: spoof: no eye movement in 6 s" in format_status(status).splitlines()
 
 
 def test_a_missing_model_file_stops_the_tracker_with_a_clear_error(tmp_path, landmarker):

@@ -95,7 +95,8 @@ class Verdict:
         if self.live:
             return "live: " + " + ".join(self.cues)
         against = [CAUSE[c] for c in self.cues if WEIGHTS.get(c, 0) < 0 or c == "model"]
-        missing = [] if {"blink", "gaze"} & set(self.cues) else [f"no eye movement in {span_s:.0f} s"]
+        seen = f"in {span_s:.0f} s" if span_s >= 1 else "yet"
+        missing = [] if {"blink", "gaze"} & set(self.cues) else [f"no eye movement {seen}"]
         shown = [c for c in self.cues if WEIGHTS.get(c, 0) > 0]
         return "spoof: " + ", ".join(against + missing + (["shown: " + " + ".join(shown)] if shown else []))
 

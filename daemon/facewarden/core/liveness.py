@@ -60,7 +60,8 @@ class Cues:
 class LivenessThresholds:
     """Set on the nuaa-dev clips by bench/bench_liveness.py --calibrate: the landmark cues beyond
     the most live-looking printed-photo attempt by a margin, the surround beyond the most
-    print-looking live attempt; the target is APCER <= 5% at BPCER <= 10%. The README explains them."""
+    print-looking whole live clip; the target is APCER <= 5% at BPCER <= 10%. Texture keeps the
+    classifier's own boundary. The README explains them."""
 
     blink_ratio: float = 0.633  # a blink: eye opening below this share of the window's median
     blink_min_samples: int = 5  # ...judged against at least this many samples

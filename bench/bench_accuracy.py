@@ -208,9 +208,9 @@ def main() -> int:
             meta = training.train(p, say=lambda _: None, verbose=0)
             import keras
 
-            model = keras.models.load_model(p.models_dir / "owner.h5", compile=False)
+            model = keras.models.load_model(ownerfile.model_dir(p) / "owner.h5", compile=False)
             templates = template_weights(model)
-            lite = runtime.TFLiteModel(p.models_dir / "owner.tflite", threads=2)
+            lite = runtime.TFLiteModel(ownerfile.model_dir(p) / "owner.tflite", threads=2)
             sample = np.stack([crops[f] for f in probes[:4]] + [crops[f] for f in world[k * 5 : k * 5 + 4]])
             via_lite = np.array([lite(c[None].astype(np.float32))[0].reshape(-1)[0] for c in sample])
             computed = (fast(sample) @ templates.T).max(1)

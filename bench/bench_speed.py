@@ -31,7 +31,8 @@ import numpy as np
 
 from facewarden import config, paths
 from facewarden.model import encoder  # no TF until called
-from facewarden.recognition import assets, runtime, vision
+from facewarden.errors import UserError
+from facewarden.recognition import assets, ownerfile, runtime, vision
 
 REPO = Path(__file__).resolve().parent.parent
 FACES = Path(os.environ.get("FACEWARDEN_FACES", REPO.parent / "shared" / "data" / "faces"))
@@ -179,14 +180,19 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=cfg.model.threads)
     parser.add_argument("--detect-width", type=int, default=cfg.model.detect_width)
-    parser.add_argument("--owner", type=Path, help="an owner .tflite (default: models/owner.tflite if trained)")
+    parser.add_argument("--owner", type=Path, help="an owner .tflite (default: the current trained model's)")
     parser.add_argument("--no-dlib", action="store_true", help="skip the (slow) dlib peer")
     args = parser.parse_args()
     cfg = config.parse({"model": {"detect_width": args.detect_width}})
 
-    owner = args.owner or paths.paths().models_dir / "owner.tflite"
+    owner = args.owner
+    if owner is None:
+        try:
+            owner = ownerfile.model_dir(paths.paths()) / "owner.tflite"
+        except UserError:  # not trained here: the encoder alone is timed
+            pass
     frames, described = load_frames(args.frames)
-    ours = Facewarden(cfg, args.threads, owner if owner.is_file() else None)
+    ours = Facewarden(cfg, args.threads, owner if owner is not None and owner.is_file() else None)
     pipelines = [ours, OpenCV(cfg)] + ([] if args.no_dlib else [Dlib()])
     times: dict[str, list[float]] = {p.name: [] for p in pipelines}
     # CPU time (all threads) as well: on a shared machine the wall time includes waiting for a core.

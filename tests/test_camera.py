@@ -7,17 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
+from support import Clock
 from facewarden.service.camera import Camera, ReplayEnded
 from facewarden.config import parse
 from facewarden.errors import UserError
-
-
-class Clock:
-    def __init__(self):
-        self.t = 100.0
-
-    def __call__(self):
-        return self.t
 
 
 def frame(value: int) -> np.ndarray:
@@ -30,7 +23,7 @@ def level(img) -> int:
 
 
 def camera(source, **options) -> tuple[Camera, Clock]:
-    clock = Clock()
+    clock = Clock(100.0)  # a start at which the test's sums stay exact enough for frame indices
     cfg = parse({"camera": {"source": str(source), "retry_max_s": 4, **options}})
     return Camera(cfg.camera, clock), clock
 

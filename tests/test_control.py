@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import socket
 import stat
+import time
 
 import pytest
 
+from desktop_helpers.daemon_side import TestDaemon
+from support import as_nobody
 from facewarden import cli
 from facewarden.service.control import Server, handle_request, peer_uid, request
 from facewarden.errors import UserError
@@ -21,45 +23,28 @@ STATUS = {"state": "owner_present", "since": 1700000000.0, "paused_until": None,
           "camera": "ok", "faces": 1, "score": 0.71}
 
 
-class Recorder:
-    def __init__(self):
-        self.calls = []
-
-    def status(self):
-        return dict(STATUS)
-
-    def pause(self, seconds):
-        self.calls.append(("pause", seconds))
-        return {"ok": True, **STATUS, "state": "paused", "paused_until": None if seconds is None else 1700000000.0 + seconds}
-
-    def resume(self):
-        self.calls.append(("resume",))
-        return {"ok": True, **STATUS}
-
-    def lock_now(self):
-        self.calls.append(("lock-now",))
-        return {"ok": False, "error": "no lock method worked"}
-
-    def reload(self):
-        raise RuntimeError("boom")
+def recorder() -> TestDaemon:
+    """The daemon side: lock-now finds no lock method, and reload has a bug."""
+    return TestDaemon(STATUS, refuse={"lock-now": "no lock method worked"}, broken=("reload",))
 
 
 @pytest.fixture
 def server(home):
-    recorder = Recorder()
-    srv = Server(paths().socket_path, recorder)
+    recorder_ = recorder()
+    srv = Server(paths().socket_path, recorder_)
     srv.start()
-    yield srv, recorder
+    yield srv, recorder_
     srv.stop()
 
 
 def test_protocol_round_trips(server):
     srv, recorder = server
     assert request({"cmd": "status"}) == {"ok": True, **STATUS}
-    assert request({"cmd": "pause", "seconds": 900})["paused_until"] == 1700000900.0
+    assert abs(request({"cmd": "pause", "seconds": 900})["paused_until"] - (time.time() + 900)) < 5
     assert request({"cmd": "pause", "seconds": None})["paused_until"] is None
     assert request({"cmd": "resume"})["ok"] is True
     assert request({"cmd": "lock-now"}) == {"ok": False, "error": "no lock method worked"}
+    assert request({"cmd": "status"})["locked"] is False  # a refused lock changed nothing
     assert request({"cmd": "reload"}) == {"ok": False, "error": "reload: boom"}
     assert recorder.calls == [("pause", 900.0), ("pause", None), ("resume",), ("lock-now",)]
 
@@ -73,7 +58,7 @@ def test_protocol_round_trips(server):
     (b'{"cmd": "pause", "seconds": true}', "positive number"),
 ])
 def test_bad_requests_get_error_responses(line, error):
-    response = handle_request(Recorder(), line)
+    response = handle_request(recorder(), line)
     assert response["ok"] is False and error in response["error"]
 
 
@@ -100,28 +85,22 @@ def test_peer_uid_is_ours(server):
         assert peer_uid(s) == os.getuid()
 
 
-def _as_nobody(path) -> str:
-    """Connect from a forked child running as `nobody`; what it got back (or its error)."""
-    nobody = pwd.getpwnam("nobody")
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: drop to nobody, ask for a pause, report
+def exchange(path, cmd: dict) -> str:
+    """One raw request line and the reply line, as any client of another user's could send it (our
+    own client would not even send: it checks the server's uid first)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(str(path))
         try:
-            os.close(read_end)
-            os.setgid(nobody.pw_gid)
-            os.setuid(nobody.pw_uid)
-            try:
-                out = json.dumps(request({"cmd": "pause", "seconds": None}, path))
-            except UserError as e:
-                out = f"UserError: {e}"
-            os.write(write_end, out.encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as f:
-        out = f.read().decode()
-    os.waitpid(pid, 0)
-    return out
+            s.sendall((json.dumps(cmd) + "\n").encode())
+        except BrokenPipeError:
+            pass
+        return s.makefile("rb").readline().decode()
+
+
+def _as_nobody(path) -> str:
+    """Ask for a pause as `nobody`."""
+    return as_nobody(lambda: exchange(path, {"cmd": "pause", "seconds": None}))
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to run a client as another user")
@@ -133,8 +112,8 @@ def test_other_users_are_refused():
     top = Path(tempfile.mkdtemp(prefix="fw-control-"))  # under /tmp, so `nobody` can traverse to it
     top.chmod(0o755)
     path = top / "run" / "control.sock"
-    recorder = Recorder()
-    srv = Server(path, recorder)
+    fake = recorder()
+    srv = Server(path, fake)
     srv.start()
     try:
         # The private directory already keeps them from reaching the socket...
@@ -144,7 +123,7 @@ def test_other_users_are_refused():
         path.chmod(0o666)
         out = json.loads(_as_nobody(path))
         assert out == {"ok": False, "error": "permission denied: not the daemon's user"}
-        assert recorder.calls == []
+        assert fake.calls == []
     finally:
         srv.stop()
         shutil.rmtree(top)
@@ -161,11 +140,11 @@ def test_stale_socket_is_replaced_and_a_live_one_refused(home):
     paths().runtime_dir.mkdir(parents=True)
     dead.bind(str(path))
     dead.close()  # a file nobody listens on, as a crashed daemon leaves it
-    srv = Server(path, Recorder())
+    srv = Server(path, recorder())
     srv.start()
     try:
         with pytest.raises(UserError, match="already running"):
-            Server(path, Recorder()).start()
+            Server(path, recorder()).start()
         assert request({"cmd": "status"})["ok"]
     finally:
         srv.stop()

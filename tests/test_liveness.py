@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
+from support import PYTHON
 from facewarden.core import liveness as core_liveness
 from facewarden.config import Liveness
 from facewarden.errors import UserError
@@ -287,10 +287,12 @@ def test_the_optional_model_must_agree():
     assert judge([replace(c, model=0.9 if i >= 4 else None) for i, c in enumerate(showing_life)]) is None
 
 
-def test_judge_is_pure():
-    cues = _cues(8)
-    cues[6] = replace(cues[6], ear=0.08)
-    assert judge(cues) == judge(list(cues)) == "blink"
+def test_judge_keeps_nothing_between_windows():
+    alive, still = _cues(8), _cues(8)
+    alive[6] = replace(alive[6], ear=0.08)
+    assert judge(alive) == "blink" and judge(still) is None
+    # A live window judged just before does not make a still one live, nor the other way round.
+    assert judge(alive) == "blink" and judge(still) is None
 
 
 # -- the tracker on real clips ---------------------------------------------------------------------
@@ -435,17 +437,16 @@ def test_grey_frames_from_an_ir_camera_are_measured(astronaut_bgr, detector, lan
 
 # -- the daemon path ---------------------------------------------------------------------------------
 
-PYTHON = [sys.executable, "-m", "facewarden"]
 EVENTS = ("owner_arrived", "owner_left", "stranger_detected", "spoof_suspected", "locked")
 
 
 @pytest.fixture(scope="module")
-def daemon_run(nuaa, tmp_path_factory):
+def daemon_run(nuaa, tmp_path_factory, seed_encoder):
     """The real `facewarden run` over a replay of NUAA person 0008: their printed photo waved at the
     camera (8 s), nobody (2 s), then the person themself (8 s). They are enrolled, with the real
     commands, from three frames of their live clip. The events, and the liveness reasons hooks were
     given, are read from a hook's log; the event log's records beside them."""
-    home = tmp_path_factory.mktemp("liveness-daemon")
+    home = seed_encoder(tmp_path_factory.mktemp("liveness-daemon"))
     env = {**os.environ, "FACEWARDEN_HOME": str(home)}
     src = home / "enroll-src"
     src.mkdir()

@@ -1,11 +1,7 @@
 import os
-import stat
 
+from support import mode
 from facewarden import paths
-
-
-def _mode(p):
-    return stat.S_IMODE(os.stat(p).st_mode)
 
 
 def test_facewarden_home_moves_everything(home):
@@ -35,6 +31,6 @@ def test_write_private_is_0600_in_0700_even_with_a_loose_umask(tmp_path):
     finally:
         os.umask(old)
     assert target.read_bytes() == b"x"
-    assert _mode(target) == 0o600
-    assert _mode(target.parent) == 0o700
+    assert mode(target) == 0o600
+    assert mode(target.parent) == 0o700
     assert not [f for f in os.listdir(target.parent) if f.startswith(".")]

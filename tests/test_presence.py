@@ -15,7 +15,7 @@ OWNER = Sample(owner=True, live=True, score=0.8)
 PENDING = Sample(owner=True, live=None, score=0.8)
 EMPTY = Sample()
 STRANGER = Sample(others=1, score=0.1)
-ONLOOKER = Sample(owner=True, live=True, others=1, score=0.8)
+ONLOOKER = Sample(owner=True, live=True, others=1, onlookers=1, score=0.8)
 DARK = Sample(skipped=True)
 LOST = Sample.camera_failed()
 

@@ -8,52 +8,26 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from support import PYTHON, Clock
 from facewarden import config as config_module
 from facewarden.service.camera import Camera, ReplayEnded
 from facewarden.config import parse
 from facewarden.service.control import request
-from facewarden.cli.demo import augmented, write_replay
+from facewarden.cli.demo import write_replay
 from facewarden.errors import UserError
 from facewarden.events import Event
 from facewarden.paths import paths
 from facewarden.core.presence import Presence, State
 from facewarden.service.daemon import Daemon, build_verifier, sample_once
 
-PYTHON = [sys.executable, "-m", "facewarden"]
 WAIT_S = 60.0  # generous: CI has 2 shared cores
-
-
-@pytest.fixture(scope="session")
-def trained_home(tmp_path_factory, astronaut_bgr) -> Path:
-    """A FACEWARDEN_HOME with the astronaut enrolled and the owner model trained."""
-    import cv2
-
-    home = tmp_path_factory.mktemp("astronaut-owner")
-    src = home / "src"
-    src.mkdir()
-    for i, img in enumerate(augmented(astronaut_bgr, 12)):
-        cv2.imwrite(str(src / f"{i:02d}.jpg"), img)
-    env = {**os.environ, "FACEWARDEN_HOME": str(home)}
-    for cmd in (["enroll", "--from", str(src)], ["train"]):
-        result = subprocess.run(PYTHON + cmd, env=env, capture_output=True, text=True)
-        assert result.returncode == 0, result.stderr[-2000:]
-    return home
-
-
-@pytest.fixture
-def owner_home(trained_home, home) -> Path:
-    """An isolated FACEWARDEN_HOME holding a copy of the trained owner model."""
-    shutil.copytree(trained_home / "models", home / "models")
-    return home
 
 
 @pytest.fixture(scope="session")
@@ -65,16 +39,6 @@ def replay(tmp_path_factory, astronaut_bgr) -> Path:
     return folder
 
 
-class Clocks:
-    """The replay clock (monotonic, for the camera) and the wall clock (for presence), advanced together."""
-
-    def __init__(self):
-        self.t = 1000.0
-
-    def __call__(self):
-        return self.t
-
-
 def write_config(home: Path, text: str) -> config_module.Config:
     home.mkdir(parents=True, exist_ok=True)
     (home / "config.toml").write_text(text)
@@ -84,7 +48,7 @@ def write_config(home: Path, text: str) -> config_module.Config:
 def test_sampling_step_over_a_replayed_camera(owner_home, replay):
     cfg = parse({"camera": {"source": str(replay), "retry_max_s": 0.5}, "lock": {"after_absent_s": 2},
                  "liveness": {"enabled": False}})
-    clock = Clocks()
+    clock = Clock()
     camera = Camera(cfg.camera, clock)
     presence = Presence(cfg, clock())
     verify = build_verifier(cfg, paths())
@@ -109,7 +73,7 @@ def test_real_liveness_refuses_the_photo_of_the_owner(owner_home, astronaut_bgr,
     frames = tmp_path / "photo"
     write_replay(frames, [("photo held up", 12, [[astronaut_bgr]])])
     cfg = parse({"camera": {"source": str(frames)}, "liveness": {"enabled": True, "window_s": 5}})
-    clock = Clocks()
+    clock = Clock()
     camera = Camera(cfg.camera, clock)
     presence = Presence(cfg, clock())
     verify, liveness = build_verifier(cfg, paths()), build_liveness(cfg)
@@ -124,7 +88,7 @@ def test_real_liveness_refuses_the_photo_of_the_owner(owner_home, astronaut_bgr,
 
 def test_paused_step_does_not_read_the_camera(owner_home, replay):
     cfg = parse({"camera": {"source": str(replay)}, "liveness": {"enabled": False}})
-    clock = Clocks()
+    clock = Clock()
     camera = Camera(cfg.camera, clock)
     presence = Presence(cfg, clock())
     presence.pause(clock() + 10, clock())
@@ -144,7 +108,8 @@ def test_daemon_control_and_reload(owner_home, replay, tmp_path):
     cfg = write_config(owner_home, base)
     daemon = Daemon(cfg, paths())
     status = daemon.status()
-    assert set(status) == {"state", "since", "paused_until", "locked", "camera", "faces", "score", "liveness"}
+    assert set(status) == {"state", "since", "paused_until", "locked", "camera", "faces", "score", "person", "model",
+                           "liveness"}
     assert status["state"] == "pending" and status["camera"] == "ok" and status["liveness"] == "off"
 
     paused = daemon.pause(60)
@@ -166,6 +131,19 @@ def test_daemon_control_and_reload(owner_home, replay, tmp_path):
     daemon._hooks.drain(10)
     events = [json.loads(line)["event"] for line in paths().events_file.read_text().splitlines()]
     assert events == ["paused", "resumed", "locked"]
+
+
+def test_the_daemon_follows_the_owners_track_only_when_adapt_is_on(owner_home, replay):
+    base = f'[camera]\nsource = "{replay}"\n[liveness]\nenabled = false\n'
+    for enabled in (False, True):
+        daemon = Daemon(write_config(owner_home, base + f"[adapt]\nenabled = {str(enabled).lower()}\n"), paths())
+        tracked = []
+        while not daemon.stopping.is_set():
+            daemon.step()
+            tracked.append(daemon.track.person)
+        # On: the owner's track while he sits there, ended by the empty desk and the broken camera.
+        assert ("owner" in tracked and None in tracked[tracked.index("owner"):]) is enabled
+        assert set(tracked) == ({None, "owner"} if enabled else {None})
 
 
 def start_daemon(home: Path, log: Path) -> subprocess.Popen:

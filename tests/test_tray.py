@@ -17,7 +17,6 @@ import pytest
 from desktop_helpers.daemon_side import TestDaemon, serving
 from desktop_helpers.procs import wait_for
 from facewarden.desktop import tray
-from facewarden.errors import UserError
 
 NOW = datetime(2026, 11, 28, 9, 30).timestamp()
 
@@ -76,22 +75,9 @@ def test_click_toggles_a_short_pause():
     assert tray.click_request(tray.view(status(state="paused"), NOW)) == {"cmd": "resume"}
 
 
-class Daemon:
-    """A request function standing in for the socket: records requests, can be 'down'."""
-
-    def __init__(self):
-        self.sent, self.up, self.reply, self.answer = [], True, status(), {"ok": True}
-
-    def __call__(self, cmd):
-        if not self.up:
-            raise UserError("the daemon is not running")
-        self.sent.append(cmd)
-        return self.reply if cmd["cmd"] == "status" else self.answer
-
-
 def test_tray_shows_changes_and_survives_the_daemon_going_away():
-    d, shown, told = Daemon(), [], []
-    t = tray.Tray(d, show=shown.append, clock=lambda: NOW, tell=told.append)
+    d, shown, told = TestDaemon(status()), [], []
+    t = tray.Tray(d.request, show=shown.append, clock=lambda: NOW, tell=told.append)
     t.refresh()
     t.refresh()  # unchanged: not redrawn
     assert [v.colour for v in shown] == [tray.GREEN]
@@ -103,17 +89,18 @@ def test_tray_shows_changes_and_survives_the_daemon_going_away():
     d.up = True
     t.refresh()  # reconnected: every request is a fresh connection
     assert shown[-1].colour == tray.GREEN
-    d.answer = {"ok": False, "error": "bad"}
+    d.refuse["resume"] = "bad"
     t.activate({"cmd": "resume"})
     assert told[-1] == "The daemon refused: bad"
 
 
 def test_quit_stops_the_icon():
-    stopped = []
-    t = tray.Tray(Daemon(), stop=lambda: stopped.append(True), clock=lambda: NOW)
+    stopped, ticks, d = [], [], TestDaemon(status())
+    t = tray.Tray(d.request, stop=lambda: stopped.append(True), clock=lambda: NOW)
     t.activate("quit")
     assert stopped == [True] and t.stopping.is_set()
-    t.loop(interval=0.01)  # returns at once once stopping
+    t.loop(interval=60, tick=lambda: ticks.append(1))  # returns at once once stopping...
+    assert ticks == [] and d.sent == []  # ...without polling the daemon or redrawing again
 
 
 def test_open_config_creates_the_default_once_and_never_overwrites(home, tmp_path, monkeypatch):

@@ -9,48 +9,54 @@ from __future__ import annotations
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from .errors import UserError
 from .events import Action, Event
 from .paths import write_private
 
 
+# Upper bounds for durations: far above any sensible value, low enough that no clock overflows.
+HOUR_S = 3600.0
+DAY_S = 86400.0
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No inf or NaN anywhere: `after_absent_s = inf` would mean "never lock".
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Camera(Section):
     # A device index, a /dev/video* or /dev/v4l/by-id/... path, a video file, or a directory of
     # images played in order. All of them go through OpenCV.
     source: int | str = 0
-    width: int = Field(640, gt=0)
-    height: int = Field(480, gt=0)
+    width: int = Field(640, gt=0, le=16384)
+    height: int = Field(480, gt=0, le=16384)
     keep_open: bool = True
-    replay_fps: float = Field(5.0, gt=0)
+    replay_fps: float = Field(5.0, gt=0, le=1000)
     replay_loop: bool = False
     # Frames darker (mean grey, 0-255) or blurrier (variance of the Laplacian) are skipped, not judged.
     dark_threshold: float = Field(25.0, ge=0, le=255)
-    blur_threshold: float = Field(8.0, ge=0)
+    blur_threshold: float = Field(8.0, ge=0, le=1e6)
     # Back-off between reopen attempts of a lost camera, doubling up to this.
-    retry_max_s: float = Field(30.0, gt=0)
+    retry_max_s: float = Field(30.0, gt=0, le=HOUR_S)
 
 
 class Sampling(Section):
-    interval_s: float = Field(1.0, gt=0)  # while the owner is verified
-    doubt_interval_s: float = Field(0.25, gt=0)  # a face not yet decided, a grace period running
-    paused_interval_s: float = Field(5.0, gt=0)
+    interval_s: float = Field(1.0, gt=0, le=HOUR_S)  # while the owner is verified
+    doubt_interval_s: float = Field(0.25, gt=0, le=HOUR_S)  # a face not yet decided, a grace period running
+    paused_interval_s: float = Field(5.0, gt=0, le=HOUR_S)
 
 
 class Model(Section):
     runtime: Literal["tflite", "h5"] = "tflite"
     # None: the threshold calibrated at training time (models/owner.json).
-    threshold: float | None = Field(None, ge=-1, le=1)
-    detect_width: int = Field(320, ge=80)  # frames are downscaled to this width for detection
+    threshold: float | None = Field(None, gt=0, le=1)  # <= 0 would take every face for the owner
+    detect_width: int = Field(320, ge=80, le=16384)  # frames are downscaled to this width for detection
     min_detection_score: float = Field(0.6, gt=0, lt=1)
-    threads: int = Field(2, ge=1)
+    threads: int = Field(2, ge=1, le=256)
 
 
 class Presence(Section):
@@ -68,20 +74,44 @@ LockMethod = Literal["command", "loginctl", "screensaver", "xdg-screensaver"]
 
 
 class Lock(Section):
-    after_absent_s: float = Field(10.0, gt=0)
-    after_stranger_s: float = Field(2.0, ge=0)
+    after_absent_s: float = Field(10.0, gt=0, le=DAY_S)
+    after_stranger_s: float = Field(2.0, ge=0, le=DAY_S)
     command: list[str] = []  # argv, no shell; tried first when set
     methods: list[LockMethod] = ["command", "loginctl", "screensaver", "xdg-screensaver"]
 
 
 class Onlooker(Section):
     enabled: bool = True
+    # A second face counts only when it could read the screen: at least this wide relative to the
+    # owner's face (as near as the owner, or nearly) and turned towards it (yaw, `core/onlooker.py`).
+    min_relative_size: float = Field(0.6, gt=0)
+    max_yaw: float = Field(0.3, ge=0)
+
+
+PERSON_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"
+OWNER = "owner"  # the person `enroll` takes without --person; enrolled in enroll/ itself
+Role = Literal["owner", "trusted"]
+
+
+class People(Section):
+    # Enrolled people's roles: "owner" (their face keeps the session) or "trusted" (never an
+    # onlooker or a stranger, but alone at the keyboard not an owner either). Not listed: the
+    # default person "owner" is an owner, everyone else trusted.
+    roles: dict[Annotated[str, StringConstraints(pattern=PERSON_NAME)], Role] = {}
+
+    def role(self, person: str) -> Role:
+        return self.roles.get(person, "owner" if person == OWNER else "trusted")
 
 
 class Liveness(Section):
     enabled: bool = True
-    window_s: float = Field(20.0, gt=0)
+    window_s: float = Field(20.0, gt=0, le=HOUR_S)
     model_path: Path | None = None  # optional MiniFASNet ONNX file the user supplies
+
+
+class Adapt(Section):
+    # Templates that keep up with how enrolled people look now (core/adapt.py): off by default.
+    enabled: bool = False
 
 
 class Snapshot(Section):
@@ -90,7 +120,7 @@ class Snapshot(Section):
 
 
 class Hooks(Section):
-    timeout_s: float = Field(10.0, gt=0)
+    timeout_s: float = Field(10.0, gt=0, le=DAY_S)
 
 
 class Log(Section):
@@ -114,6 +144,8 @@ class Config(Section):
     presence: Presence = Presence()
     lock: Lock = Lock()
     onlooker: Onlooker = Onlooker()
+    people: People = People()
+    adapt: Adapt = Adapt()
     liveness: Liveness = Liveness()
     snapshot: Snapshot = Snapshot()
     hooks: Hooks = Hooks()

@@ -7,9 +7,12 @@ XDG base directories are used. Nothing here touches another face tool's files (~
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import UserError
 
 APP = "facewarden"
 
@@ -59,7 +62,8 @@ def _xdg(var: str, default: str) -> Path:
 def paths() -> Paths:
     home = os.environ.get("FACEWARDEN_HOME")
     if home:
-        root = Path(home).expanduser().absolute()
+        # The user named this directory: a link of theirs there is followed once, here, on purpose.
+        root = Path(home).expanduser().resolve()
         return Paths(root, root, root / "state", root / "cache", root / "run")
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     runtime_dir = Path(runtime) / APP if runtime else Path(tempfile.gettempdir()) / f"{APP}-{os.getuid()}"
@@ -73,9 +77,28 @@ def paths() -> Paths:
 
 
 def private_dir(path: Path) -> Path:
-    """Create `path` (and parents) and make the leaf 0700, whatever the umask said."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
+    """Create `path` and the parents it lacks 0700, whatever the umask said; UserError for a `path`
+    that is a symbolic link, not a directory, or another user's. facewarden keeps its files only in
+    directories of its user's, and never chmods (or writes) through a link it did not make: in a
+    shared /tmp the fallback runtime directory may have been made by someone else first."""
+    missing = [d for d in (path, *path.parents) if not os.path.lexists(d)]
+    try:
+        for d in reversed(missing):
+            d.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(d, 0o700)
+        st = os.lstat(path)
+    except OSError as e:
+        raise UserError(f"cannot create the directory {path}: {e.strerror or e}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise UserError(f"{path} is a symbolic link; facewarden keeps its files only in a directory it made: "
+                        "move the link away")
+    if not stat.S_ISDIR(st.st_mode):
+        raise UserError(f"{path} is not a directory; move it away")
+    if st.st_uid != os.getuid():
+        raise UserError(f"{path} belongs to uid {st.st_uid}, not to you (uid {os.getuid()}); facewarden will not "
+                        "use a directory someone else made (set XDG_RUNTIME_DIR, or remove it)")
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(path, 0o700)
     return path
 
 

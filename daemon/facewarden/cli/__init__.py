@@ -30,14 +30,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     # The owner model (cli/model.py): only train, embed and evaluate import TensorFlow.
 
-    p = sub.add_parser("enroll", help="add the owner's face: from the webcam or a folder of photos")
+    p = sub.add_parser("enroll", help="add a person's face (the owner's by default): from the webcam or photos")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--from", dest="source", metavar="DIR", help="import every photo with exactly one usable face")
+    src.add_argument("--from", dest="source", metavar="DIR",
+                     help="import every photo with one clear face (a much smaller background face is ignored)")
     src.add_argument("--camera", action="store_true", help="capture from the webcam (camera.source)")
     p.add_argument("--count", type=int, default=20, help="faces to capture with --camera (default 20)")
+    p.add_argument("--person", default="owner", metavar="NAME",
+                   help="whose face (default: owner); their role is people.roles in config.toml")
     p.set_defaults(func=_lazy("model", "enroll"))
+    sub.add_parser("people", help="who is enrolled: faces, role, when").set_defaults(func=_lazy("model", "people"))
+    p = sub.add_parser("forget", help="delete a person's enrolled faces (then `train` again)")
+    p.add_argument("person", metavar="NAME")
+    p.set_defaults(func=_lazy("model", "forget"))
+    p = sub.add_parser("model", help="the published model versions: history, rollback")
+    versions = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    versions.add_parser("history", help="every model version, the current one starred").set_defaults(
+        func=_lazy("model", "history"))
+    p = versions.add_parser("rollback", help="make an earlier version current (default: the previous one)")
+    p.add_argument("version", nargs="?", metavar="VERSION")
+    p.set_defaults(func=_lazy("model", "rollback"))
     sub.add_parser("train", help="build the owner model from the enrollment").set_defaults(func=_lazy("model", "train"))
-    p = sub.add_parser("score", help='one JSON line per image: {"path", "face", "score", "owner"}')
+    p = sub.add_parser("score", help='one JSON line per image: {"path", "face", "score", "owner", "person"}')
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(func=_lazy("model", "score"))
     p = sub.add_parser("embed", help='one JSON line per image: {"path", "face", "embedding"}')
@@ -85,13 +99,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stdout_gone() -> None:
+    """Point stdout at /dev/null, so that Python's last flush at exit has nowhere to fail."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real stdout (captured, closed): nothing will flush to it
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, where a full disk or a closed pipe can still be told
+        return code
     except UserError as e:
         print(f"facewarden: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `facewarden status | head -1`: the reader has all it wanted
+        _stdout_gone()
+        return 0
+    except OSError as e:  # `status > /dev/full`, a read-only or full disk: one line, no traceback
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"facewarden: {e.strerror or e}{where}", file=sys.stderr)
+        _stdout_gone()
         return 2
     except KeyboardInterrupt:
         return 130

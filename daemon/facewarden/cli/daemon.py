@@ -19,11 +19,14 @@ _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(text: str) -> float:
-    """'90', '90s', '15m', '1.5h', '2d' -> seconds."""
+    """'90', '90s', '15m', '1.5h', '2d' -> seconds (at most a year: beyond, clocks overflow)."""
     match = _DURATION.match(text)
     if not match or float(match.group(1)) <= 0:
         raise UserError(f"not a duration: {text!r} (try 30s, 15m, 1h or 2d)")
-    return float(match.group(1)) * _UNIT_S[match.group(2)]
+    seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
+    if seconds > control.MAX_PAUSE_S:
+        raise UserError(f"too long a duration: {text!r} (at most 366d)")
+    return seconds
 
 
 def iso(t: float) -> str:
@@ -31,7 +34,8 @@ def iso(t: float) -> str:
 
 
 def format_record(record: dict) -> str:
-    extra = [f"{k}={record[k]}" for k in ("state", "faces", "score", "detail", "frame") if record.get(k) is not None]
+    keys = ("state", "person", "faces", "score", "detail", "frame")
+    extra = [f"{k}={record[k]}" for k in keys if record.get(k) is not None]
     return f"{iso(record['time'])}  {record['event']:<18} " + " ".join(extra)
 
 
@@ -49,8 +53,12 @@ def format_status(status: dict) -> str:
         lines.append("paused:  until " + (time.strftime("%H:%M:%S", time.localtime(until)) if until else "resumed"))
     lines.append(f"locked:  {'yes' if status['locked'] else 'no'}")
     lines.append(f"camera:  {status['camera']}")
+    if status.get("model"):
+        lines.append(f"model:   {status['model']}")
     score = status.get("score")
     lines.append(f"faces:   {status['faces']}" + (f" (best owner score {score:.2f})" if score is not None else ""))
+    if status.get("person"):
+        lines.append(f"person:  {status['person']}")
     if "liveness" in status:
         lines.append(f"liveness: {status['liveness']}")
     return "\n".join(lines)
@@ -96,13 +104,16 @@ def lock(args) -> int:
 
 
 def reload(args) -> int:
-    _checked(control.ask({"cmd": "reload"}))
-    print("config reloaded")
+    model = _checked(control.ask({"cmd": "reload"})).get("model")
+    print(f"config reloaded; owner model {model or '(the one in models/, from before versions)'}")
     return 0
 
 
 def events(args) -> int:
     since = time.time() - parse_duration(args.since) if args.since else None
-    for record in eventlog.read(paths().events_file, since):
+    records, skipped = eventlog.read_counted(paths().events_file, since)
+    for record in records:
         print(format_record(record))
+    if skipped:
+        print(f"facewarden: skipped {skipped} unreadable line(s) in {paths().events_file}", file=sys.stderr)
     return 0

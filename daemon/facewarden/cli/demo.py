@@ -145,6 +145,30 @@ def _run(argv: list[str], env: dict, what: str) -> None:
         raise UserError(f"demo: `{' '.join(argv[2:])}` failed (exit {result.returncode}):\n{result.stdout.strip()}")
 
 
+def _follow(daemon: subprocess.Popen, log_file: Path) -> int:
+    """Wait for the daemon (at most DAEMON_TIMEOUT_S), printing what its hooks print as it logs it:
+    the daemon captures hooks' output and puts (the tail of) it in its log line for the hook."""
+    from ..service.hooks import OUTPUT
+
+    deadline = time.monotonic() + DAEMON_TIMEOUT_S
+    pending = ""
+    with open(log_file, encoding="utf-8", errors="replace") as log:
+        while True:
+            code = daemon.poll()
+            pending += log.read()
+            *lines, pending = pending.split("\n")
+            for line in lines:
+                if OUTPUT in line:
+                    print(line.split(OUTPUT, 1)[1], flush=True)
+            if code is not None:
+                return code
+            if time.monotonic() > deadline:
+                daemon.terminate()
+                daemon.wait()
+                return -1
+            time.sleep(0.1)
+
+
 def _copy_hook(name: str, target: Path) -> None:
     target.write_bytes(DEMO_HOOKS.joinpath(name).read_bytes())
     target.chmod(0o700)
@@ -189,12 +213,7 @@ def run(args) -> int:
         log_file = home / "daemon.log"
         with open(log_file, "w") as log:
             daemon = subprocess.Popen(python + ["run"], env=env, stdout=None, stderr=log)
-            try:
-                code = daemon.wait(DAEMON_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                daemon.terminate()
-                daemon.wait()
-                code = -1
+            code = _follow(daemon, log_file)
         if code != 0:
             raise UserError(f"demo: the daemon exited with {code}; its log:\n{log_file.read_text()[-3000:]}")
         print(f"[demo] replay over (the owner left at {starts['empty']:g} s and came back at "

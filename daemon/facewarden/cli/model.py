@@ -1,5 +1,5 @@
-"""The owner-model commands: enroll, train, score, embed, evaluate. Only train, embed and
-evaluate import TensorFlow."""
+"""The owner-model commands: enroll, people, forget, train, score, embed, evaluate. Only train,
+embed and evaluate import TensorFlow."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ import numpy as np
 from .. import paths
 from ..errors import UserError
 from ..recognition import vision
-from ..model.enroll import MIN_ENROLLED, enroll_dir, enroll_frames
+from ..config import OWNER
+from ..model.enroll import MIN_ENROLLED, Subject, check_name, enroll_dir, enroll_frames, enrolled_when, person_dir
+from ..model.enroll import forget as forget_person
+from ..model.enroll import people as enrolled_people
 from ..recognition.vision import read_image
 
 def _quiet_tensorflow() -> None:
@@ -39,10 +42,18 @@ def _err(*args, **kwargs) -> None:
     print(*args, file=sys.stderr, flush=True, **kwargs)
 
 
-def _bar(done: int, want: int) -> None:
+def _bar(done: int, want: int, got: Subject) -> None:
+    """The progress line: how many faces, whom it is taking (the face's box) and what to do next."""
     width = 30
     filled = width * done // max(1, want)
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{want} faces")
+    if got.face is not None:
+        x, y, w, h = (round(v) for v in got.face.box)
+        seen = f"face at x={x} y={y} {w}x{h}" + (f", {got.ignored} smaller ignored" if got.ignored else "")
+    else:
+        seen = got.why or ""
+    # Poses: frontal first, then turned, so the templates cover how the user really sits.
+    hint = "look at the camera" if done < want // 3 else "now turn your head slowly left and right"
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{want} faces; {seen[:48]:<48} {hint}\033[K")
     sys.stderr.flush()
 
 
@@ -70,13 +81,15 @@ def _camera_frames(cfg, limit: int):
 def enroll(args) -> int:
     cfg = _config()
     p = paths.paths()
+    person = check_name(args.person)
+    who = "" if person == OWNER else f" of {person}"
     if args.camera:
         if args.count < 1:
             raise UserError("--count must be at least 1")
         detector = vision.Detector(cfg.model.detect_width, cfg.model.min_detection_score)
-        _err(f"look at the camera; capturing {args.count} faces (turn your head a little, vary the light)")
-        _bar(0, args.count)
-        result = enroll_frames(_camera_frames(cfg, args.count * 30), args.count, p, detector, _bar)
+        _err(f"capturing {args.count} faces{who}: look at the camera, then turn your head a little, vary the light")
+        _bar(0, args.count, Subject(None))
+        result = enroll_frames(_camera_frames(cfg, args.count * 30), args.count, p, detector, _bar, person)
         _err()
         if not result.added:
             raise UserError("no usable face seen by the camera: one face, well lit, close enough")
@@ -84,14 +97,51 @@ def enroll(args) -> int:
         from ..model.evaluate import STILL_DETECT_WIDTH
 
         detector = vision.Detector(STILL_DETECT_WIDTH, cfg.model.min_detection_score)
-        result = enroll_dir(Path(args.source).expanduser(), p, detector)
+        result = enroll_dir(Path(args.source).expanduser(), p, detector, person)
         for source, why in result.skipped:
             print(f"skipped {source}: {why}")
         if not result.added and not any(why == "already enrolled" for _, why in result.skipped):
-            raise UserError(f"{args.source}: no image with exactly one usable face")
-    print(f"enrolled {len(result.added)} new face(s); {result.total} in {p.enroll_dir}")
+            raise UserError(f"{args.source}: no image with one clear, usable face")
+    for source, n in result.ignored:
+        print(f"enrolled {source}: the largest, most central face; ignored {n} smaller face(s) in the background")
+    print(f"enrolled {len(result.added)} new face(s){who}; {result.total} in {person_dir(p, person)}")
     if result.total < MIN_ENROLLED:
         print(f"training needs at least {MIN_ENROLLED}: enroll more")
+    return 0
+
+
+def people(args) -> int:
+    """Who is enrolled: faces, role, when, and whether the current model knows them."""
+    from ..recognition import ownerfile
+
+    p = paths.paths()
+    cfg = _config()
+    everyone = enrolled_people(p)
+    if not everyone:
+        print(f"nobody is enrolled in {p.enroll_dir}: run `facewarden enroll`")
+        return 0
+    try:
+        in_model = set(ownerfile.read_meta(p).people)
+    except UserError:
+        in_model = set()
+    print(f"{'person':<20} {'role':<8} {'faces':>5}  {'enrolled (UTC)':<35} in model")
+    for person, files in everyone.items():
+        first, last = enrolled_when(files)
+        span = first if first == last else f"{first} .. {last}"
+        print(f"{person:<20} {cfg.people.role(person):<8} {len(files):>5}  {span:<35} "
+              f"{'yes' if person in in_model else 'no: run `facewarden train`'}")
+    return 0
+
+
+def forget(args) -> int:
+    p = paths.paths()
+    person = check_name(args.person)
+    from ..model import adapt
+
+    removed = forget_person(p, person)
+    adapted = adapt.forget(p, person)
+    print(f"forgot {person}: {removed} enrolled face(s) deleted" + (f", {adapted} adapted" if adapted else "")
+          + "; run `facewarden train` to take them out of the model (until then it still knows them)")
     return 0
 
 
@@ -101,11 +151,72 @@ def train(args) -> int:
     _quiet_tensorflow()
     p = paths.paths()
     meta = training.train(p, say=_err, verbose=2)
+    faces = ", ".join(f"{person} {n}" for person, n in meta["enrolled_per_person"].items())
     print(
-        f"owner model written to {p.models_dir} (owner.h5, owner.tflite, owner.json) from {meta['enrolled']} faces; "
-        f"threshold {meta['threshold']} (grey frames {meta['threshold_grey']})"
+        f"owner model written to {p.models_dir} as version {meta['version']} (owner.h5, owner.tflite, owner.json) "
+        f"from {meta['enrolled']} faces ({faces}); threshold {meta['threshold']} (grey frames {meta['threshold_grey']})"
     )
+    print(_daemon_switch(meta["version"]))
     return 0
+
+
+def history(args) -> int:
+    """Every published model version, oldest first; the current one starred."""
+    from ..recognition import ownerfile
+
+    p = paths.paths()
+    versions = ownerfile.versions(p)
+    if not versions:
+        print(f"no published model versions in {p.models_dir}: run `facewarden train`")
+        return 0
+    for v in versions:
+        try:
+            meta = ownerfile.meta_of(v.path)
+            about = f"{', '.join(meta.people)}; {meta.enrolled or '?'} faces"
+        except UserError as e:
+            about = f"unusable: {e}"
+        print(f"{'*' if v.current else ' '} {v.name}  {about}")
+    return 0
+
+
+def rollback(args) -> int:
+    """Make an earlier version current (default: the one before the current); a running daemon follows."""
+    from ..recognition import ownerfile
+
+    p = paths.paths()
+    names = [v.name for v in ownerfile.versions(p)]
+    current = ownerfile.current_version(p)
+    if args.version is None:
+        earlier = names[: names.index(current)] if current in names else []
+        if not earlier:
+            raise UserError("no earlier model version to roll back to (`facewarden model history` lists them)")
+        target = earlier[-1]
+    else:
+        target = args.version
+    ownerfile.activate(p, target)
+    print(f"model {target} is current (was {current or 'none'})")
+    print(_daemon_switch(target))
+    return 0
+
+
+SWITCH_WAIT_S = 15.0  # a paused daemon samples every 5 s and looks for a new model every 2 s
+
+
+def _daemon_switch(version: str) -> str:
+    """Whether the running daemon took the model just published, said plainly."""
+    from ..service import control
+
+    status = control.poll()
+    if status is None:
+        return "no daemon is running; `facewarden run` starts with this model"
+    deadline = time.monotonic() + SWITCH_WAIT_S
+    while status is not None and status.get("model") != version and time.monotonic() < deadline:
+        time.sleep(0.5)
+        status = control.poll()
+    if status is not None and status.get("model") == version:
+        return f"the running daemon switched to model {version}"
+    return (f"the running daemon has NOT switched to model {version} (its log says why); "
+            "`facewarden reload` tries again")
 
 
 def _emit(record: dict) -> None:
@@ -133,7 +244,8 @@ def score(args) -> int:
     for name, image in _readable(args.images, unreadable):
         verdict = verifier.score_image(image)
         score = None if verdict is None or verdict.score is None else round(verdict.score, 6)
-        _emit({"path": name, "face": verdict is not None, "score": score, "owner": bool(verdict and verdict.owner)})
+        _emit({"path": name, "face": verdict is not None, "score": score, "owner": bool(verdict and verdict.owner),
+               "person": verdict.person if verdict is not None else None})
     return 2 if unreadable else 0
 
 

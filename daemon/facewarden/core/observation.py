@@ -29,8 +29,9 @@ class Face:
 @dataclass(frozen=True)
 class FaceVerdict:
     face: Face
-    score: float | None  # similarity to the owner; None when the face was not judged (too small, poor)
-    owner: bool
+    score: float | None  # similarity to the best-matching enrolled person; None when not judged (too small, poor)
+    owner: bool  # it is an enrolled person whose role is "owner"
+    person: str | None = None  # the enrolled person it is (any role); None: a stranger, or not judged
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from ..events import Event
 from .observation import Observation
+from .onlooker import Reach, can_read_screen
 
 if TYPE_CHECKING:  # only for annotations: the core does not load pydantic
     from ..config import Config
@@ -43,23 +44,36 @@ class Sample:
     skipped: bool = False  # a frame was read but not judged (dark, blurry)
     owner: bool = False  # an owner face was verified in the frame
     live: bool | None = None  # liveness of that owner face: None = pending, True = live
-    others: int = 0  # faces in the frame that are not the owner
-    score: float | None = None  # the best owner score of the frame, for status and hooks
+    others: int = 0  # faces of nobody enrolled (strangers)
+    onlookers: int = 0  # of those, beside a verified owner: the ones close and turned enough to read the screen
+    known: int = 0  # faces of enrolled people besides the owner face (a trusted person, a second owner)
+    score: float | None = None  # the best score of the frame, for status and hooks
+    person: str | None = None  # who the frame's owner face is (else its best-scoring enrolled face), for hooks
 
     @property
     def faces(self) -> int:
-        return int(self.owner) + self.others
+        return int(self.owner) + self.others + self.known
 
     @classmethod
-    def of(cls, observation: Observation, live: bool | None) -> "Sample":
+    def of(cls, observation: Observation, live: bool | None, reach: Reach | None = None) -> "Sample":
+        """`reach`: which faces beside the owner count as onlookers (None: every stranger's face)."""
         owner = observation.owner_face
+        rest = [f for f in observation.faces if f is not owner]
+        strangers = [f for f in rest if f.person is None]
         scores = [f.score for f in observation.faces if f.score is not None]
+        named = [f for f in observation.faces if f.person is not None]
+        person = owner or max(named, key=lambda f: f.score or 0.0, default=None)
+        onlookers = [f for f in strangers if owner is not None
+                     and (reach is None or can_read_screen(f.face, owner.face, reach))]
         return cls(
             skipped=observation.skipped is not None,
             owner=owner is not None,
             live=live if owner is not None else None,
-            others=len(observation.faces) - (owner is not None),
+            others=len(strangers),
+            onlookers=len(onlookers),
+            known=len(rest) - len(strangers),
             score=max(scores) if scores else None,
+            person=person.person if person is not None else None,
         )
 
     @classmethod
@@ -90,6 +104,7 @@ class Presence:
         self.after_absent_s = config.lock.after_absent_s
         self.after_stranger_s = config.lock.after_stranger_s
         self.onlooker_enabled = config.onlooker.enabled
+        self.reach = Reach(config.onlooker.min_relative_size, config.onlooker.max_yaw)
         self.liveness_window_s = config.liveness.window_s
         self.sampling = config.sampling
         self._samples = deque(self._samples, maxlen=self.window)
@@ -256,7 +271,7 @@ class Presence:
     def _onlooker_check(self) -> list[Event]:
         if not self.onlooker_enabled:
             return []
-        with_others = self._count(lambda s: s.owner and s.others > 0)
+        with_others = self._count(lambda s: s.owner and s.onlookers > 0)
         if with_others >= self.required and not self._onlooker:
             self._onlooker = True
             return [Event.ONLOOKER_DETECTED]

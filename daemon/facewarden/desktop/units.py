@@ -87,12 +87,17 @@ def systemd_user_running() -> bool:
 
 
 def _enrolled() -> bool:
-    return (paths.paths().models_dir / "owner.json").exists()
+    from ..recognition import ownerfile
+
+    try:
+        return (ownerfile.model_dir(paths.paths()) / "owner.json").exists()
+    except UserError:
+        return False
 
 
 def install(say: Callable[[str], None]) -> None:
     exe = facewarden_executable()
-    home = Path(os.environ["FACEWARDEN_HOME"]).expanduser().absolute() if os.environ.get("FACEWARDEN_HOME") else None
+    home = Path(os.environ["FACEWARDEN_HOME"]).expanduser().resolve() if os.environ.get("FACEWARDEN_HOME") else None
     unit_dir = user_unit_dir()
     unit_dir.mkdir(parents=True, exist_ok=True)
     for name in UNITS:
@@ -168,10 +173,15 @@ def uninstall(purge: bool, say: Callable[[str], None]) -> None:
     p = paths.paths()
     dirs = list(dict.fromkeys([p.config_dir, p.data_dir, p.state_dir, p.cache_dir]))
     if purge:
-        for d in dirs:
-            if d.exists():
-                shutil.rmtree(d)
+        from .purge import purge as remove
+
+        for d, others in remove(p):
+            if not others:
                 say(f"purged {d}")
+                continue
+            names = ", ".join(str(k.relative_to(d)) for k in others[:5])
+            names += f" and {len(others) - 5} more" if others[5:] else ""
+            say(f"kept {d}: it holds what facewarden did not make ({names}); facewarden's own files are gone")
     else:
         kept = [str(d) for d in dirs if d.exists()]
         if kept:

@@ -1,9 +1,17 @@
 """Enrollment: aligned 112x112 face crops (PNG, 0600 in a 0700 `enroll/`), named by their content
-hash, so enrolling again only ever adds. No TensorFlow here."""
+hash, so enrolling again only ever adds. No TensorFlow here.
+
+People: the default person, "owner", lives in `enroll/` itself (where a single-owner install has
+always kept its faces, so nothing moves); everyone else enrolled with `--person NAME` in
+`enroll/NAME/`.
+"""
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
+import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -12,7 +20,8 @@ import cv2
 import numpy as np
 
 from .. import paths
-from ..core.observation import face_problem
+from ..config import OWNER, PERSON_NAME
+from ..core.observation import Face, face_problem
 from ..errors import UserError
 from ..recognition import vision
 from ..recognition.ownerfile import INPUT_SIZE
@@ -21,45 +30,125 @@ from ..recognition.vision import read_image
 MIN_ENROLLED = 3
 # Enrollment is stricter than the detector's own cut: a template must be a clear frontal face.
 MIN_ENROLL_SCORE = 0.8
+# A frame with more than one face still enrolls its subject when that face clearly dominates: this
+# many times wider than every other face, and nearer the frame's centre than each of them. A
+# colleague behind the user (NUAA's office frames: at most 0.41 of the subject's width) is far
+# below; two people side by side at one desk are ambiguous and refused.
+DOMINANT_WIDTH = 2.0
 
 
 @dataclass
 class EnrollResult:
     added: list[Path] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (source, why)
+    ignored: list[tuple[str, int]] = field(default_factory=list)  # (source, background faces left out)
     total: int = 0  # crops enrolled after this run
 
 
-def single_face(frame: np.ndarray, detector: vision.Detector) -> tuple[np.ndarray | None, str | None]:
-    """The aligned RGB crop of the one usable face in `frame`, or None and why not."""
+def dominant_face(faces: list[Face], frame_shape: tuple[int, ...]) -> Face | None:
+    """The one face that clearly is the subject of a frame with several, or None when ambiguous."""
+    cy, cx = frame_shape[0] / 2, frame_shape[1] / 2
+
+    def off_centre(f: Face) -> float:
+        x, y, w, h = f.box
+        return (x + w / 2 - cx) ** 2 + (y + h / 2 - cy) ** 2
+
+    big = max(faces, key=lambda f: f.box[2])
+    others = [f for f in faces if f is not big]
+    if all(big.box[2] >= DOMINANT_WIDTH * f.box[2] and off_centre(big) < off_centre(f) for f in others):
+        return big
+    return None
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The aligned RGB crop of a frame's subject (None when unusable), why not, and what else was seen."""
+
+    crop: np.ndarray | None
+    why: str | None = None
+    face: Face | None = None
+    ignored: int = 0  # smaller background faces left out
+
+
+def subject(frame: np.ndarray, detector: vision.Detector) -> Subject:
     faces = detector(frame)
     if not faces:
-        return None, "no face found"
-    if len(faces) > 1:
-        return None, f"{len(faces)} faces (need exactly one)"
-    problem = face_problem(faces[0], MIN_ENROLL_SCORE)
+        return Subject(None, "no face found")
+    face = faces[0] if len(faces) == 1 else dominant_face(faces, frame.shape)
+    if face is None:
+        return Subject(None, f"{len(faces)} faces and none clearly the subject (one larger and nearer the centre)")
+    problem = face_problem(face, MIN_ENROLL_SCORE)
     if problem:
-        return None, problem
-    return vision.align(frame, faces[0]), None
+        return Subject(None, problem, face)
+    return Subject(vision.align(frame, face), None, face, len(faces) - 1)
 
 
-def enrolled(p: paths.Paths) -> list[Path]:
-    return sorted(p.enroll_dir.glob("*.png")) if p.enroll_dir.is_dir() else []
+def check_name(name: str) -> str:
+    if not re.match(PERSON_NAME, name):
+        raise UserError(f"{name!r} is not a usable person name: letters, digits, - and _, up to 32, "
+                        "starting with a letter or digit")
+    return name
 
 
-def _store(crop_rgb: np.ndarray, p: paths.Paths) -> Path | None:
+def person_dir(p: paths.Paths, person: str = OWNER) -> Path:
+    return p.enroll_dir if person == OWNER else p.enroll_dir / check_name(person)
+
+
+def enrolled(p: paths.Paths, person: str = OWNER) -> list[Path]:
+    folder = person_dir(p, person)
+    return sorted(folder.glob("*.png")) if folder.is_dir() else []
+
+
+def people(p: paths.Paths) -> dict[str, list[Path]]:
+    """Everyone with enrolled faces, the owner first, then by name: the model's output order."""
+    found = {OWNER: enrolled(p)} if enrolled(p) else {}
+    if p.enroll_dir.is_dir():
+        for d in sorted(p.enroll_dir.iterdir()):
+            if d.is_dir() and not d.is_symlink() and re.match(PERSON_NAME, d.name) and d.name != OWNER:
+                if files := enrolled(p, d.name):
+                    found[d.name] = files
+    return found
+
+
+def enrolled_when(files: list[Path]) -> tuple[str, str]:
+    """The first and last enrollment dates (UTC) of a person's faces."""
+    times = sorted(f.stat().st_mtime for f in files)
+    day = [_dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M") for t in (times[0], times[-1])]
+    return day[0], day[1]
+
+
+def forget(p: paths.Paths, person: str) -> int:
+    """Delete a person's enrolled faces; how many. The owner's are only enroll/*.png (the other
+    people's folders stay)."""
+    files = enrolled(p, person)
+    if not files:
+        raise UserError(f"nobody called {person!r} is enrolled (`facewarden people` lists who is)")
+    if person == OWNER:
+        for f in files:
+            f.unlink()
+    elif person_dir(p, person).is_symlink():  # not a folder enroll made: leave what it points to alone
+        raise UserError(f"{person_dir(p, person)} is a link, not an enrollment folder; remove it yourself")
+    else:
+        shutil.rmtree(person_dir(p, person))
+    return len(files)
+
+
+def store_crop(crop_rgb: np.ndarray, folder: Path) -> Path | None:
     """Store one crop under its content hash; None when that very crop is already enrolled."""
     ok, png = cv2.imencode(".png", cv2.cvtColor(crop_rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise UserError("could not encode a face crop as PNG")
-    target = p.enroll_dir / f"{hashlib.sha256(png.tobytes()).hexdigest()[:16]}.png"
+    target = folder / f"{hashlib.sha256(png.tobytes()).hexdigest()[:16]}.png"
     if target.exists():
         return None
-    paths.private_dir(p.enroll_dir)
+    paths.private_dir(folder.parent)
+    paths.private_dir(folder)
     return paths.write_private(target, png.tobytes())
 
 
-def enroll_files(files: Iterable[Path], p: paths.Paths, detector: vision.Detector) -> EnrollResult:
+def enroll_files(files: Iterable[Path], p: paths.Paths, detector: vision.Detector,
+                 person: str = OWNER) -> EnrollResult:
+    folder = person_dir(p, person)
     result = EnrollResult()
     for file in files:
         try:
@@ -67,26 +156,28 @@ def enroll_files(files: Iterable[Path], p: paths.Paths, detector: vision.Detecto
         except UserError as e:
             result.skipped.append((str(file), str(e).split(": ", 1)[-1]))
             continue
-        crop, why = single_face(image, detector)
-        if crop is None:
-            result.skipped.append((str(file), why or "no usable face"))
+        got = subject(image, detector)
+        if got.crop is None:
+            result.skipped.append((str(file), got.why or "no usable face"))
             continue
-        stored = _store(crop, p)
+        stored = store_crop(got.crop, folder)
         if stored is None:
             result.skipped.append((str(file), "already enrolled"))
-        else:
-            result.added.append(stored)
-    result.total = len(enrolled(p))
+            continue
+        result.added.append(stored)
+        if got.ignored:
+            result.ignored.append((str(file), got.ignored))
+    result.total = len(enrolled(p, person))
     return result
 
 
-def enroll_dir(source: Path, p: paths.Paths, detector: vision.Detector) -> EnrollResult:
+def enroll_dir(source: Path, p: paths.Paths, detector: vision.Detector, person: str = OWNER) -> EnrollResult:
     if not source.is_dir():
         raise UserError(f"{source}: not a directory")
     files = sorted(f for f in source.iterdir() if f.is_file() and not f.name.startswith("."))
     if not files:
         raise UserError(f"{source}: holds no files")
-    return enroll_files(files, p, detector)
+    return enroll_files(files, p, detector, person)
 
 
 def enroll_frames(
@@ -94,23 +185,27 @@ def enroll_frames(
     count: int,
     p: paths.Paths,
     detector: vision.Detector,
-    progress: Callable[[int, int], None] = lambda done, want: None,
+    progress: Callable[[int, int, Subject], None] = lambda done, want, got: None,
+    person: str = OWNER,
 ) -> EnrollResult:
-    """Enroll up to `count` frames with one usable face from a stream (the webcam)."""
+    """Enroll up to `count` frames with a usable subject from a stream (the webcam); `progress` sees
+    every detected subject, taken or not, so the user sees whom it is taking."""
+    folder = person_dir(p, person)
     result = EnrollResult()
     for frame in frames:
         if frame is None:
             continue
-        crop, _ = single_face(frame, detector)
-        if crop is None:
-            continue
-        stored = _store(crop, p)
-        if stored is not None:  # a still camera repeats frames byte for byte: those count once
-            result.added.append(stored)
-            progress(len(result.added), count)
+        got = subject(frame, detector)
+        if got.crop is not None:
+            stored = store_crop(got.crop, folder)
+            if stored is not None:  # a still camera repeats frames byte for byte: those count once
+                result.added.append(stored)
+                if got.ignored:
+                    result.ignored.append((f"frame {len(result.added)}", got.ignored))
+        progress(len(result.added), count, got)
         if len(result.added) >= count:
             break
-    result.total = len(enrolled(p))
+    result.total = len(enrolled(p, person))
     return result
 
 

@@ -4,6 +4,12 @@ mirror image, refined by a short fit on augmented views) whose maximum is the sc
 layers only, so `models/owner.h5` loads with plain `keras.models.load_model(path, compile=False)`;
 `models/owner.tflite` is the same model for the daemon, `models/owner.json` its thresholds.
 
+Several people: one score per enrolled person, in `owner.json`'s `people` order. Each person's
+templates are fitted on their own faces alone (exactly as a one-person model: the calibrated
+threshold holds for each), then laid out in one Dense layer, person-minor (column g * P + p is
+person p's g-th template; a person with fewer templates repeats theirs, which leaves a maximum
+unchanged), so that Reshape((G, P)) and GlobalMaxPooling1D give each person's best cosine.
+
 TensorFlow is imported lazily, inside the functions that need it.
 """
 
@@ -16,12 +22,14 @@ from typing import Callable
 
 import numpy as np
 
-from .. import paths
+from .. import config, paths
 from ..errors import UserError
 from ..recognition import assets
 from ..recognition.ownerfile import INPUT_SIZE, TARGET_FAR, THRESHOLD_COLOUR, THRESHOLD_GREY, THRESHOLD_METHOD
+from . import adapt
 from .augment import augment
-from .enroll import MIN_ENROLLED, enrolled, load_crops
+from .enroll import MIN_ENROLLED, load_crops, person_dir
+from .enroll import people as enrolled_people
 
 
 # --- the model (TensorFlow/Keras from here on, imported lazily) ----------------------------------
@@ -52,8 +60,9 @@ def template_embeddings(embedder, crops: np.ndarray) -> np.ndarray:
     return t / np.linalg.norm(t, axis=1, keepdims=True)
 
 
-def head_layers(templates: np.ndarray):
-    """Unit embedding -> max cosine over the templates (rows of `templates`, unit norm).
+def head_layers(templates: np.ndarray, people: int = 1):
+    """Unit embedding -> each person's max cosine over their templates (rows of `templates`, unit
+    norm, laid out person-minor: row g * people + p is person p's g-th template).
 
     The templates are the weights of a bias-free Dense layer ("imprinted"), kept unit norm by a
     standard constraint so a fit can move them but each output stays a cosine.
@@ -67,7 +76,21 @@ def head_layers(templates: np.ndarray):
     )
     dense.build((None, templates.shape[1]))
     dense.set_weights([templates.T.astype(np.float32)])
-    return [dense, layers.Reshape((k, 1), name="per_template"), layers.GlobalMaxPooling1D(name="score")]
+    return [dense, layers.Reshape((k // people, people), name="per_template"), layers.GlobalMaxPooling1D(name="score")]
+
+
+def interleave(groups: list[np.ndarray]) -> np.ndarray:
+    """Each person's templates (a list of (k_p, 128)) as one person-minor (G * P, 128) matrix."""
+    g = max(len(t) for t in groups)
+    padded = [np.resize(t, (g, t.shape[1])) for t in groups]  # np.resize repeats the rows cyclically
+    return np.stack(padded, axis=1).reshape(g * len(groups), -1)
+
+
+def person_templates(model) -> np.ndarray:
+    """A trained model's templates as (people, G, 128): person p's score is the max cosine over [p]."""
+    people = int(model.output.shape[-1])
+    kernel = np.asarray(model.get_layer("templates").get_weights()[0]).T
+    return kernel.reshape(-1, people, kernel.shape[1]).transpose(1, 0, 2)
 
 
 def _apply(layers_, x):
@@ -76,11 +99,11 @@ def _apply(layers_, x):
     return x
 
 
-def score_head(templates: np.ndarray):
+def score_head(templates: np.ndarray, people: int = 1):
     import keras
 
     emb = keras.Input((templates.shape[1],), name="embedding")
-    return keras.Model(emb, _apply(head_layers(templates), emb), name="owner_head")
+    return keras.Model(emb, _apply(head_layers(templates, people), emb), name="owner_head")
 
 
 def owner_model(embedder, head):
@@ -140,48 +163,81 @@ def fit_head(templates: np.ndarray, train: np.ndarray, val: np.ndarray, workdir:
 
 def fit_owner(crops: np.ndarray, workdir: Path, say: Callable[[str], None] = print, verbose: int = 1, seed: int = 0):
     """The owner model for enrolled RGB crops (no files touched but `workdir`): (model, fit history)."""
+    model, histories, _ = fit_people({"owner": crops}, workdir, say, verbose, seed)
+    return model, histories["owner"]
+
+
+def fit_people(crops: dict[str, np.ndarray], workdir: Path, say: Callable[[str], None] = print,
+               verbose: int = 1, seed: int = 0, offered: dict[str, np.ndarray] | None = None):
+    """The model for several people's enrolled RGB crops, one score each in `crops`' order: (model,
+    {person: fit history}, {person: indices of `offered` added}). Each person is fitted on their own
+    faces only, with the same seed, so a person's templates are what a model of them alone would
+    hold; then the crops `offered` for them that are new yet theirs (model/adapt.py) are added as
+    templates as they are, unfitted."""
     from . import encoder as enc
 
-    say(f"embedding {len(crops)} enrolled faces and {VIEWS_TOTAL + VAL_VIEWS_TOTAL} augmented views")
     embedder = unit_embedding_model(enc.load_encoder())
-    templates = template_embeddings(embedder, crops)
-    train_views = embed_batches(embedder, _views(crops, VIEWS_TOTAL, seed))
-    val_views = embed_batches(embedder, _views(crops, VAL_VIEWS_TOTAL, seed + 1))
-    say("fitting the owner head")
-    head, history = fit_head(templates, train_views, val_views, workdir, verbose)
-    return owner_model(embedder, head), history
+    groups, histories, added = [], {}, {}
+    for person, faces in crops.items():
+        say(f"{person}: embedding {len(faces)} enrolled faces and {VIEWS_TOTAL + VAL_VIEWS_TOTAL} augmented views")
+        templates = template_embeddings(embedder, faces)
+        train_views = embed_batches(embedder, _views(faces, VIEWS_TOTAL, seed))
+        val_views = embed_batches(embedder, _views(faces, VAL_VIEWS_TOTAL, seed + 1))
+        say(f"{person}: fitting the templates")
+        head, histories[person] = fit_head(templates, train_views, val_views, workdir, verbose)
+        fitted = np.asarray(head.get_layer("templates").get_weights()[0]).T
+        extra = offered.get(person) if offered else None
+        if extra is not None and len(extra):
+            new = template_embeddings(embedder, extra)
+            added[person] = adapt.select(fitted, new)
+            fitted = np.concatenate([fitted, new[added[person]]])
+            say(f"{person}: {len(added[person])} of {len(extra)} adapted faces added as templates")
+        groups.append(fitted)
+    head = score_head(interleave(groups), len(groups))
+    return owner_model(embedder, head), histories, added
 
 
 def train(p: paths.Paths, say: Callable[[str], None] = print, verbose: int = 1, seed: int = 0) -> dict:
-    """Build models/owner.h5, owner.tflite and owner.json from the enrollment; returns the metadata.
+    """Build owner.h5, owner.tflite and owner.json from the enrollment and publish them as one new
+    model version (ownerfile.publish); returns the metadata, with the version under "version".
 
-    The three files are written next to their final names first and only then swapped in, so a
-    failed training leaves the previous model whole.
+    The three files are written whole into a directory of their own first, so a failed training
+    leaves the previous model as it was, and a reader never sees a mix of two models.
     """
-    import os
     import tempfile
 
-    from ..recognition import runtime
+    from ..recognition import ownerfile, runtime
     from . import encoder as enc
 
-    files = enrolled(p)
-    if len(files) < MIN_ENROLLED:
+    everyone = enrolled_people(p)
+    if not everyone:
         raise UserError(
-            f"{len(files)} enrolled face(s) in {p.enroll_dir}, need at least {MIN_ENROLLED}: "
+            f"0 enrolled face(s) in {p.enroll_dir}, need at least {MIN_ENROLLED}: "
             "run `facewarden enroll --camera` or `facewarden enroll --from DIR`"
         )
-    crops = load_crops(files)
+    for person, files in everyone.items():
+        if len(files) < MIN_ENROLLED:
+            raise UserError(
+                f"{len(files)} enrolled face(s) of {person} in {person_dir(p, person)}, need at least {MIN_ENROLLED}: "
+                f"enroll more (`facewarden enroll --person {person} ...`) or `facewarden forget {person}`"
+            )
+    crops = {person: load_crops(files) for person, files in everyone.items()}
+    # What the daemon's tracks offered (config adapt.enabled), oldest first.
+    adapting = config.load(p.config_file).adapt.enabled
+    waiting = {person: adapt.candidates(p, person) for person in crops} if adapting else {}
+    offered = {person: load_crops(files) for person, files in waiting.items() if files}
     models = paths.private_dir(p.models_dir)
     with tempfile.TemporaryDirectory(dir=models, prefix=".train-") as work:
-        model, history = fit_owner(crops, Path(work), say, verbose, seed)
+        staged = paths.private_dir(Path(work) / "model")
+        model, histories, added = fit_people(crops, Path(work), say, verbose, seed, offered)
         say("saving and exporting the owner model")
-        h5 = enc.save_private(model, Path(work) / "owner.h5")
-        tflite = enc.export_tflite(model, Path(work) / "owner.tflite")
+        enc.save_private(model, staged / "owner.h5")
+        tflite = enc.export_tflite(model, staged / "owner.tflite")
         # Same model, two runtimes: they must agree on the owner's own faces before we ship.
-        probe = crops[: min(8, len(crops))].astype(np.float32)
-        want = np.asarray(model.predict_on_batch(probe)).reshape(-1)
+        probe = np.concatenate([c[:4] for c in crops.values()]).astype(np.float32)
+        want = np.asarray(model.predict_on_batch(probe))
         lite = runtime.TFLiteModel(tflite, threads=1)
-        got = np.array([lite(c[None])[0].reshape(-1)[0] for c in probe])
+        got = np.stack([lite(c[None])[0].reshape(-1) for c in probe])
         parity = float(np.abs(want - got).max())
         if parity > 1e-3:
             raise UserError(f"the exported owner.tflite disagrees with owner.h5 by {parity:.4f}; not installed")
@@ -190,19 +246,26 @@ def train(p: paths.Paths, say: Callable[[str], None] = print, verbose: int = 1, 
             "threshold_grey": THRESHOLD_GREY,
             "target_far_per_frame": TARGET_FAR,
             "threshold_method": THRESHOLD_METHOD,
-            "score": "max cosine of the face's unit SFace embedding over the owner templates",
+            "score": "per person: max cosine of the face's unit SFace embedding over that person's templates",
+            "people": list(crops),  # the model's outputs, in order
+            "enrolled_per_person": {person: len(c) for person, c in crops.items()},
             "encoder_sha256": assets.SFACE.sha256,
             "input_size": [INPUT_SIZE, INPUT_SIZE, 3],
-            "input": "face aligned by cv2.FaceRecognizerSF.alignCrop, RGB, float 0..255",
-            "enrolled": len(crops),
-            "templates": len(crops),  # one per enrolled face, mirror-averaged
-            "fit_epochs": len(history["loss"]),
-            "fit_best_val_loss": float(min(history["val_loss"])),
+            "input": "face aligned on its 5 landmarks to SFace's template (vision.align), RGB, float 0..255",
+            "enrolled": sum(len(c) for c in crops.values()),
+            "templates": sum(len(c) for c in crops.values()),  # one per enrolled face, mirror-averaged
+            "adapted_per_person": {person: len(i) for person, i in added.items()},  # templates added beside them
+            "fit_epochs": max(len(h["loss"]) for h in histories.values()),
+            "fit_best_val_loss": max(float(min(h["val_loss"])) for h in histories.values()),
             "tflite_max_abs_diff": parity,
             "trained": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
-        meta_file = paths.write_private(Path(work) / "owner.json", (json.dumps(meta, indent=2) + "\n").encode())
-        for f in (h5, tflite, meta_file):
-            os.replace(f, models / f.name)
-    return meta
-
+        paths.write_private(staged / "owner.json", (json.dumps(meta, indent=2) + "\n").encode())
+        version = ownerfile.publish(p, staged)
+    # The bank is what the model holds now: the rest of what was offered goes (once published).
+    for person, files in waiting.items():
+        kept = {files[i] for i in added.get(person, [])}
+        for f in files:
+            if f not in kept:
+                f.unlink(missing_ok=True)
+    return {**meta, "version": version}

@@ -24,8 +24,12 @@ class Verifier:
     """
 
     def __init__(self, model, thresholds: OwnerThresholds, detector: vision.Detector,
-                 dark_threshold: float = 25.0, blur_threshold: float = 8.0, judge_min_score: float = 0.6):
-        self.model = model  # runtime.TFLiteModel or runtime.KerasModel: (1,112,112,3) RGB -> (1,1) score
+                 dark_threshold: float = 25.0, blur_threshold: float = 8.0, judge_min_score: float = 0.6,
+                 people: tuple[str, ...] = ("owner",), owners: frozenset[str] = frozenset({"owner"})):
+        # runtime.TFLiteModel or runtime.KerasModel: (1,112,112,3) RGB -> (1, people) scores
+        self.model = model
+        self.people = people  # the model's outputs, in order (owner.json)
+        self.owners = owners  # those whose role is "owner" (config `people.roles`)
         self.thresholds = thresholds
         self.detector = detector
         self.dark_threshold = dark_threshold
@@ -36,27 +40,37 @@ class Verifier:
     def from_config(cls, config: Config, where: Paths) -> "Verifier":
         from . import ownerfile, runtime
 
-        meta = ownerfile.read_meta(where)
+        # One directory for the metadata and the model file: a version published meanwhile is not mixed in.
+        directory = ownerfile.model_dir(where)
+        meta = ownerfile.meta_of(directory)
         suffix = ".h5" if config.model.runtime == "h5" else ".tflite"
-        model = runtime.load(where.models_dir / f"owner{suffix}", threads=config.model.threads)
+        model = runtime.load(directory / f"owner{suffix}", threads=config.model.threads)
         if config.model.threshold is not None:  # the user's own choice applies to every condition
             thresholds = OwnerThresholds(config.model.threshold, config.model.threshold)
         else:
-            thresholds = OwnerThresholds(float(meta["threshold"]), float(meta["threshold_grey"]))
+            thresholds = OwnerThresholds(meta.threshold, meta.threshold_grey)
         detector = vision.Detector(config.model.detect_width, config.model.min_detection_score)
+        people = tuple(meta.people)
+        owners = frozenset(n for n in people if config.people.role(n) == "owner")
         return cls(model, thresholds, detector, config.camera.dark_threshold, config.camera.blur_threshold,
-                   config.model.min_detection_score)
+                   config.model.min_detection_score, people, owners)
 
-    def score_crop(self, crop_rgb: np.ndarray) -> float:
+    def score_crop(self, crop_rgb: np.ndarray) -> np.ndarray:
+        """The face's score for each person, in `people` order."""
         out = self.model(crop_rgb[None].astype(np.float32))[0]
-        return float(np.asarray(out).reshape(-1)[0])
+        return np.asarray(out, np.float32).reshape(-1)
 
     def judge(self, frame: np.ndarray, face: Face) -> FaceVerdict:
         if face_problem(face, self.judge_min_score):
             return FaceVerdict(face, None, False)
         crop = vision.align(frame, face)
-        score = self.score_crop(crop)
-        return FaceVerdict(face, score, decide(score, is_grey(crop), self.thresholds))
+        scores = self.score_crop(crop)
+        best = int(np.argmax(scores))
+        score = float(scores[best])
+        # Open-set, per person: the best-matching person's score must clear the same threshold a
+        # one-person model has; below it the face is nobody enrolled.
+        person = self.people[best] if decide(score, is_grey(crop), self.thresholds) else None
+        return FaceVerdict(face, score, person in self.owners, person)
 
     def observe(self, frame_bgr: np.ndarray) -> Observation:
         issue = vision.quality_issue(frame_bgr, self.dark_threshold, self.blur_threshold)

@@ -133,6 +133,26 @@ def quality_issue(image: np.ndarray, dark_threshold: float, blur_threshold: floa
     return None
 
 
+MAX_PIXELS = 1 << 27  # 134 MP, above any camera's photo; decoded BGR that is 400 MB already
+
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) as a PNG's or JPEG's header claims them, read before anything is decoded (a
+    74-byte PNG may claim 100,000 x 100,000 pixels); None for other formats or no header found."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 <= len(data) and data[i] == 0xFF:
+            marker, length = data[i + 1], int.from_bytes(data[i + 2 : i + 4], "big")
+            if marker in _JPEG_SOF:
+                return int.from_bytes(data[i + 7 : i + 9], "big"), int.from_bytes(data[i + 5 : i + 7], "big")
+            i += 2 + length
+    return None
+
+
 def read_image(path: Path) -> np.ndarray:
     """An image file as a BGR (or grey) array; UserError with a one-line reason otherwise."""
     if not path.is_file():
@@ -141,7 +161,13 @@ def read_image(path: Path) -> np.ndarray:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as e:
         raise UserError(f"{path}: cannot read ({e.strerror})") from None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    size = header_size(data[:65536].tobytes())
+    if size is not None and size[0] * size[1] > MAX_PIXELS:
+        raise UserError(f"{path}: not a readable image (it claims {size[0]} x {size[1]} pixels)")
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    except cv2.error:  # OpenCV's own limits (other formats); its message is pages of C++ context
+        image = None
     if image is None:
         raise UserError(f"{path}: not a readable image")
     if image.ndim == 3 and image.shape[2] == 4:

@@ -7,7 +7,10 @@ daemon goes on. Each returns whether it worked.
 from __future__ import annotations
 
 import logging
+import os
+import re
 import shutil
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +26,9 @@ from . import dbus
 from .lock import LockBackend, backends, lock_chain, session_id, succeeded
 
 log = logging.getLogger(__name__)
+
+# What the snapshot action names its files (and so the only files it ever prunes).
+SNAPSHOT_NAME = re.compile(r"\d{8}-\d{6}\.\d{3}-[a-z_]+\.jpg")
 
 MESSAGES: dict[Event, tuple[str, str]] = {
     Event.OWNER_LEFT: ("Session locked", "You left the desk."),
@@ -44,6 +50,7 @@ class Context:
     score: float | None = None
     frame: np.ndarray | None = None
     frame_path: Path | None = None  # set by the snapshot action, passed to hooks
+    person: str | None = None  # the enrolled person the frame showed (the owner face's, else a trusted one's)
     liveness: str | None = None  # why the face was judged live or a spoof (owner_arrived, spoof_suspected)
 
     def hook_env(self) -> dict[str, str]:
@@ -53,6 +60,7 @@ class Context:
             "FACEWARDEN_SCORE": "" if self.score is None else f"{self.score:.4f}",
             "FACEWARDEN_FACES": str(self.faces),
             "FACEWARDEN_STATE": self.state,
+            "FACEWARDEN_PERSON": self.person or "",
             "FACEWARDEN_LIVENESS": self.liveness or "",
         }
         if self.frame_path is not None:
@@ -63,7 +71,7 @@ class Context:
         """Its line in events.jsonl."""
         return {
             "time": round(self.time, 3), "event": self.event.value, "state": self.state, "faces": self.faces,
-            "score": None if self.score is None else round(self.score, 4),
+            "score": None if self.score is None else round(self.score, 4), "person": self.person,
             "frame": None if self.frame_path is None else str(self.frame_path),
             **({} if self.liveness is None else {"liveness": self.liveness}),
         }
@@ -117,8 +125,12 @@ class Actions:
         if not ok:
             return False
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(context.time)) + f"{context.time % 1:.3f}"[1:]
-        path = write_private(self.paths.snapshots_dir / f"{stamp}-{context.event.value}.jpg", jpeg.tobytes())
+        folder = self.paths.snapshots_dir
+        path = write_private(folder / f"{stamp}-{context.event.value}.jpg", jpeg.tobytes())
         context.frame_path = path
-        for old in sorted(self.paths.snapshots_dir.glob("*.jpg"))[: -self.config.snapshot.keep]:
-            old.unlink(missing_ok=True)
+        # write_private refused a link at the folder; within it, only plain files we named go.
+        ours = sorted(n for n in os.listdir(folder)
+                      if SNAPSHOT_NAME.fullmatch(n) and stat.S_ISREG(os.lstat(folder / n).st_mode))
+        for old in ours[: -self.config.snapshot.keep]:
+            (folder / old).unlink(missing_ok=True)
         return True

@@ -6,7 +6,8 @@ loosened. The protocol is JSON lines, one request, one response:
 
     {"cmd": "status"} -> {"ok": true, "state": "owner_present"|"owner_absent"|"stranger"|"paused"|"pending",
                           "since": <unix time>, "paused_until": <unix time>|null, "locked": bool,
-                          "camera": "ok"|"lost", "faces": int, "score": float|null}
+                          "camera": "ok"|"lost", "faces": int, "score": float|null,
+                          "model": <owner model version>|null}
     {"cmd": "pause", "seconds": N|null}  (null: until resumed) -> {"ok": true, ...status}
     {"cmd": "resume"}, {"cmd": "lock-now"}, {"cmd": "reload"} -> {"ok": true, ...status}
     errors -> {"ok": false, "error": "..."}
@@ -18,6 +19,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import struct
 import threading
 from pathlib import Path
@@ -29,6 +31,8 @@ from ..paths import paths, private_dir
 log = logging.getLogger(__name__)
 
 MAX_LINE = 65536  # far above any request; a peer sending more is cut off
+MAX_PAUSE_S = 366 * 86400.0  # a pause longer than a year is a typo; "until resumed" is null
+REFUSE_READ_S = 1.0  # how long a refused peer has to send its request line before it gets the refusal
 
 
 class Controller(Protocol):
@@ -63,8 +67,9 @@ def handle_request(controller: Controller, line: bytes) -> dict:
         if cmd == "pause":
             seconds = request.get("seconds")
             number = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
-            if seconds is not None and (not number or seconds <= 0):
-                return {"ok": False, "error": "pause: seconds must be a positive number or null"}
+            if seconds is not None and (not number or not 0 < seconds <= MAX_PAUSE_S):
+                return {"ok": False,
+                        "error": f"pause: seconds must be a positive number (at most {MAX_PAUSE_S:.0f}) or null"}
             return controller.pause(None if seconds is None else float(seconds))
         if cmd == "resume":
             return controller.resume()
@@ -87,11 +92,17 @@ class Server:
 
     def start(self) -> None:
         private_dir(self.path.parent)
-        if self.path.exists() or self.path.is_symlink():
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            st = None
+        if st is not None:
+            if not stat.S_ISSOCK(st.st_mode):
+                raise UserError(f"{self.path} is not a socket; move it away")
             try:
                 request({"cmd": "status"}, self.path, timeout=1.0)
             except UserError:
-                self.path.unlink()  # left behind by a daemon that died
+                self.path.unlink()  # left behind by a daemon that died (the directory is ours)
             else:
                 raise UserError(f"facewarden is already running (its socket {self.path} answers)")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -129,7 +140,7 @@ class Server:
             uid = peer_uid(conn)
             if uid != os.getuid():
                 log.warning("control socket: refused a connection from uid %d", uid)
-                self._send(conn, {"ok": False, "error": "permission denied: not the daemon's user"})
+                self._refuse(conn)
                 return
             reader = conn.makefile("rb")
             while True:
@@ -143,6 +154,21 @@ class Server:
                     return
 
     @staticmethod
+    def _refuse(conn: socket.socket) -> None:
+        """Answer a refusal after reading the request line: closing with the request unread would
+        reset the connection, and the refused client would see a broken pipe, not the refusal."""
+        conn.settimeout(REFUSE_READ_S)
+        try:
+            conn.makefile("rb").readline(MAX_LINE)
+        except OSError:
+            pass
+        if Server._send(conn, {"ok": False, "error": "permission denied: not the daemon's user"}):
+            try:
+                conn.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    @staticmethod
     def _send(conn: socket.socket, response: dict) -> bool:
         try:
             conn.sendall((json.dumps(response) + "\n").encode())
@@ -154,7 +180,8 @@ class Server:
 def request(cmd: dict, path: Path | None = None, timeout: float = 2.0) -> dict:
     """Send one request to the running daemon and return its response.
 
-    Raises UserError("daemon not running ...") when nothing answers at the socket.
+    Raises UserError("daemon not running ...") when nothing answers at the socket, and refuses to
+    talk to a socket served by another user (one who made the runtime directory first, in /tmp).
     """
     if path is None:
         path = paths().socket_path
@@ -163,7 +190,14 @@ def request(cmd: dict, path: Path | None = None, timeout: float = 2.0) -> dict:
     with sock:
         try:
             sock.connect(str(path))
-            sock.sendall((json.dumps(cmd) + "\n").encode())
+            uid = peer_uid(sock)
+            if uid != os.getuid():
+                raise UserError(f"{path} is served by uid {uid}, not by you (uid {os.getuid()}): not your daemon; "
+                                "refusing to talk to it")
+            try:
+                sock.sendall((json.dumps(cmd) + "\n").encode())
+            except BrokenPipeError:
+                pass  # the server may have answered (a refusal) and closed: read what it said
             line = sock.makefile("rb").readline(MAX_LINE)
         except (FileNotFoundError, ConnectionRefusedError) as e:
             raise UserError(f"daemon not running (no answer at {path}: {e.strerror}); "
@@ -172,7 +206,13 @@ def request(cmd: dict, path: Path | None = None, timeout: float = 2.0) -> dict:
             raise UserError(f"daemon not running or not answering at {path}: {e}") from None
     if not line:
         raise UserError(f"daemon not running or not answering at {path}: connection closed")
-    return json.loads(line)
+    try:
+        response = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        response = None
+    if not isinstance(response, dict):
+        raise UserError(f"the daemon at {path} answered nonsense: {line[:80]!r}")
+    return response
 
 
 # The lock chain may wait seconds for a screen locker to confirm; a reload re-reads the config.

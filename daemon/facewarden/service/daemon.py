@@ -25,11 +25,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from .. import config as config_module
 from ..config import Config
+from ..core.adapt import Track
 from ..core.observation import Observation
 from ..core.presence import Presence, Sample, State
 from ..errors import UserError
 from ..events import Action, Event
+from ..model import adapt
 from ..paths import Paths
+from ..recognition import ownerfile, vision
 from .actions import Actions, Context
 from .camera import Camera, ReplayEnded
 from .control import Server
@@ -40,6 +43,7 @@ log = logging.getLogger("facewarden")
 
 LIVENESS_EVENTS = (Event.OWNER_ARRIVED, Event.SPOOF_SUSPECTED)  # their records say why
 DRAIN_GRACE_S = 2.0  # at shutdown, queued hooks get hooks.timeout_s plus this, then are killed
+MODEL_CHECK_S = 2.0  # how often the sampling step looks whether `train` published a new model
 
 
 class Verify(Protocol):
@@ -58,6 +62,7 @@ class Step:
     events: list[Event]
     frame: np.ndarray | None  # what the camera gave (None: paused or failed)
     sample: Sample | None  # None while paused (the camera is not read then)
+    observation: Observation | None = None  # what the verifier made of the frame
 
 
 def sample_once(camera: Camera, verify: Verify, presence: Presence, clock: Callable[[], float],
@@ -70,6 +75,7 @@ def sample_once(camera: Camera, verify: Verify, presence: Presence, clock: Calla
     if presence.state == State.PAUSED:
         return Step(presence.tick(now), None, None)
     frame = camera.read()
+    observation = None
     if frame is None:
         sample = Sample.camera_failed()
     else:
@@ -78,11 +84,11 @@ def sample_once(camera: Camera, verify: Verify, presence: Presence, clock: Calla
         live = None
         if owner is not None:
             live = True if liveness is None else liveness.update(frame, owner.face, now)
-        sample = Sample.of(observation, live)
+        sample = Sample.of(observation, live, presence.reach)
     events = presence.observe(sample, now)
     if liveness is not None and not presence.owner_in_window:
         liveness.reset()  # the face was lost: whoever comes next proves life afresh
-    return Step(events, frame, sample)
+    return Step(events, frame, sample, observation)
 
 
 class Worker:
@@ -109,6 +115,18 @@ class Worker:
         self._thread.join(deadline_s)
         return not self._thread.is_alive()
 
+    def drop(self) -> int:
+        """After a `drain` that ran out of time: forget what is still queued; how many calls that was."""
+        dropped = 0
+        while True:
+            try:
+                call = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            dropped += call is not None
+        self._queue.put(None)  # the loop still ends after the call running now
+        return dropped
+
 
 def build_verifier(config: Config, where: Paths) -> Verify:
     from ..recognition.verifier import Verifier
@@ -132,8 +150,12 @@ class Daemon:
         self.clock = clock
         self.verifier_factory = verifier_factory
         self.camera = Camera(config.camera)
+        self.model_version = ownerfile.current_version(where)  # read before the model: never newer
+        self._model_checked = time.monotonic()
+        self._model_refused: str | None = None
         self.verify = verifier_factory(config, where)
         self.liveness = build_liveness(config)
+        self.track = Track()  # templates that keep up (config adapt)
         self.presence = Presence(config, clock())
         self.actions = Actions(config, where)
         self.hooks = Runner(where.hooks_dir, config.hooks.timeout_s)
@@ -162,6 +184,7 @@ class Daemon:
         with self._lock:
             if self.stopping.is_set():
                 return
+            self._follow_model()
             try:
                 step = sample_once(self.camera, self.verify, self.presence, self.clock, self.liveness)
             except ReplayEnded:
@@ -181,7 +204,41 @@ class Daemon:
                     log.info("sampling works again")
                 self._failing = False
             self._dispatch(step.events, step.frame)
+            self._adapt(step)
             self._schedule(self.presence.interval())
+
+    def _follow_model(self) -> None:
+        """Switch to the model `train` published last (models/current: one readlink at most every
+        MODEL_CHECK_S). One that does not load is logged once, and the model running stays."""
+        now = time.monotonic()
+        if now - self._model_checked < MODEL_CHECK_S:
+            return
+        self._model_checked = now
+        version = ownerfile.current_version(self.paths)
+        if version in (self.model_version, self._model_refused):
+            return
+        try:
+            verify = self.verifier_factory(self.config, self.paths)
+        except Exception as e:  # a damaged or refused model must not stop the one that works
+            self._model_refused = version
+            log.error("owner model %s does not load; still running %s: %s", version, self.model_version, e)
+            return
+        self.verify, self.model_version, self._model_refused = verify, version, None
+        log.info("owner model %s loaded", version)
+
+    def _adapt(self, step: Step) -> None:
+        """Feed the track (config adapt.enabled); keep what it yields for the next `train`."""
+        if not self.config.adapt.enabled or step.sample is None:  # off, or paused
+            return
+        frame = step.frame
+        if step.observation is None or frame is None:
+            self.track = Track()  # a failed camera or model breaks the track too
+            return
+        for person, crop in self.track.update(step.observation, step.sample.live, lambda f: vision.align(frame, f)):
+            try:
+                adapt.store(self.paths, person, crop)
+            except (OSError, UserError) as e:
+                log.warning("could not keep an adapted face of %s: %s", person, e)
 
     def _schedule(self, interval: float) -> None:
         if self._job is None or interval == self._interval:
@@ -196,7 +253,7 @@ class Daemon:
         last = self.presence.last
         for event in events:
             context = Context(event, self.clock(), self.presence.state.value, faces=last.faces,
-                              score=last.score, frame=frame,
+                              score=last.score, frame=frame, person=last.person,
                               liveness=self._liveness_reason() if event in LIVENESS_EVENTS else None)
             self._actions.submit(partial(self._act, context))
 
@@ -210,7 +267,7 @@ class Daemon:
             if self.actions.run(action, context) and action == Action.LOCK:
                 self._lock_succeeded()
         context.frame = None  # the frame is written nowhere else
-        self.eventlog.append(context.record())
+        self.eventlog.append(context.record())  # never raises: a full disk must not silence the hooks
         log.info("event %s (state %s, faces %d, score %s)%s", context.event.value, context.state, context.faces,
                  "-" if context.score is None else f"{context.score:.3f}",
                  "" if context.liveness is None else f": {context.liveness}")
@@ -229,7 +286,7 @@ class Daemon:
             return {
                 "state": p.state.value, "since": p.since, "paused_until": p.paused_until, "locked": p.locked,
                 "camera": "ok" if p.camera_ok else "lost", "faces": p.last.faces, "score": p.last.score,
-                "liveness": self._liveness_reason(),
+                "person": p.last.person, "model": self.model_version, "liveness": self._liveness_reason(),
             }
 
     def pause(self, seconds: float | None) -> dict:
@@ -254,16 +311,21 @@ class Daemon:
         return {"ok": True, **self.status()}
 
     def reload(self) -> dict:
-        """Re-read config.toml; a bad file (or a camera/model it cannot open) keeps the old config."""
+        """Re-read config.toml and switch to the newest published model; a bad file (or a camera or
+        model it cannot open) keeps the old config and model."""
         try:
             new = config_module.load(self.paths.config_file)
             with self._lock:
                 camera = Camera(new.camera) if new.camera != self.config.camera else self.camera
-                verify = self.verifier_factory(new, self.paths) if new.model != self.config.model else self.verify
+                version = ownerfile.current_version(self.paths)
+                verify = self.verify
+                if new.model != self.config.model or version != self.model_version:
+                    verify = self.verifier_factory(new, self.paths)
                 liveness = build_liveness(new) if new.liveness != self.config.liveness else self.liveness
                 if camera is not self.camera:
                     self.camera.release()
                 self.config, self.camera, self.verify, self.liveness = new, camera, verify, liveness
+                self.model_version, self._model_refused = version, None
                 self.presence.configure(new)
                 self.actions = Actions(new, self.paths)
                 self.hooks = Runner(self.paths.hooks_dir, new.hooks.timeout_s)
@@ -272,7 +334,7 @@ class Daemon:
         except UserError as e:
             log.error("reload refused, the old config stays: %s", e)
             return {"ok": False, "error": f"reload refused, the old config stays: {e}"}
-        log.info("config reloaded from %s", self.paths.config_file)
+        log.info("config reloaded from %s (owner model %s)", self.paths.config_file, self.model_version)
         self._warn_unlock()
         return {"ok": True, **self.status()}
 
@@ -308,6 +370,8 @@ class Daemon:
         start = time.monotonic()
         self._actions.drain(deadline)
         if not self._hooks.drain(max(0.1, deadline - (time.monotonic() - start))):
-            log.warning("hooks still running at shutdown: killed")
+            dropped = self._hooks.drop()  # before the kill, or the worker would start the next one
+            log.warning("hooks still running at shutdown, %.0f s after it began: the running one killed, "
+                        "the hooks of %d more queued event(s) dropped", deadline, dropped)
             self.hooks.kill_running()
         log.info("stopped")

@@ -1,8 +1,11 @@
 """The user's event scripts: hooks/<event>, then hooks/<event>.d/* in name order.
 
-Each runs as a plain argv (no shell) with the event in its environment, in a session of its own so
-that a timeout kills everything it started. A failing or hanging hook is logged and never stops the
-daemon; the caller runs hooks off the sampling thread.
+Each runs as a plain argv (no shell) with the event in its environment, in a session of its own:
+when it ends, times out, or the daemon stops, its whole process group is ended, so nothing it
+started in the background outlives it (a hook that must, starts it with `systemd-run --user`). Its
+output (stdout and stderr) is read to the end but only a bounded tail is kept, for the log line: a
+hook running `yes` must fill neither the journal nor memory. A failing or hanging hook is logged
+and never stops the daemon; the caller runs hooks off the sampling thread.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-KILL_GRACE_S = 1.0  # between SIGTERM and SIGKILL of a timed-out hook's process group
+KILL_GRACE_S = 1.0  # between SIGTERM and SIGKILL of a hook's process group
+TAIL_BYTES = 2048  # of a hook's output, kept for its log line
+OUTPUT = "; output: "  # in a hook's log line, before the tail of what it printed
 
 
 def scripts(hooks_dir: Path, event: str) -> list[Path]:
@@ -35,10 +41,35 @@ class Result:
     returncode: int | None  # None: it did not finish (timed out) or did not start
     timed_out: bool = False
     error: str | None = None
+    output: str = ""  # the tail of what it printed
 
     @property
     def ok(self) -> bool:
         return self.returncode == 0
+
+
+class Tail:
+    """Reads a stream to its end on a thread of its own, keeping only the last TAIL_BYTES."""
+
+    def __init__(self, stream):
+        self.total = 0
+        self._kept = bytearray()
+        self._thread = threading.Thread(target=self._read, args=(stream,), name="hook-output", daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        with stream:
+            while chunk := os.read(stream.fileno(), 1 << 16):
+                self.total += len(chunk)
+                self._kept += chunk
+                del self._kept[:-TAIL_BYTES]
+
+    def text(self, wait_s: float = KILL_GRACE_S) -> str:
+        """The tail, once the stream ended (or after `wait_s`: a child that escaped the process group
+        may hold it open), as one line."""
+        self._thread.join(wait_s)
+        text = bytes(self._kept).decode("utf-8", "replace").strip().replace("\n", " | ")[-TAIL_BYTES:]
+        return text if self.total <= TAIL_BYTES else f"[{self.total - TAIL_BYTES} bytes dropped] ...{text}"
 
 
 class Runner:
@@ -55,36 +86,46 @@ class Runner:
         try:
             proc = subprocess.Popen(
                 [str(script)], env={**os.environ, **env}, cwd=self.hooks_dir,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
             )
         except OSError as e:  # no shebang, a bad interpreter, a file removed meanwhile
             log.warning("hook %s did not start: %s", script, e)
             return Result(script, None, error=str(e))
+        output = Tail(proc.stdout)
         with self._lock:
             self._running = proc
         try:
             code = proc.wait(timeout=self.timeout_s)
         except subprocess.TimeoutExpired:
-            log.warning("hook %s still running after %.0f s: killed with its process group", script, self.timeout_s)
-            self._kill(proc)
-            return Result(script, None, timed_out=True)
+            code = None
         finally:
+            self._kill(proc)  # the hook's background children too, whether it ended or not
             with self._lock:
                 self._running = None
+        tail = output.text()
+        said = f"{OUTPUT}{tail}" if tail else ""
+        if code is None:
+            log.warning("hook %s still running after %.0f s: killed with its process group%s",
+                        script, self.timeout_s, said)
+            return Result(script, None, timed_out=True, output=tail)
         if code != 0:
-            log.warning("hook %s failed with exit status %d", script, code)
-        return Result(script, code)
+            log.warning("hook %s failed with exit status %d%s", script, code, said)
+        elif tail:
+            log.info("hook %s%s", script, said)
+        return Result(script, code, output=tail)
 
     @staticmethod
     def _kill(proc: subprocess.Popen) -> None:
-        # start_new_session made the hook the leader of its own process group, id = its pid.
+        """End the hook's process group: SIGTERM, then SIGKILL after a grace for what is still there."""
+        # start_new_session made the hook the leader of its own process group, id = its pid; the
+        # kernel gives no new process that id while the group has members, even after the leader is reaped.
         try:
             os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=KILL_GRACE_S)
-            except subprocess.TimeoutExpired:
-                pass
-            # Even when the leader obeyed, what it started may linger in the group.
+            deadline = time.monotonic() + KILL_GRACE_S
+            while time.monotonic() < deadline:
+                proc.poll()  # reap the leader, so that it does not count as a member
+                os.killpg(proc.pid, 0)  # ProcessLookupError once the group is empty
+                time.sleep(0.02)
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass

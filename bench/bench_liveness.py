@@ -4,17 +4,25 @@ Each clip of ../shared/data/faces/nuaa-dev/sequences is replayed through the dae
 step (service.daemon.sample_once: camera.Camera on the image directory at 5 fps, the owner's Verifier, the
 LivenessTracker, the presence state machine) on a replay clock, at the cadence presence asks for
 (fast while liveness is pending): each sample takes the frame a real-time replay would show at
-that moment, without waiting for it. Before their clips, each person is enrolled from three of their
-live frames and their owner model trained with the real commands (frames of the live clip itself:
-optimistic for the owner check, which is not what this bench measures).
-APCER = photo clips that produce owner_arrived; BPCER = live clips that do not within the clip.
+that moment, without waiting for it. A real-time replay samples different frames on every run, so
+every clip is replayed at PHASES offsets between the camera's frames and the daemon's samples; each
+replay is one attempt. Before their clips, each person is enrolled from three of their live frames
+and their owner model trained with the real commands (frames of the live clip itself: optimistic
+for the owner check, which is not what this bench measures).
+
+APCER = photo attempts that produce owner_arrived; BPCER = live attempts that do not within 8 s.
 Added cost = the tracker's time per sample while pending. The table's "owner" column counts the
 samples the owner model verified: photos are verified as the person too, liveness is what stops them.
 
-The shipped thresholds were set on these same clips, so the first table is optimistic. The second
-estimate is leave-one-subject-out: thresholds calibrated (as --calibrate does) on the other seven
-people's photo clips, applied to the held-out person's recorded cue sequence. It is still optimistic
-(the cue design and margins were chosen looking at all eight).
+Bent prints: every photo clip is also replayed bent and curled (synthetic: each frame remapped
+round the face as a print bent round a vertical axis and curled round a horizontal one, by amounts
+that swing over the clip, see `bend`). They are not used for calibration: an attack the thresholds
+were not fitted to. Reported as kind "bent".
+
+The headline is leave-one-subject-out: for each of the 8 people, thresholds calibrated (as
+--calibrate does) on the other seven people's photo attempts, then the held-out person's clips
+replayed through the daemon with them. Beside it, the shipped thresholds, which were calibrated on
+all eight (optimistic). Both remain somewhat optimistic: the cue design was chosen looking at all eight.
 
     python bench/bench_liveness.py [--faces DIR] [--calibrate]
 """
@@ -36,24 +44,34 @@ import numpy as np
 
 from facewarden.config import Config
 from facewarden.core import liveness as core_liveness
-from facewarden.core.liveness import Cues, LivenessThresholds as Thresholds, judge
+from facewarden.core.liveness import Cues, LivenessThresholds as Thresholds
 from facewarden.core.observation import Observation
-from facewarden.core.presence import Presence, Sample
+from facewarden.core.presence import Presence
 from facewarden.events import Event
 from facewarden.model import evaluate
 from facewarden.paths import paths
+from facewarden.recognition.landmarks import Landmarker
 from facewarden.recognition.liveness import LivenessTracker
 from facewarden.recognition.verifier import Verifier
 from facewarden.recognition.vision import Detector
 from facewarden.service.camera import Camera, ReplayEnded
 from facewarden.service.daemon import sample_once
+from train_liveness_texture import clip_features, fit_without
 
 REPO = Path(__file__).resolve().parent.parent
 FACES = Path(os.environ.get("FACEWARDEN_FACES", REPO.parent / "shared" / "data" / "faces"))
 # Calibration margins beyond the worst photo clip, for people the thresholds have not seen.
 BLINK_MARGIN = 0.8
 MARGIN = 1.3
-TEXTURE_MARGIN = 1.4
+SURROUND_MARGIN = 0.1  # the surround's score is a difference in [-1, 1]: an additive margin
+# Offsets of the first sample from the camera's first frame: frames come every 0.2 s and samples
+# every 0.25 s while pending, so these four give the four distinct frame-to-sample patterns.
+PHASES = (0.0, 0.05, 0.1, 0.15)
+CLIP_FPS = 5.0  # the nuaa-dev clips' frame rate (camera.replay_fps)
+PASS_WITHIN_S = 8.0
+# Thresholds nothing meets: the tracker then measures every sample of a clip.
+RECORD_ONLY = replace(core_liveness.THRESHOLDS, blink_min_samples=10**6, gaze_min_samples=10**6,
+                      nonrigid_count=10**6, texture_min_samples=10**6, surround_count=10**6)  # a live owner not accepted within this counts against BPCER
 
 
 @dataclass
@@ -61,17 +79,24 @@ class Run:
     clip: str
     subject: str
     kind: str
+    phase: float
     times: list[float] = field(default_factory=list)  # every sample
     owner: list[bool] = field(default_factory=list)
     cues: list[tuple[float, Cues]] = field(default_factory=list)  # samples the tracker measured
     events: list[tuple[float, Event]] = field(default_factory=list)
-    reason: str | None = None
+    reason: str | None = None  # the tracker's reason when it first judged the face live
     cost_ms: list[float] = field(default_factory=list)  # wall time
     cpu_ms: list[float] = field(default_factory=list)  # this thread's CPU time (LiteRT runs on it)
     verify_ms: list[float] = field(default_factory=list)  # the owner check of the same samples, for scale
 
     def first(self, event: Event) -> float | None:
-        return next((t for t, e in self.events if e == event), None)
+        """When `event` first fired, in seconds from the attempt's first sample."""
+        return next((t - self.phase for t, e in self.events if e == event), None)
+
+    @property
+    def passed(self) -> bool:
+        at = self.first(Event.OWNER_ARRIVED)
+        return at is not None and at <= PASS_WITHIN_S
 
 
 class Clock:
@@ -94,6 +119,8 @@ class Measured:
     def update(self, frame: np.ndarray, face, now: float) -> bool | None:
         start, cpu = time.perf_counter(), time.thread_time()
         live = self.tracker.update(frame, face, now)
+        if live and self.run.reason is None:
+            self.run.reason = self.tracker.reason  # what let it through, at that moment
         if self.tracker.last is not None:
             self.run.cost_ms.append((time.perf_counter() - start) * 1000)
             self.run.cpu_ms.append((time.thread_time() - cpu) * 1000)
@@ -103,15 +130,47 @@ class Measured:
     def reset(self) -> None:
         self.tracker.reset()
 
+    @property
+    def reason(self) -> str | None:
+        return self.tracker.reason
+
 
 ENROLL_FRAMES = (0, 13, 26)  # three of the person's live frames (from their live clip: optimistic)
 
 
-def enroll_owner(root: Path, subject: str, home: Path, cache: Path, config: Config):
+def bend(frame: np.ndarray, box: tuple[float, float, float, float], depth: float, curl: float) -> np.ndarray:
+    """`frame` as if the print in it were bent round a vertical axis through the face's centre (its
+    sides foreshortened by `depth`: 0.3 pulls in what lay a face width out by 30%) and curled round a
+    horizontal one (rows bowing by `curl` face heights a face width out)."""
+    x, y, w, h = box
+    cx, cy = x + w / 2, y + h / 2
+    rows, cols = np.mgrid[0 : frame.shape[0], 0 : frame.shape[1]].astype(np.float32)
+    u2 = ((cols - cx) / w) ** 2
+    map_x = cx + (cols - cx) * (1 + depth * u2)
+    map_y = cy + (rows - cy) * (1 + depth / 2 * u2) + curl * h * u2
+    return cv2.remap(frame, map_x.astype(np.float32), map_y.astype(np.float32), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
+def bent_clip(clip: Path, out: Path, detector: Detector) -> Path:
+    """The photo `clip` bent and curled back and forth (about 3 s a swing), written to `out`."""
+    out.mkdir(parents=True)
+    box = None
+    for i, image in enumerate(sorted(clip.glob("*.jpg"))):
+        frame = cv2.imread(str(image))
+        faces = detector(frame)
+        box = max(faces, key=lambda f: f.box[2] * f.box[3]).box if faces else box
+        t = i / CLIP_FPS
+        bent = frame if box is None else bend(frame, box, 0.3 * np.sin(2 * t), 0.1 * np.sin(2.6 * t))
+        cv2.imwrite(str(out / image.name), bent, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return out
+
+
+def train_owner(root: Path, subject: str, home: Path, cache: Path, config: Config) -> Path:
     """Enroll `subject` from three of their live frames and train their owner model with the real
-    commands (`facewarden enroll --from`, `facewarden train`, in their own FACEWARDEN_HOME); the
-    daemon's verifier for it. Training runs in a child process, so that TensorFlow stays out of
-    this one, as it stays out of the daemon (its threads would skew the cost measured here).
+    commands (`facewarden enroll --from`, `facewarden train`, in their own FACEWARDEN_HOME, which
+    is returned). Training runs in a child process, so that TensorFlow stays out of this one, as it
+    stays out of the daemon (its threads would skew the cost measured here).
 
     Faces other than the largest are greyed out first: enrollment wants exactly one face, and some
     NUAA live clips have colleagues in the background."""
@@ -132,15 +191,24 @@ def enroll_owner(root: Path, subject: str, home: Path, cache: Path, config: Conf
         done = subprocess.run([sys.executable, "-m", "facewarden", *command], env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"bench_liveness: {' '.join(command)} for {subject} failed: {done.stderr[-800:]}")
+    return home
+
+
+def owner_verifier(home: Path, config: Config):
+    """The daemon's verifier for the owner trained in `home`."""
     os.environ["FACEWARDEN_HOME"] = str(home)
     return Verifier.from_config(config, paths()).observe
 
 
-def replay(clip: Path, subject: str, kind: str, config: Config, verify, tracker: LivenessTracker) -> Run:
-    """One clip through the daemon's sampling step (service.daemon.sample_once) on the replay clock."""
-    run = Run(clip.name, subject, kind)
+def replay(clip: Path, subject: str, kind: str, config: Config, verify, tracker: LivenessTracker,
+           phase: float) -> Run:
+    """One clip through the daemon's sampling step (service.daemon.sample_once) on the replay clock,
+    the first sample `phase` seconds after the camera's first frame."""
+    run = Run(clip.name, subject, kind, phase)
     clock = Clock()
     camera = Camera(config.camera.model_copy(update={"source": str(clip)}), clock)
+    camera.read()  # starts the replay's clock at 0
+    clock.now = phase
     presence = Presence(config, clock.now)
     tracker.reset()
     measured = Measured(tracker, run)
@@ -160,36 +228,14 @@ def replay(clip: Path, subject: str, kind: str, config: Config, verify, tracker:
         run.owner.append(bool(step.sample and step.sample.owner))
         run.events += [(clock.now, e) for e in step.events]
         clock.now += presence.interval()
-    run.reason = tracker.reason
     return run
 
 
-def live_at(cues: list[tuple[float, Cues]], thresholds: Thresholds, window_s: float) -> float | None:
-    """When the tracker, with these thresholds, would have judged the recorded samples live."""
-    for i, (now, _) in enumerate(cues):
-        if judge([c for t, c in cues[: i + 1] if now - t <= window_s], thresholds) is not None:
-            return now
-    return None
-
-
-def arrived(run: Run, thresholds: Thresholds, config: Config) -> bool:
-    """Whether `owner_arrived` would fire with these thresholds: the recorded samples (same times:
-    the cadence only changes after the liveness decision) through the presence machine again."""
-    when = live_at(run.cues, thresholds, config.liveness.window_s)
-    presence = Presence(config, 0.0)
-    for now, owner in zip(run.times, run.owner):
-        live = True if owner and when is not None and now >= when else None
-        sample = Sample(owner=owner, live=live if owner else None)
-        if Event.OWNER_ARRIVED in presence.observe(sample, now):
-            return True
-    return False
-
-
 def _prefix_stats(cues: list[Cues], t: Thresholds) -> tuple[float, float, float, float]:
-    """Per clip, the most live-looking value each cue reached over the clip's growing window (as
-    the tracker sees it): the lowest blink ratio, the largest k-th gaze shift, the largest k-th
-    non-rigid excess, the highest still-texture median."""
-    blink, gaze, texture = np.inf, -np.inf, -np.inf
+    """Per attempt, the most live-looking value each landmark cue reached over the growing window
+    (as the tracker sees it): the lowest blink ratio, the largest k-th gaze shift, the largest k-th
+    local-motion excess; and the most print-looking surround, its k-th largest value."""
+    blink, gaze = np.inf, -np.inf
     for i in range(1, len(cues) + 1):
         steady = [c for c in cues[:i] if c.motion is None or c.motion <= core_liveness.MOTION_MAX]
         if len(steady) >= max(t.blink_min_samples, 1):
@@ -199,30 +245,69 @@ def _prefix_stats(cues: list[Cues], t: Thresholds) -> tuple[float, float, float,
             positions = np.array([c.gaze for c in steady])
             shift = np.sort(np.linalg.norm(positions - np.median(positions, axis=0), axis=1))[::-1]
             gaze = max(gaze, float(shift[t.gaze_count - 1]))
-        still = [c.texture for c in cues[:i] if c.motion is not None and c.motion <= core_liveness.STILL]
-        if len(still) >= t.texture_min_samples:
-            texture = max(texture, float(np.median(still)))
-    excess = sorted((c.nonrigid for c in cues if c.nonrigid is not None), reverse=True)
-    nonrigid = excess[t.nonrigid_count - 1] if len(excess) >= t.nonrigid_count else -np.inf
-    return blink, gaze, nonrigid, texture
+
+    def kth(values: list[float], k: int) -> float:
+        return sorted(values, reverse=True)[k - 1] if len(values) >= k else -np.inf
+
+    nonrigid = kth([c.nonrigid for c in cues if c.nonrigid is not None], t.nonrigid_count)
+    surround = kth([c.surround for c in cues if c.surround is not None], t.surround_count)
+    return blink, gaze, nonrigid, surround
 
 
-def calibrate(spoofs: list[list[Cues]], base: Thresholds = core_liveness.THRESHOLDS) -> Thresholds:
-    """Thresholds under which none of the `spoofs` cue sequences is judged live, with a margin
-    beyond the worst of them; texture, the weakest cue (lighting, camera, print quality), gets
-    the widest one."""
+def calibrate(spoofs: list[list[Cues]], lives: list[list[Cues]], base: Thresholds = core_liveness.THRESHOLDS) -> Thresholds:
+    """Thresholds under which none of the `spoofs` cue sequences shows a landmark cue, with a margin
+    beyond the worst of them, and none of the `lives` a print's surround, again with a margin.
+    Texture keeps the classifier's own boundary: its classifier is what is fitted to the people."""
     stats = np.array([_prefix_stats(c, base) for c in spoofs])
+    surround = max(_prefix_stats(c, base)[3] for c in lives)
     return replace(
         base,
         blink_ratio=round(float(stats[:, 0].min()) * BLINK_MARGIN, 3),
         gaze_shift=round(float(stats[:, 1].max()) * MARGIN, 3),
         nonrigid_excess=round(float(stats[:, 2].max()) * MARGIN, 4),
-        texture=round(float(stats[:, 3].max()) * TEXTURE_MARGIN, 3),
+        surround=round(max(float(surround), 0.0) + SURROUND_MARGIN, 2),
     )
+
+
+def cue_sets(runs: list[Run], left_out: str | None = None) -> tuple[list[list[Cues]], list[list[Cues]]]:
+    """The photo and the live attempts' cue sequences, of everyone but `left_out`."""
+    kept = [r for r in runs if r.subject != left_out]
+    return ([[c for _, c in r.cues] for r in kept if r.kind == "photo"],
+            [[c for _, c in r.cues] for r in kept if r.kind == "live"])
 
 
 def _rate(hits: int, total: int) -> str:
     return f"{hits}/{total} = {100 * hits / total:.1f}%" if total else "n/a"
+
+
+def report(title: str, runs: list[Run]) -> None:
+    """Per clip, its attempts and what let them through; then the rates."""
+    print(f"\n{title}")
+    print(f"{'clip':<17} {'kind':<6} {'samples':>7} {'owner':>5} {'passed':>6} {'arrived (s)':<22} cue(s) of each pass")
+    for clip in sorted({r.clip for r in runs}):
+        attempts = [r for r in runs if r.clip == clip]
+        arrived = [r.first(Event.OWNER_ARRIVED) for r in attempts]
+        times = ",".join("-" if a is None else f"{a:.1f}" for a in arrived)
+        reasons = ", ".join(sorted({(r.reason or "?").removeprefix("live: ") for r in attempts if r.passed})) or "-"
+        print(
+            f"{clip:<17} {attempts[0].kind:<6} {int(np.median([len(r.times) for r in attempts])):>7} "
+            f"{int(np.median([sum(r.owner) for r in attempts])):>5} {sum(r.passed for r in attempts):>3}/{len(attempts):<2} "
+            f"{times:<22} {reasons}"
+        )
+    photos = [r for r in runs if r.kind == "photo"]
+    bent = [r for r in runs if r.kind == "bent"]
+    lives = [r for r in runs if r.kind == "live"]
+
+    def accepted(attacks: list[Run]) -> int:
+        return sum(r.first(Event.OWNER_ARRIVED) is not None for r in attacks)
+
+    bpcer = sum(not r.passed for r in lives)
+    waits = [a for a in (r.first(Event.OWNER_ARRIVED) for r in lives) if a is not None]
+    print(f"  APCER {_rate(accepted(photos), len(photos))} of photo attempts (target <= 5%)   "
+          f"BPCER {_rate(bpcer, len(lives))} of live attempts not passing within {PASS_WITHIN_S:.0f} s (target <= 10%)")
+    print(f"  bent prints (synthetic, not calibrated on): APCER {_rate(accepted(bent), len(bent))}")
+    if waits:
+        print(f"  time to pass for the live owner: median {np.median(waits):.2f} s, max {max(waits):.2f} s")
 
 
 def main() -> int:
@@ -235,43 +320,54 @@ def main() -> int:
         print(f"bench_liveness: {root}/index.csv is absent (the shared face data is not here)", file=sys.stderr)
         return 2
     config = Config()
-    tracker = LivenessTracker(config.liveness)
+    landmarker = Landmarker()
     with open(root / "index.csv", newline="") as f:
         clips = list(csv.DictReader(f))
-    runs = []
+    subjects = sorted({c["subject"] for c in clips})
+
+    print("texture features of every clip frame...", file=sys.stderr, flush=True)
+    textures = clip_features(args.faces, Detector(), landmarker)
+    shipped: list[Run] = []
+    recorded: list[Run] = []  # the live clips with nothing judged (RECORD_ONLY)
+    held_out: list[Run] = []
+
+    def training_cues(left_out: str | None) -> tuple[list[list[Cues]], list[list[Cues]]]:
+        """What calibration sees: the photo attempts and the whole live replays of all but `left_out`."""
+        return cue_sets(shipped, left_out)[0], cue_sets(recorded, left_out)[1]
+
     with tempfile.TemporaryDirectory(prefix="bench-liveness-") as tmp:
-        for subject in sorted({c["subject"] for c in clips}):
+        detector = Detector()
+        sources = [(root / c["clip"], c["subject"], c["kind"]) for c in clips]
+        sources += [(bent_clip(root / c["clip"], Path(tmp) / "bent" / f"{c['clip']}-bent", detector), c["subject"], "bent")
+                    for c in clips if c["kind"] == "photo"]
+
+        def attempts(subject: str, verify, tracker: LivenessTracker) -> list[Run]:
+            return [replay(clip, subject, kind, config, verify, tracker, phase)
+                    for clip, s, kind in sources if s == subject for phase in PHASES]
+
+        homes = {}
+        for subject in subjects:
             print(f"enrolling and training {subject}...", file=sys.stderr, flush=True)
-            verify = enroll_owner(root, subject, Path(tmp) / subject, Path(tmp) / "cache", config)
-            for c in (c for c in clips if c["subject"] == subject):
-                runs.append(replay(root / c["clip"], c["subject"], c["kind"], config, verify, tracker))
+            homes[subject] = train_owner(root, subject, Path(tmp) / subject, Path(tmp) / "cache", config)
+            verify = owner_verifier(homes[subject], config)
+            shipped += attempts(subject, verify, LivenessTracker(config.liveness, landmarker))
+            # The live clips once more, judged by nothing: an attempt stops measuring once it passes,
+            # and the surround's bar must hold over a live person's whole window, not its first seconds.
+            recorder = LivenessTracker(config.liveness, landmarker, RECORD_ONLY)
+            recorded += [r for r in attempts(subject, verify, recorder) if r.kind == "live"]
+        for subject in subjects:
+            print(f"leaving {subject} out...", file=sys.stderr, flush=True)
+            fitted = calibrate(*training_cues(subject))
+            tracker = LivenessTracker(config.liveness, landmarker, fitted, fit_without(textures, subject))
+            held_out += attempts(subject, owner_verifier(homes[subject], config), tracker)
 
-    print(f"{'clip':<13} {'kind':<6} {'samples':>7} {'owner':>5} {'cue':<9} {'owner_arrived':>13} {'spoof_suspected':>15}")
-    for r in runs:
-        at = r.first(Event.OWNER_ARRIVED)
-        spoof = r.first(Event.SPOOF_SUSPECTED)
-        print(
-            f"{r.clip:<13} {r.kind:<6} {len(r.times):>7} {sum(r.owner):>5} {r.reason or '-':<9} "
-            f"{f'{at:.2f}s' if at is not None else '-':>13} {f'{spoof:.2f}s' if spoof is not None else '-':>15}"
-        )
-    photos = [r for r in runs if r.kind == "photo"]
-    lives = [r for r in runs if r.kind == "live"]
-    apcer = sum(r.first(Event.OWNER_ARRIVED) is not None for r in photos)
-    bpcer = sum(r.first(Event.OWNER_ARRIVED) is None for r in lives)
-    print(f"\nshipped thresholds ({Thresholds()}), replayed through the daemon's sampling step:")
-    print(f"  APCER {_rate(apcer, len(photos))} (target <= 7%)   BPCER {_rate(bpcer, len(lives))} (target <= 15%)")
-
-    subjects = sorted({r.subject for r in runs})
-    apcer = bpcer = 0
-    for s in subjects:
-        fitted = calibrate([[c for _, c in r.cues] for r in photos if r.subject != s])
-        apcer += sum(arrived(r, fitted, config) for r in photos if r.subject == s)
-        bpcer += sum(not arrived(r, fitted, config) for r in lives if r.subject == s)
-    print("leave-one-subject-out (thresholds calibrated on the other subjects' photo clips):")
-    print(f"  APCER {_rate(apcer, len(photos))}   BPCER {_rate(bpcer, len(lives))}   (optimistic: cues and margins chosen on all)")
+    report(f"leave-one-subject-out (thresholds and texture classifier fitted on the other 7 people; "
+           f"{len(PHASES)} attempts a clip):", held_out)
+    report(f"shipped thresholds, calibrated on all 8 (optimistic) ({Thresholds()}):", shipped)
     if args.calibrate:
-        print(f"calibrated on all photo clips: {calibrate([[c for _, c in r.cues] for r in photos])}")
+        print(f"calibrated on all attempts: {calibrate(*training_cues(None))}")
 
+    runs = shipped + recorded + held_out
     cost = np.concatenate([r.cost_ms for r in runs])
     cpu = np.concatenate([r.cpu_ms for r in runs])
     peer = np.concatenate([r.verify_ms for r in runs])

@@ -157,7 +157,9 @@ def test_context_env_and_record():
     assert c.hook_env() == {
         "FACEWARDEN_EVENT": "owner_left", "FACEWARDEN_TIME": "1700000000.250", "FACEWARDEN_SCORE": "0.3000",
         "FACEWARDEN_FACES": "1", "FACEWARDEN_STATE": "owner_absent", "FACEWARDEN_PERSON": "",
+        "FACEWARDEN_LIVENESS": "",
     }
     assert c.record()["event"] == "owner_left" and c.record()["frame"] is None and c.record()["person"] is None
+    assert "liveness" not in c.record(), "only owner_arrived and spoof_suspected say why"
     c.person = "alice"
     assert c.hook_env()["FACEWARDEN_PERSON"] == "alice" and c.record()["person"] == "alice"

@@ -1,9 +1,13 @@
-"""Liveness: cue extraction on real frames through the real landmark models, the pure combiner on
-scripted cue sequences, the tracker on real NUAA clips, the optional MiniFASNet's crop protocol on a
-small real ONNX file, and the real daemon process refusing a person's photo but not the person."""
+"""Liveness: cue extraction on real frames through the real landmark models (local motion against a
+bent photo, the surround of a real print), the shipped texture classifier and its digest, the pure
+combiner on scripted cue sequences, the tracker on real NUAA clips, the optional MiniFASNet's crop
+protocol on a small real ONNX file, and the real daemon process refusing a person's photo but not the
+person, saying why in its event log and to hooks."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -18,9 +22,9 @@ from support import PYTHON
 from facewarden.core import liveness as core_liveness
 from facewarden.config import Liveness
 from facewarden.errors import UserError
-from facewarden.core.liveness import Cues, LivenessThresholds as Thresholds, judge, mesh_shift
-from facewarden.recognition import landmarks
-from facewarden.recognition.landmarks import Landmarker, MiniFASNet, homography_residual
+from facewarden.core.liveness import Cues, LivenessThresholds as Thresholds, judge, mesh_shift, smooth_residual, verdict
+from facewarden.recognition import landmarks, texture
+from facewarden.recognition.landmarks import Landmarker, MiniFASNet
 from facewarden.recognition.liveness import LivenessTracker
 from facewarden.recognition.vision import Detector
 
@@ -64,7 +68,7 @@ def test_mesh_and_eyes_on_the_astronaut(astronaut_bgr, detector, landmarker):
     along = marks.gaze[0::2]
     assert np.all((along > 0.2) & (along < 0.8)), "the irises sit between the eye corners"
     assert marks.crop.shape == (landmarks.MESH_SIZE, landmarks.MESH_SIZE, 3)
-    assert landmarks.texture(marks.crop) > 0
+    assert 0.0 <= texture.shipped()(marks.crop) <= 1.0
 
 
 def test_closed_eyes_have_a_lower_aspect_ratio(nuaa, detector, landmarker):
@@ -78,27 +82,109 @@ def test_closed_eyes_have_a_lower_aspect_ratio(nuaa, detector, landmarker):
 def test_mesh_motion_of_a_frame_with_itself_is_zero(nuaa, detector, landmarker):
     marks = _marks(_frame(nuaa, "0014_live", 0), detector, landmarker)
     assert mesh_shift(marks.mesh, marks.mesh, marks.iod) == pytest.approx(0, abs=1e-9)
-    assert homography_residual(marks.mesh, marks.mesh, marks.iod) == pytest.approx(0, abs=1e-6)
+    assert smooth_residual(marks.mesh, marks.mesh, marks.iod) == pytest.approx(0, abs=1e-6)
 
 
-def test_a_flat_picture_moves_by_a_homography_and_a_head_does_not(nuaa, detector, landmarker):
-    frame = _frame(nuaa, "0014_live", 0)
-    first = _marks(frame, detector, landmarker)
-    # The same picture tilted and shifted, as a photo held up and turned would be.
-    h, w = frame.shape[:2]
-    corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-    moved = np.float32([[6, 4], [w - 4, 12], [w + 2, h - 6], [-3, h + 2]])
-    tilted = cv2.warpPerspective(frame, cv2.getPerspectiveTransform(corners, moved), (w, h))
-    flat = _marks(tilted, detector, landmarker).mesh
-    motion = mesh_shift(first.mesh, flat, first.iod)
+def _homography_residual(a: np.ndarray, b: np.ndarray, iod: float) -> float:
+    """What the old non-rigid cue judged: the residual after the best homography."""
+    origin = a.mean(axis=0)
+    src, dst = (a - origin) / iod, (b - origin) / iod
+    homography, _ = cv2.findHomography(src, dst, 0)
+    fitted = cv2.perspectiveTransform(src.reshape(-1, 1, 2), homography).reshape(-1, 2)
+    return float(np.sqrt(((fitted - dst) ** 2).sum(axis=1).mean()))
+
+
+def _bent(mesh: np.ndarray, iod: float, radius: float, curl: float | None, tilt: float) -> np.ndarray:
+    """The mesh of a flat photo bent round a vertical cylinder of `radius`, curled round a horizontal
+    one of `curl` (both in IOD units), turned by `tilt` radians and seen in perspective."""
+    centre = mesh.mean(axis=0)
+    x, y = ((mesh - centre) / iod).T
+    theta = x / radius
+    x, z = radius * np.sin(theta), radius * (1 - np.cos(theta))
+    if curl is not None:
+        phi = y / curl
+        y, z = curl * np.sin(phi), z + curl * (1 - np.cos(phi))
+    x, z = x * np.cos(tilt) + z * np.sin(tilt), z * np.cos(tilt) - x * np.sin(tilt)
+    focal = 8.0  # a face a hand's length from a laptop camera
+    return centre + np.column_stack([x, y]) * (focal / (focal + z))[:, None] * iod
+
+
+def _excess(a: np.ndarray, b: np.ndarray, iod: float) -> tuple[float, float]:
+    motion = mesh_shift(a, b, iod)
+    return smooth_residual(a, b, iod) - core_liveness.RESIDUAL_SLOPE * motion, motion
+
+
+def test_a_bent_or_curled_photo_is_no_local_motion_and_an_expression_is(nuaa, detector, landmarker):
+    photo = _marks(_frame(nuaa, "0008_photo1", 0), detector, landmarker)
+    bar = core_liveness.THRESHOLDS.nonrigid_excess
+    for radius, curl, tilt in ((1.5, None, 0.2), (1.2, 2.0, 0.1), (1.2, None, 0.0), (1.5, 2.0, 0.3)):
+        bent = _bent(photo.mesh, photo.iod, radius, curl, tilt)
+        excess, motion = _excess(photo.mesh, bent, photo.iod)
+        assert core_liveness.MOTION_MIN <= motion <= core_liveness.MOTION_MAX, motion
+        assert excess < bar, (radius, curl, tilt, excess)
+        # What the homography residual, the cue before, made of the same bend: life.
+        assert _homography_residual(photo.mesh, bent, photo.iod) - core_liveness.RESIDUAL_SLOPE * motion > bar
+    # 0014_live frames 0 -> 1: the person's face moves (an expression and a turn, in the band).
+    first = _marks(_frame(nuaa, "0014_live", 0), detector, landmarker)
+    face = _marks(_frame(nuaa, "0014_live", 1), detector, landmarker)
+    excess, motion = _excess(first.mesh, face.mesh, first.iod)
     assert core_liveness.MOTION_MIN <= motion <= core_liveness.MOTION_MAX
-    flat_excess = homography_residual(first.mesh, flat, first.iod) - core_liveness.RESIDUAL_SLOPE * motion
-    # 0014_live frames 0 -> 1: the person's head turns a little (a motion in the band).
-    head = _marks(_frame(nuaa, "0014_live", 1), detector, landmarker).mesh
-    head_motion = mesh_shift(first.mesh, head, first.iod)
-    assert core_liveness.MOTION_MIN <= head_motion <= core_liveness.MOTION_MAX
-    head_excess = homography_residual(first.mesh, head, first.iod) - core_liveness.RESIDUAL_SLOPE * head_motion
-    assert flat_excess < core_liveness.THRESHOLDS.nonrigid_excess < head_excess, (flat_excess, head_excess)
+    assert excess > bar, excess
+    # 0008_live frames 19 -> 21: a blink, with the head still. The eyelids leave a residual that
+    # no smooth warp explains, and the blink cue sees it.
+    before = _marks(_frame(nuaa, "0008_live", 19), detector, landmarker)
+    blink = _marks(_frame(nuaa, "0008_live", 21), detector, landmarker)
+    assert smooth_residual(before.mesh, blink.mesh, before.iod) > smooth_residual(photo.mesh, photo.mesh, photo.iod) + 1e-3
+    assert blink.ear < core_liveness.THRESHOLDS.blink_ratio * before.ear
+
+
+def _surround(tracker: LivenessTracker, nuaa: Path, clip: str, detector: Detector) -> list[float]:
+    tracker.reset()
+    values = []
+    for i in range(40):
+        frame = _frame(nuaa, clip, i)
+        faces = detector(frame)
+        if faces:
+            tracker.update(frame, max(faces, key=lambda f: f.box[2] * f.box[3]), i / 5.0)
+            if tracker.last is not None and tracker.last.surround is not None:
+                values.append(tracker.last.surround)
+    return values
+
+
+def test_a_prints_surround_moves_with_the_face_and_a_rooms_does_not(nuaa, detector, landmarker):
+    t = Thresholds()
+    # Recording only: thresholds nothing can meet, so that the tracker never stops measuring.
+    never = replace(t, blink_min_samples=10**6, gaze_min_samples=10**6, nonrigid_count=10**6,
+                    texture_min_samples=10**6, surround_count=10**6)
+    tracker = LivenessTracker(Liveness(), landmarker, never)
+    # 0001_photo1: a print held in both hands; 0001_live: the person, in front of an office.
+    print_ = _surround(tracker, nuaa, "0001_photo1", detector)
+    live = _surround(tracker, nuaa, "0001_live", detector)
+    assert print_ and live
+    assert sum(v > t.surround for v in print_) >= t.surround_count, print_
+    assert sum(v > t.surround for v in live) < t.surround_count, live
+    assert np.median(print_) > 0 > np.median(live), (np.median(print_), np.median(live))
+
+
+# -- the shipped texture classifier ------------------------------------------------------------------
+
+
+def test_the_shipped_texture_weights_are_checked_and_tell_a_print(nuaa, detector, landmarker):
+    data = (Path(texture.__file__).parent.parent / "data" / texture.WEIGHTS).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == texture.WEIGHTS_SHA256
+    classifier = texture.TextureClassifier.from_bytes(data)
+    # The single frames are of people in no clip (the weights were trained on the clips' people).
+    lives = [classifier(_marks(cv2.imread(str(p)), detector, landmarker).crop) for p in sorted((nuaa / "live").glob("0002_*"))]
+    prints = [classifier(_marks(cv2.imread(str(p)), detector, landmarker).crop) for p in sorted((nuaa / "spoof").glob("0002_*"))]
+    assert lives and prints
+    assert min(lives) > max(prints), (lives, prints)
+
+
+def test_corrupt_texture_weights_are_a_user_error():
+    data = bytearray((Path(texture.__file__).parent.parent / "data" / texture.WEIGHTS).read_bytes())
+    data[-1] ^= 1
+    with pytest.raises(UserError, match="liveness texture weights .* sha256"):
+        texture.TextureClassifier.from_bytes(bytes(data))
 
 
 # -- the pure combiner -----------------------------------------------------------------------------
@@ -142,39 +228,71 @@ def test_gaze_shifts_need_several_samples_away_from_the_usual_position():
     assert judge(cues) == "gaze"
 
 
-def test_nonrigid_needs_several_pairs_over_the_motion_matched_bar():
+def test_local_motion_needs_several_pairs_over_the_bar_and_the_texture_to_agree():
     t = Thresholds()
     over = _cues(t.nonrigid_count, nonrigid=t.nonrigid_excess * 1.5, motion=0.2)
     below = _cues(10, nonrigid=t.nonrigid_excess * 0.9, motion=0.2)
-    assert judge(below + over[:-1]) is None
-    assert judge(below + over) == "nonrigid"
+    assert "local motion" not in verdict(below + over[:-1]).cues
+    # Shown, but a bent print can fake it: alone it is not enough.
+    alone = verdict(below + over)
+    assert alone.cues == ("local motion",) and not alone.live
+    sharp = _cues(t.texture_min_samples, texture=t.texture + 0.2)
+    assert judge(below + over + sharp) == "local motion + texture"
 
 
-def test_texture_is_read_from_still_samples_only():
+def test_texture_is_read_from_still_samples_only_and_is_not_enough_alone():
     t = Thresholds()
     sharp_moving = _cues(10, texture=t.texture * 2, motion=core_liveness.STILL * 2)
-    assert judge(sharp_moving) is None
-    assert judge(_cues(t.texture_min_samples, texture=t.texture * 1.1)) == "texture"
-    assert judge(_cues(t.texture_min_samples - 1, texture=t.texture * 1.1)) is None
+    assert "texture" not in verdict(sharp_moving).cues
+    assert verdict(_cues(t.texture_min_samples, texture=t.texture * 1.1)).cues == ("texture",)
+    assert judge(_cues(t.texture_min_samples, texture=t.texture * 1.1)) is None
+    assert verdict(_cues(t.texture_min_samples - 1, texture=t.texture * 1.1)).cues == ()
     # The first sample has no motion to compare: not known to be still.
-    assert judge(_cues(t.texture_min_samples, texture=t.texture * 1.1, motion=None)) is None
+    assert verdict(_cues(t.texture_min_samples, texture=t.texture * 1.1, motion=None)).cues == ()
 
 
-def test_the_optional_model_must_agree_with_a_landmark_cue():
-    showing_life = _cues(6, nonrigid=0.05, motion=0.1)
-    assert judge([replace(c, model=0.9) for c in showing_life]) == "nonrigid+model"
+def test_a_surround_that_moves_with_the_face_counts_against_life():
+    t = Thresholds()
+    cues = _cues(10)
+    cues[6] = replace(cues[6], ear=0.08)
+    assert judge(cues) == "blink"
+    framed = [replace(c, surround=t.surround + 0.1) if i < t.surround_count else c for i, c in enumerate(cues)]
+    v = verdict(framed)
+    assert not v.live and v.cues == ("blink", "surround")
+    assert v.reason(20.0) == "spoof: surround moves with the face, shown: blink"
+    # Once too few samples show it, it is noise.
+    assert judge(framed[1:]) == "blink"
+    # Eyes and the other cues together outweigh it.
+    both = [replace(c, gaze=(0.5 + 3 * t.gaze_shift, 0.0, 0.5, 0.0)) if i in (1, 3, 5) else c for i, c in enumerate(framed)]
+    assert judge(both) == "blink + gaze"
+
+
+def test_the_reasons_say_what_counted():
+    assert verdict(_cues(40)).reason(20.0) == "spoof: no eye movement in 20 s"
+    assert verdict(_cues(1)).reason(0.0) == "spoof: no eye movement yet"
+    cues = _cues(10)
+    cues[6] = replace(cues[6], ear=0.08)
+    assert verdict(cues).reason(2.5) == "live: blink"
+
+
+def test_the_optional_model_must_agree():
+    showing_life = _cues(6)
+    showing_life[4] = replace(showing_life[4], ear=0.05)
+    assert judge([replace(c, model=0.9) for c in showing_life]) == "blink + model"
     # The model alone proves nothing; the model disagreeing vetoes the cue.
     assert judge(_cues(6, model=0.99)) is None
-    assert judge([replace(c, model=0.2) for c in showing_life]) is None
+    vetoed = verdict([replace(c, model=0.2) for c in showing_life])
+    assert not vetoed.live and vetoed.reason(20.0) == "spoof: the anti-spoofing model disagreed, shown: blink"
     # Too few model opinions yet: pending.
     assert judge([replace(c, model=0.9 if i >= 4 else None) for i, c in enumerate(showing_life)]) is None
 
 
 def test_judge_keeps_nothing_between_windows():
-    alive, still = _cues(8, nonrigid=0.05, motion=0.1), _cues(8)
-    assert judge(alive) == "nonrigid" and judge(still) is None
+    alive, still = _cues(8), _cues(8)
+    alive[6] = replace(alive[6], ear=0.08)
+    assert judge(alive) == "blink" and judge(still) is None
     # A live window judged just before does not make a still one live, nor the other way round.
-    assert judge(alive) == "nonrigid" and judge(still) is None
+    assert judge(alive) == "blink" and judge(still) is None
 
 
 # -- the tracker on real clips ---------------------------------------------------------------------
@@ -196,7 +314,7 @@ def test_the_tracker_finds_life_in_a_live_clip_and_latches(nuaa, detector, landm
     first = results.index(True)
     assert all(r is True for r in results[first:]), "live stays live until reset"
     assert all(r is None for r in results[:first])
-    assert tracker.reason in {"blink", "gaze", "nonrigid", "texture"}
+    assert tracker.reason is not None and tracker.reason.startswith("live: "), tracker.reason
     tracker.reset()
     assert tracker.reason is None and tracker.last is None
 
@@ -326,7 +444,8 @@ EVENTS = ("owner_arrived", "owner_left", "stranger_detected", "spoof_suspected",
 def daemon_run(nuaa, tmp_path_factory, seed_encoder):
     """The real `facewarden run` over a replay of NUAA person 0008: their printed photo waved at the
     camera (8 s), nobody (2 s), then the person themself (8 s). They are enrolled, with the real
-    commands, from three frames of their live clip. The events are read from a hook's log."""
+    commands, from three frames of their live clip. The events, and the liveness reasons hooks were
+    given, are read from a hook's log; the event log's records beside them."""
     home = seed_encoder(tmp_path_factory.mktemp("liveness-daemon"))
     env = {**os.environ, "FACEWARDEN_HOME": str(home)}
     src = home / "enroll-src"
@@ -348,7 +467,7 @@ def daemon_run(nuaa, tmp_path_factory, seed_encoder):
     hooks = home / "hooks"
     hooks.mkdir()
     for event in EVENTS:
-        (hooks / event).write_text(f'#!/bin/sh\necho "$FACEWARDEN_EVENT $FACEWARDEN_TIME" >> "{log}"\n')
+        (hooks / event).write_text(f'#!/bin/sh\necho "$FACEWARDEN_EVENT $FACEWARDEN_TIME $FACEWARDEN_LIVENESS" >> "{log}"\n')
         (hooks / event).chmod(0o755)
     (home / "lock").write_text("#!/bin/sh\nexit 0\n")
     (home / "lock").chmod(0o755)
@@ -367,16 +486,37 @@ spoof_suspected = ["lock"]
     )
     result = subprocess.run(PYTHON + ["run"], env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
-    return [line.split()[0] for line in log.read_text().splitlines()] if log.exists() else []
+    hooked = [line.split(" ", 2) for line in log.read_text().splitlines()] if log.exists() else []
+    records = [json.loads(line) for line in (home / "state" / "events.jsonl").read_text().splitlines()]
+    return hooked, records
 
 
 def test_daemon_refuses_the_photo_and_accepts_the_person(daemon_run):
-    events = daemon_run
+    events = [event for event, *_ in daemon_run[0]]
     assert "spoof_suspected" in events, events
     assert "owner_arrived" in events, events
     # The photo came first: it was held as pending, then called a spoof, and never let in.
     assert events.index("spoof_suspected") < events.index("owner_arrived"), events
     assert events.count("owner_arrived") == 1, events
+
+
+def test_the_daemon_says_why_in_its_event_log_and_to_hooks(daemon_run):
+    hooked, records = daemon_run
+    why = {event: reason for event, _, reason in hooked}
+    assert why["spoof_suspected"].startswith("spoof: "), why
+    assert why["owner_arrived"].startswith("live: "), why
+    assert why.get("locked", "") == "", "only owner_arrived and spoof_suspected carry a reason"
+    logged = {r["event"]: r.get("liveness") for r in records}
+    assert logged["spoof_suspected"] == why["spoof_suspected"]
+    assert logged["owner_arrived"] == why["owner_arrived"]
+
+
+def test_status_says_why():
+    from facewarden.cli.daemon import format_status
+
+    status = {"state": "pending", "since": 0.0, "paused_until": None, "locked": False, "camera": "ok",
+              "faces": 1, "score": 0.7, "liveness": "spoof: no eye movement in 6 s"}
+    assert "liveness: spoof: no eye movement in 6 s" in format_status(status).splitlines()
 
 
 def test_a_missing_model_file_stops_the_tracker_with_a_clear_error(tmp_path, landmarker):

@@ -110,8 +110,8 @@ def test_daemon_control_and_reload(owner_home, replay, tmp_path):
     status = daemon.status()
     assert set(status) == {"state", "since", "paused_until", "locked", "camera", "faces", "score", "person", "model",
                            "session_locked", "locked_via", "logind", "sampling", "samples", "sampled_at", "idle_s",
-                           "idle_source"}
-    assert status["state"] == "pending" and status["camera"] == "ok"
+                           "idle_source", "liveness"}
+    assert status["state"] == "pending" and status["camera"] == "ok" and status["liveness"] == "off"
 
     paused = daemon.pause(60)
     assert paused["ok"] and paused["state"] == "paused" and paused["paused_until"] > time.time() + 50

@@ -66,6 +66,8 @@ def format_status(status: dict) -> str:
     if status.get("idle_source"):
         idle = status.get("idle_s")
         lines.append("idle:    " + ("unknown" if idle is None else f"{idle:.0f} s") + f" ({status['idle_source']})")
+    if "liveness" in status:
+        lines.append(f"liveness: {status['liveness']}")
     return "\n".join(lines)
 
 

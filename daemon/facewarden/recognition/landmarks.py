@@ -1,20 +1,18 @@
 """Liveness: is the verified face a live head or a photo of one?
 
-Four cues, all from MediaPipe's landmark models (face mesh and iris, run with LiteRT) on the face
-the detector found:
+The landmark cues, from MediaPipe's landmark models (face mesh and iris, run with LiteRT) on the
+face the detector found:
 - blinks: the iris model's eye contour closes with the eyelid (the mesh's own eyelids do not), so
   the eye aspect ratio dips well below the person's usual value;
 - gaze shifts: a live person's eyes move within their sockets (saccades, fixations, following the
   screen as the head turns) even while the head is still; a photo's irises stay where they were
   printed relative to the eye corners;
-- non-rigid motion: a flat photo, however it is moved, maps its mesh points between two frames by
-  one homography; a real head (parallax of a 3-D shape, expressions) leaves a residual. The residual
-  is only judged for frame pairs whose motion falls in a fixed band, never by how much a face moves
-  (people at a desk sit still, photos get waved about: motion size would separate a test set and
-  nothing else);
-- texture: a printed or displayed face recaptured by the camera loses fine detail (the weakest
-  cue: it also depends on the camera and the light, so its bar is set furthest from the photos).
-`core.liveness.judge` (pure) turns a window of per-sample cues into one decision; an optional MiniFASNet the user
+- local motion: the mesh's move between two samples after the best smooth warp of the whole face
+  (core.liveness.smooth_residual): a photo, tilted, bent or curled, leaves nothing; eyelids, lips
+  and cheeks moving against the face's outline do. The residual is only judged for frame pairs
+  whose motion falls in a fixed band, never by how much a face moves.
+The other cues are measured beside these: the surround (surround.py) and texture (texture.py).
+`core.liveness.verdict` (pure) weighs a window of per-sample cues; an optional MiniFASNet the user
 supplies must then agree. This module measures; the rules are `core.liveness`, the window
 `recognition.liveness`.
 """
@@ -150,31 +148,6 @@ class Landmarker:
         crop = cv2.warpAffine(frame_bgr, matrix, (EYE_SIZE, EYE_SIZE), flags=cv2.INTER_LINEAR)
         # The iris model knows one eye; the other is shown to it mirrored, as MediaPipe does.
         return crop[:, ::-1] if eye == 1 else crop
-
-
-def texture(crop_bgr: np.ndarray) -> float:
-    """Fine detail of the face: variance of the Laplacian over the central half of the mesh ROI
-    (eyes, nose, mouth, cheeks), divided by the grey-level variance so that lighting and contrast
-    cancel out. A recaptured print or screen loses the detail first."""
-    side = crop_bgr.shape[0]
-    grey = cv2.cvtColor(crop_bgr[side // 4 : 3 * side // 4, side // 4 : 3 * side // 4], cv2.COLOR_BGR2GRAY)
-    grey = grey.astype(np.float32)
-    return float(cv2.Laplacian(grey, cv2.CV_32F).var() / (grey.var() + 1.0))
-
-
-def homography_residual(a: np.ndarray, b: np.ndarray, iod: float) -> float:
-    """How much of the mesh's move from `a` to `b` no homography explains: the RMS residual after
-    the least-squares homography, in units of `iod`. A flat photo, however it is turned, only ever
-    shows a homography of itself; a head's 3-D shape and expressions do not."""
-    origin = a.mean(axis=0)
-    src = (a - origin) / iod
-    dst = (b - origin) / iod
-    homography, _ = cv2.findHomography(src, dst, 0)
-    if homography is None:
-        return 0.0
-    fitted = cv2.perspectiveTransform(src.reshape(-1, 1, 2), homography).reshape(-1, 2)
-    return float(np.sqrt(((fitted - dst) ** 2).sum(axis=1).mean()))
-
 
 
 # -- the optional anti-spoofing model -----------------------------------------------------------

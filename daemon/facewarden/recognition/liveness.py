@@ -1,5 +1,6 @@
 """The liveness tracker the daemon calls once per sample of the owner's face: it measures each
-sample's cues (landmarks.py) and keeps the window that the pure rules (core.liveness) judge."""
+sample's cues (landmarks.py, surround.py, texture.py) and keeps the window that the pure rules
+(core.liveness) weigh."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import numpy as np
 
 from ..config import Liveness
 from ..core.liveness import (MIN_IOD, MOTION_MAX, MOTION_MIN, PAIR_SPAN_S, RESIDUAL_SLOPE, THRESHOLDS, Cues,
-                             LivenessThresholds, judge, mesh_shift, same_place)
+                             LivenessThresholds, Verdict, mesh_shift, same_place, smooth_residual, verdict)
 from ..core.observation import Face
-from .landmarks import Landmarker, MiniFASNet, homography_residual, texture
+from . import surround, texture
+from .landmarks import Landmarker, MiniFASNet
 
 
 @dataclass(frozen=True)
@@ -22,28 +24,36 @@ class _Seen:
     iod: float
 
 
-
-
 class LivenessTracker:
     """One face's liveness over time. `update` once per sample of the owner's face; `reset` when
     the face is lost or another person takes its place. Once judged live it stays live until reset
     or until the face jumps elsewhere (`same_place`), and costs nothing more meanwhile."""
 
     def __init__(self, config: Liveness, landmarker: Landmarker | None = None,
-                 thresholds: LivenessThresholds = THRESHOLDS):
+                 thresholds: LivenessThresholds = THRESHOLDS, classifier: texture.TextureClassifier | None = None):
         self.enabled = config.enabled
         self.window_s = config.window_s
         self.thresholds = thresholds
         self._landmarker = landmarker or Landmarker() if self.enabled else None
+        self._texture = classifier or texture.shipped() if self.enabled else None
         self._model = MiniFASNet(config.model_path) if self.enabled and config.model_path else None
         self.reset()
 
     def reset(self) -> None:
         self._seen: deque[_Seen] = deque()
         self._cues: deque[tuple[float, Cues]] = deque()
-        self.reason: str | None = None  # the cue that proved life, for logs and status
+        self._grey: np.ndarray | None = None  # the latest measured sample's small frame (surround)
+        self.verdict: Verdict | None = None  # the window's latest verdict (None: nothing measured)
         self.last: Cues | None = None  # what the latest update measured (None: nothing)
         self._face: Face | None = None  # the face of the latest update
+
+    @property
+    def reason(self) -> str | None:
+        """Why the face is live (`live: blink`) or not (yet: `spoof: no eye movement in 20 s`), for
+        logs, status, the event log and hooks; None while no face is being judged."""
+        if self.verdict is not None:
+            return self.verdict.reason(self._cues[-1][0] - self._cues[0][0] if self._cues else 0.0)
+        return None if self._face is None else "spoof: the face was too small or unclear to judge"
 
     def update(self, frame_bgr: np.ndarray, face: Face, now: float) -> bool | None:
         """True once the face has shown life, None while pending (the caller's clock runs out)."""
@@ -53,9 +63,9 @@ class LivenessTracker:
             self.reset()
         self._face = face
         self.last = None
-        if self.reason is not None:
+        if self.verdict is not None and self.verdict.live:
             return True
-        assert self._landmarker is not None  # made whenever liveness is enabled
+        assert self._landmarker is not None and self._texture is not None  # made whenever liveness is enabled
         marks = self._landmarker(frame_bgr, face)
         if marks is None or marks.iod < MIN_IOD:
             return None  # no face in the box for the mesh model, or too small: no evidence
@@ -73,18 +83,24 @@ class LivenessTracker:
                 motion = moved
             # The fit is the costly part, and pairs outside the band are not judged anyway.
             if MOTION_MIN <= moved <= MOTION_MAX:
-                excess = homography_residual(earlier.mesh, marks.mesh, scale) - RESIDUAL_SLOPE * moved
+                excess = smooth_residual(earlier.mesh, marks.mesh, scale) - RESIDUAL_SLOPE * moved
                 nonrigid = excess if nonrigid is None else max(nonrigid, excess)
+        grey = surround.small_grey(frame_bgr)
+        around = None
+        if self._grey is not None and self._seen and motion is not None and motion >= MOTION_MIN:
+            around = surround.follows(self._grey, self._seen[-1].mesh, grey, marks.mesh, face.box, frame_bgr.shape[1])
         self._seen.append(_Seen(now, marks.mesh, iod))
+        self._grey = grey
         cues = Cues(
             ear=marks.ear,
             gaze=tuple(float(v) for v in marks.gaze),
-            texture=texture(marks.crop),
+            texture=self._texture(marks.crop),
             motion=motion,
             nonrigid=nonrigid,
+            surround=around,
             model=self._model(frame_bgr, face) if self._model is not None else None,
         )
         self._cues.append((now, cues))
         self.last = cues
-        self.reason = judge([c for _, c in self._cues], self.thresholds)
-        return True if self.reason is not None else None
+        self.verdict = verdict([c for _, c in self._cues], self.thresholds)
+        return True if self.verdict.live else None

@@ -52,6 +52,7 @@ class Context:
     frame_path: Path | None = None  # set by the snapshot action, passed to hooks
     person: str | None = None  # the enrolled person the frame showed (the owner face's, else a trusted one's)
     locked_by: str | None = None  # `locked` only: "facewarden" or "session" (someone else locked it)
+    liveness: str | None = None  # why the face was judged live or a spoof (owner_arrived, spoof_suspected)
 
     def hook_env(self) -> dict[str, str]:
         env = {
@@ -61,6 +62,7 @@ class Context:
             "FACEWARDEN_FACES": str(self.faces),
             "FACEWARDEN_STATE": self.state,
             "FACEWARDEN_PERSON": self.person or "",
+            "FACEWARDEN_LIVENESS": self.liveness or "",
         }
         if self.frame_path is not None:
             env["FACEWARDEN_FRAME"] = str(self.frame_path)
@@ -74,6 +76,7 @@ class Context:
             "time": round(self.time, 3), "event": self.event.value, "state": self.state, "faces": self.faces,
             "score": None if self.score is None else round(self.score, 4), "person": self.person,
             "frame": None if self.frame_path is None else str(self.frame_path),
+            **({} if self.liveness is None else {"liveness": self.liveness}),
         }
         if self.locked_by is not None:
             record["locked_by"] = self.locked_by

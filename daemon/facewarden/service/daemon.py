@@ -57,6 +57,7 @@ from .systemd import Notifier
 
 log = logging.getLogger("facewarden")
 
+LIVENESS_EVENTS = (Event.OWNER_ARRIVED, Event.SPOOF_SUSPECTED)  # their records say why
 DRAIN_GRACE_S = 2.0  # at shutdown, queued hooks get hooks.timeout_s plus this, then are killed
 MODEL_CHECK_S = 2.0  # how often the sampling step looks whether `train` published a new model
 WATCHDOG_MIN_S = 5.0  # the watchdog acts when no step completed for this long...
@@ -74,6 +75,8 @@ class Verify(Protocol):
 class Liveness(Protocol):
     def update(self, frame: np.ndarray, face, now: float) -> bool | None: ...
     def reset(self) -> None: ...
+    @property
+    def reason(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -384,8 +387,12 @@ class Daemon:
         for event in events:
             context = Context(event, self.clock(), self.presence.state.value, faces=last.faces,
                               score=last.score, frame=frame, person=last.person,
-                              locked_by=(locked_by or "facewarden") if event == Event.LOCKED else None)
+                              locked_by=(locked_by or "facewarden") if event == Event.LOCKED else None,
+                              liveness=self._liveness_reason() if event in LIVENESS_EVENTS else None)
             self._actions.submit(partial(self._act, context))
+
+    def _liveness_reason(self) -> str:
+        return "off" if self.liveness is None else self.liveness.reason or "-"
 
     def _act(self, context: Context) -> None:
         """On the actions thread: built-in actions in their configured order, then the event log and
@@ -397,8 +404,9 @@ class Daemon:
                 self._lock_succeeded()
         context.frame = None  # the frame is written nowhere else
         self.eventlog.append(context.record())  # never raises: a full disk must not silence the hooks
-        log.info("event %s (state %s, faces %d, score %s)", context.event.value, context.state, context.faces,
-                 "-" if context.score is None else f"{context.score:.3f}")
+        log.info("event %s (state %s, faces %d, score %s)%s", context.event.value, context.state, context.faces,
+                 "-" if context.score is None else f"{context.score:.3f}",
+                 "" if context.liveness is None else f": {context.liveness}")
         env = context.hook_env()
         self._hooks.submit(partial(self.hooks.run, context.event.value, env))
 
@@ -487,6 +495,7 @@ class Daemon:
                 "person": p.last.person, "model": self.model_version,
                 "sampling": self._sampling_word(), "samples": self.samples, "sampled_at": self.sampled_at,
                 "idle_s": idle_s, "idle_source": None if self.session.idle is None else self.session.idle.name,
+                "liveness": self._liveness_reason(),
             }
 
     def _sampling_word(self) -> str:

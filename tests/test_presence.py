@@ -180,11 +180,6 @@ def test_owner_arrives_only_when_verified_and_live():
     assert run.feed(OWNER, 0.25) == [Event.OWNER_ARRIVED]
 
 
-def test_judged_not_live_is_a_spoof_at_once():
-    run = Run()
-    assert run.feed(Sample(owner=True, live=False), 0.75) == [Event.SPOOF_SUSPECTED]
-
-
 def test_photo_never_becomes_the_owner_after_leaving():
     run = Run(config(liveness={"window_s": 5}))
     run.feed(OWNER, 2)

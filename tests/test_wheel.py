@@ -15,7 +15,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 DATA = ["facewarden/data/config.toml", "facewarden/data/systemd/facewarden.service",
         "facewarden/data/systemd/facewarden-tray.service", "facewarden/data/hooks/demo-lock",
-        "facewarden/data/hooks/print-event"]
+        "facewarden/data/hooks/print-event", "facewarden/data/liveness_texture.npy"]
 
 
 @pytest.fixture(scope="module")

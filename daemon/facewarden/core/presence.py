@@ -8,7 +8,7 @@ verified" (fail closed).
 
 Liveness is part of the owner decision: an owner face counts as the owner only once the liveness
 tracker judged it live. While it is pending the lock timers are held, for at most
-`liveness.window_s`; a face still pending then (or judged not live) is treated as not the owner:
+`liveness.window_s`; a face still pending then is treated as not the owner:
 `spoof_suspected` fires and the session locks as it would for a stranger.
 """
 
@@ -229,7 +229,7 @@ class Presence:
         if verified and live is not True and not self._spoof:
             if self._pending_since is None:
                 self._pending_since = now
-            if live is False or now - self._pending_since >= self.liveness_window_s:
+            if now - self._pending_since >= self.liveness_window_s:
                 self._spoof = True
                 events.append(Event.SPOOF_SUSPECTED)
         if not verified or owner_live:

@@ -31,7 +31,7 @@ from ..errors import UserError
 from ..events import Action, Event
 from ..paths import Paths
 from .actions import Actions, Context
-from .camera import Camera, ReplayEnded
+from .camera import Camera, Cameras, ReplayEnded
 from .control import Server
 from .eventlog import EventLog
 from .hooks import Runner
@@ -57,18 +57,22 @@ class Step:
     sample: Sample | None  # None while paused (the camera is not read then)
 
 
-def sample_once(camera: Camera, verify: Verify, presence: Presence, clock: Callable[[], float],
-                liveness: Liveness | None = None) -> Step:
+IdleSeconds = Callable[[], "float | None"]
+
+
+def sample_once(camera: Camera | Cameras, verify: Verify, presence: Presence, clock: Callable[[], float],
+                liveness: Liveness | None = None, idle: IdleSeconds = lambda: None) -> Step:
     """The sampling step: read a frame, judge it, feed presence. Raises ReplayEnded at a replay's end.
 
-    `liveness` None means liveness is off: a verified face counts as live.
+    `liveness` None means liveness is off: a verified face counts as live. `idle`: seconds since the
+    session's last input (None: unknown), asked only while the camera is busy.
     """
     now = clock()
     if presence.state == State.PAUSED:
         return Step(presence.tick(now), None, None)
     frame = camera.read()
     if frame is None:
-        sample = Sample.camera_failed()
+        sample = Sample.camera_busy(idle()) if camera.busy_by else Sample.camera_failed()
     else:
         observation = verify(frame)
         owner = observation.owner_face
@@ -123,12 +127,15 @@ def build_liveness(config: Config) -> Liveness | None:
 
 class Daemon:
     def __init__(self, config: Config, where: Paths, clock: Callable[[], float] = time.time,
-                 verifier_factory: Callable[[Config, Paths], Verify] = build_verifier):
+                 verifier_factory: Callable[[Config, Paths], Verify] = build_verifier,
+                 idle: IdleSeconds = lambda: None, lid_closed: Callable[[], bool | None] = lambda: None):
         self.config = config
         self.paths = where
         self.clock = clock
         self.verifier_factory = verifier_factory
-        self.camera = Camera(config.camera)
+        self.idle = idle
+        self.lid_closed = lid_closed
+        self.camera = Cameras(config.camera, lid_closed=lid_closed)
         self.verify = verifier_factory(config, where)
         self.liveness = build_liveness(config)
         self.presence = Presence(config, clock())
@@ -160,7 +167,7 @@ class Daemon:
             if self.stopping.is_set():
                 return
             try:
-                step = sample_once(self.camera, self.verify, self.presence, self.clock, self.liveness)
+                step = sample_once(self.camera, self.verify, self.presence, self.clock, self.liveness, self.idle)
             except ReplayEnded:
                 log.info("replay of %s ended", self.config.camera.source)
                 self.stop(0)
@@ -217,10 +224,15 @@ class Daemon:
 
     def status(self) -> dict:
         with self._lock:
-            p = self.presence
+            p, cam = self.presence, self.camera
+            # Busy is the cameras' word, at once (the watcher's thread sets it); lost is presence's.
+            in_use = cam.in_use if cam.in_use is not None and not cam.in_use.held_by else None
+            busy = None if in_use else cam.busy_by or next((c.busy_by for c in cam.cameras if c.busy_by), None)
+            camera = "ok" if in_use else "busy" if busy else "ok" if p.camera_ok else "lost"
             return {
                 "state": p.state.value, "since": p.since, "paused_until": p.paused_until, "locked": p.locked,
-                "camera": "ok" if p.camera_ok else "lost", "faces": p.last.faces, "score": p.last.score,
+                "camera": camera, "camera_busy_by": busy, "camera_in_use": None if in_use is None else str(in_use.source),
+                "faces": p.last.faces, "score": p.last.score,
             }
 
     def pause(self, seconds: float | None) -> dict:
@@ -249,11 +261,12 @@ class Daemon:
         try:
             new = config_module.load(self.paths.config_file)
             with self._lock:
-                camera = Camera(new.camera) if new.camera != self.config.camera else self.camera
+                camera = Cameras(new.camera, lid_closed=self.lid_closed) if new.camera != self.config.camera \
+                    else self.camera
                 verify = self.verifier_factory(new, self.paths) if new.model != self.config.model else self.verify
                 liveness = build_liveness(new) if new.liveness != self.config.liveness else self.liveness
                 if camera is not self.camera:
-                    self.camera.release()
+                    self.camera.close()
                 self.config, self.camera, self.verify, self.liveness = new, camera, verify, liveness
                 self.presence.configure(new)
                 self.actions = Actions(new, self.paths)
@@ -294,7 +307,7 @@ class Daemon:
         self.scheduler.shutdown(wait=True)  # a running step finishes first
         self.server.stop()
         with self._lock:
-            self.camera.release()
+            self.camera.close()
         deadline = self.config.hooks.timeout_s + DRAIN_GRACE_S
         start = time.monotonic()
         self._actions.drain(deadline)

@@ -144,7 +144,8 @@ def test_daemon_control_and_reload(owner_home, replay, tmp_path):
     cfg = write_config(owner_home, base)
     daemon = Daemon(cfg, paths())
     status = daemon.status()
-    assert set(status) == {"state", "since", "paused_until", "locked", "camera", "faces", "score"}
+    assert set(status) == {"state", "since", "paused_until", "locked", "camera", "camera_busy_by", "camera_in_use",
+                           "faces", "score"}
     assert status["state"] == "pending" and status["camera"] == "ok"
 
     paused = daemon.pause(60)

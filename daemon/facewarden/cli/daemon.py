@@ -48,7 +48,12 @@ def format_status(status: dict) -> str:
         until = status.get("paused_until")
         lines.append("paused:  until " + (time.strftime("%H:%M:%S", time.localtime(until)) if until else "resumed"))
     lines.append(f"locked:  {'yes' if status['locked'] else 'no'}")
-    lines.append(f"camera:  {status['camera']}")
+    camera = status["camera"]
+    if status.get("camera_busy_by"):
+        camera += f" (held by {status['camera_busy_by']})"
+    elif status.get("camera_in_use"):
+        camera += f" ({status['camera_in_use']})"
+    lines.append(f"camera:  {camera}")
     score = status.get("score")
     lines.append(f"faces:   {status['faces']}" + (f" (best owner score {score:.2f})" if score is not None else ""))
     return "\n".join(lines)

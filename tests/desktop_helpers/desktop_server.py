@@ -1,0 +1,56 @@
+"""A test desktop on a private session bus: a screensaver and GNOME's idle monitor, for the idle
+back-ends and the session's lock state.
+
+Run as `python desktop_server.py NAME...` with DBUS_SESSION_BUS_ADDRESS pointing at a private bus;
+NAME is org.freedesktop.ScreenSaver or org.gnome.Mutter.IdleMonitor. Serves
+org.freedesktop.ScreenSaver's GetSessionIdleTime (ms, as KDE answers), GetActive, Lock (active,
+ActiveChanged) and org.gnome.Mutter.IdleMonitor's GetIdletime (ms), and org.facewarden.Test on /
+for the test: SetIdle(t ms), SetActive(b) (ActiveChanged). Prints "ready".
+"""
+
+from __future__ import annotations
+
+import sys
+
+from jeepney import DBusAddress, HeaderFields, MessageType, new_error, new_method_return, new_signal
+from jeepney.bus_messages import message_bus
+from jeepney.io.blocking import open_dbus_connection
+
+
+def main(names: list[str]) -> None:
+    conn = open_dbus_connection("SESSION")
+    for name in names:
+        if conn.send_and_get_reply(message_bus.RequestName(name, 4)).body != (1,):
+            sys.exit(f"could not own {name}")
+    idle_ms, active = 0, False
+
+    def set_active(value: bool) -> None:
+        nonlocal active
+        active = value
+        conn.send(new_signal(DBusAddress("/org/freedesktop/ScreenSaver", interface="org.freedesktop.ScreenSaver"),
+                             "ActiveChanged", "b", (value,)))
+
+    print("ready", flush=True)
+    while True:
+        msg = conn.receive()
+        if msg.header.message_type != MessageType.method_call:
+            continue
+        member = msg.header.fields.get(HeaderFields.member)
+        reply = new_method_return(msg)
+        if member in ("GetSessionIdleTime", "GetIdletime"):
+            reply = new_method_return(msg, "u" if member == "GetSessionIdleTime" else "t", (idle_ms,))
+        elif member == "GetActive":
+            reply = new_method_return(msg, "b", (active,))
+        elif member == "Lock":
+            set_active(True)
+        elif member == "SetIdle":
+            idle_ms = msg.body[0]
+        elif member == "SetActive":
+            set_active(msg.body[0])
+        else:
+            reply = new_error(msg, "org.freedesktop.DBus.Error.UnknownMethod")
+        conn.send(reply)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

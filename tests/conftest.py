@@ -1,9 +1,13 @@
 """Shared fixtures: the real face data in ../shared (skipped with a reason when absent), an isolated
-FACEWARDEN_HOME, and a face that ships with a dependency for tests that must run anywhere."""
+FACEWARDEN_HOME, a face that ships with a dependency for tests that must run anywhere, and that face
+enrolled and trained as the owner (for the daemon tests)."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,3 +76,29 @@ def encoder_tflite(encoder_model, tmp_path_factory) -> Path:
     from facewarden.model import encoder
 
     return encoder.export_tflite(encoder_model, tmp_path_factory.mktemp("tflite") / "encoder.tflite")
+
+
+@pytest.fixture(scope="session")
+def trained_home(tmp_path_factory, astronaut_bgr) -> Path:
+    """A FACEWARDEN_HOME with the astronaut enrolled and the owner model trained."""
+    import cv2
+
+    from facewarden.cli.demo import augmented
+
+    home = tmp_path_factory.mktemp("astronaut-owner")
+    src = home / "src"
+    src.mkdir()
+    for i, img in enumerate(augmented(astronaut_bgr, 12)):
+        cv2.imwrite(str(src / f"{i:02d}.jpg"), img)
+    env = {**os.environ, "FACEWARDEN_HOME": str(home)}
+    for cmd in (["enroll", "--from", str(src)], ["train"]):
+        result = subprocess.run([sys.executable, "-m", "facewarden", *cmd], env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-2000:]
+    return home
+
+
+@pytest.fixture
+def owner_home(trained_home, home) -> Path:
+    """An isolated FACEWARDEN_HOME holding a copy of the trained owner model."""
+    shutil.copytree(trained_home / "models", home / "models")
+    return home

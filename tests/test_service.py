@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from facewarden import config as config_module
 from facewarden.service.camera import Camera, ReplayEnded
 from facewarden.config import parse
 from facewarden.service.control import request
-from facewarden.cli.demo import augmented, write_replay
+from facewarden.cli.demo import write_replay
 from facewarden.errors import UserError
 from facewarden.events import Event
 from facewarden.paths import paths
@@ -30,30 +29,6 @@ from facewarden.service.daemon import Daemon, build_verifier, sample_once
 
 PYTHON = [sys.executable, "-m", "facewarden"]
 WAIT_S = 60.0  # generous: CI has 2 shared cores
-
-
-@pytest.fixture(scope="session")
-def trained_home(tmp_path_factory, astronaut_bgr) -> Path:
-    """A FACEWARDEN_HOME with the astronaut enrolled and the owner model trained."""
-    import cv2
-
-    home = tmp_path_factory.mktemp("astronaut-owner")
-    src = home / "src"
-    src.mkdir()
-    for i, img in enumerate(augmented(astronaut_bgr, 12)):
-        cv2.imwrite(str(src / f"{i:02d}.jpg"), img)
-    env = {**os.environ, "FACEWARDEN_HOME": str(home)}
-    for cmd in (["enroll", "--from", str(src)], ["train"]):
-        result = subprocess.run(PYTHON + cmd, env=env, capture_output=True, text=True)
-        assert result.returncode == 0, result.stderr[-2000:]
-    return home
-
-
-@pytest.fixture
-def owner_home(trained_home, home) -> Path:
-    """An isolated FACEWARDEN_HOME holding a copy of the trained owner model."""
-    shutil.copytree(trained_home / "models", home / "models")
-    return home
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,7 @@ from .camera import Camera, Cameras, ReplayEnded
 from .control import Server
 from .eventlog import EventLog
 from .hooks import Runner
+from .desk import Desk
 
 log = logging.getLogger("facewarden")
 
@@ -128,14 +129,14 @@ def build_liveness(config: Config) -> Liveness | None:
 class Daemon:
     def __init__(self, config: Config, where: Paths, clock: Callable[[], float] = time.time,
                  verifier_factory: Callable[[Config, Paths], Verify] = build_verifier,
-                 idle: IdleSeconds = lambda: None, lid_closed: Callable[[], bool | None] = lambda: None):
+                 desk: Desk | None = None):
         self.config = config
         self.paths = where
         self.clock = clock
         self.verifier_factory = verifier_factory
-        self.idle = idle
-        self.lid_closed = lid_closed
-        self.camera = Cameras(config.camera, lid_closed=lid_closed)
+        # Idle input and the lid, for a busy camera (camera.when_busy); none in in-process tests.
+        self.desk = desk if desk is not None else Desk(None, None)
+        self.camera = Cameras(config.camera, lid_closed=self.desk.lid_closed)
         self.verify = verifier_factory(config, where)
         self.liveness = build_liveness(config)
         self.presence = Presence(config, clock())
@@ -167,7 +168,8 @@ class Daemon:
             if self.stopping.is_set():
                 return
             try:
-                step = sample_once(self.camera, self.verify, self.presence, self.clock, self.liveness, self.idle)
+                step = sample_once(self.camera, self.verify, self.presence, self.clock, self.liveness,
+                                   self.desk.idle_seconds)
             except ReplayEnded:
                 log.info("replay of %s ended", self.config.camera.source)
                 self.stop(0)
@@ -231,7 +233,8 @@ class Daemon:
             camera = "ok" if in_use else "busy" if busy else "ok" if p.camera_ok else "lost"
             return {
                 "state": p.state.value, "since": p.since, "paused_until": p.paused_until, "locked": p.locked,
-                "camera": camera, "camera_busy_by": busy, "camera_in_use": None if in_use is None else str(in_use.source),
+                "camera": camera, "camera_busy_by": busy,
+                "camera_in_use": None if in_use is None else str(in_use.source),
                 "faces": p.last.faces, "score": p.last.score,
             }
 
@@ -261,8 +264,8 @@ class Daemon:
         try:
             new = config_module.load(self.paths.config_file)
             with self._lock:
-                camera = Cameras(new.camera, lid_closed=self.lid_closed) if new.camera != self.config.camera \
-                    else self.camera
+                same_camera = new.camera == self.config.camera
+                camera = self.camera if same_camera else Cameras(new.camera, lid_closed=self.desk.lid_closed)
                 verify = self.verifier_factory(new, self.paths) if new.model != self.config.model else self.verify
                 liveness = build_liveness(new) if new.liveness != self.config.liveness else self.liveness
                 if camera is not self.camera:
@@ -308,6 +311,7 @@ class Daemon:
         self.server.stop()
         with self._lock:
             self.camera.close()
+        self.desk.close()
         deadline = self.config.hooks.timeout_s + DRAIN_GRACE_S
         start = time.monotonic()
         self._actions.drain(deadline)

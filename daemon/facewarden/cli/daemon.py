@@ -67,14 +67,13 @@ def _checked(response: dict) -> dict:
 
 def run(args) -> int:
     from ..service.daemon import Daemon
-    from ..service.desk import Desk
 
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # One line per sample would flood the journal; the scheduler's warnings still get through.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     where = paths()
     config = config_module.load(where.config_file)
-    return Daemon(config, where, desk=Desk.connect(config.camera.when_busy)).run()
+    return Daemon(config, where).run()
 
 
 def status(args) -> int:

@@ -128,15 +128,14 @@ def build_liveness(config: Config) -> Liveness | None:
 
 class Daemon:
     def __init__(self, config: Config, where: Paths, clock: Callable[[], float] = time.time,
-                 verifier_factory: Callable[[Config, Paths], Verify] = build_verifier,
-                 desk: Desk | None = None):
+                 verifier_factory: Callable[[Config, Paths], Verify] = build_verifier):
         self.config = config
         self.paths = where
         self.clock = clock
         self.verifier_factory = verifier_factory
-        # Idle input and the lid, for a busy camera (camera.when_busy); none in in-process tests.
-        self.desk = desk if desk is not None else Desk(None, None)
-        self.camera = Cameras(config.camera, lid_closed=self.desk.lid_closed)
+        # Idle input and the lid, for a busy camera (camera.when_busy): connected by `run`.
+        self.desk = Desk(None, None)
+        self.camera = Cameras(config.camera, lid_closed=self._lid_closed)
         self.verify = verifier_factory(config, where)
         self.liveness = build_liveness(config)
         self.presence = Presence(config, clock())
@@ -154,6 +153,9 @@ class Daemon:
         self.stopping = threading.Event()
         self.exit_code = 0
         self._warn_unlock()
+
+    def _lid_closed(self) -> bool | None:
+        return self.desk.lid_closed()
 
     def _warn_unlock(self) -> None:
         if self.config.unlock_enabled:
@@ -265,7 +267,7 @@ class Daemon:
             new = config_module.load(self.paths.config_file)
             with self._lock:
                 same_camera = new.camera == self.config.camera
-                camera = self.camera if same_camera else Cameras(new.camera, lid_closed=self.desk.lid_closed)
+                camera = self.camera if same_camera else Cameras(new.camera, lid_closed=self._lid_closed)
                 verify = self.verifier_factory(new, self.paths) if new.model != self.config.model else self.verify
                 liveness = build_liveness(new) if new.liveness != self.config.liveness else self.liveness
                 if camera is not self.camera:
@@ -288,6 +290,7 @@ class Daemon:
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT or the end of a replay; the exit status."""
         self.server.start()
+        self.desk = Desk.connect(self.config.camera.when_busy)
         signal.signal(signal.SIGTERM, lambda *_: self.stop(0))
         signal.signal(signal.SIGINT, lambda *_: self.stop(0))
         signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=self.reload, daemon=True).start())

@@ -189,8 +189,14 @@ class Camera:
             index %= count
         return index
 
+    def _held_elsewhere(self) -> bool:
+        """Checked before (re)opening: someone else streams from it, and opening would disturb them."""
+        return self.watcher is not None and bool(self.watcher.check(self.target))
+
     def _read(self, now: float) -> np.ndarray | None:
         if self.images:
+            if (self._started is None or self.lost) and self._held_elsewhere():
+                return None
             index = self._replay_index(now, self.config.replay_fps, len(self.images))
             return cv2.imread(str(self.images[index]), cv2.IMREAD_COLOR)
         if self._cap is None and not self._open():
@@ -200,8 +206,8 @@ class Camera:
         return self._read_video(now)
 
     def _open(self) -> bool:
-        if self.watcher is not None and self.watcher.check(self.target):
-            return False  # someone else streams from it: opening would only disturb them
+        if self._held_elsewhere():
+            return False
         if self.device is not None:
             cap = cv2.VideoCapture(self.device)
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.config.width)

@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "daemon"))
 sys.path.insert(0, str(REPO / "tests"))
 
-from bench_daemon import owner_photos  # noqa: E402
+from bench_daemon import enroll_and_train, owner_photos  # noqa: E402
 from desktop_helpers.holder import holding  # noqa: E402
 from desktop_helpers.procs import xvfb  # noqa: E402
 from facewarden.cli.demo import write_replay  # noqa: E402
@@ -111,11 +111,8 @@ def main() -> int:
     for image in images:
         writer.write(cv2.imread(str(image)))
     writer.release()
-    for cmd in (["enroll", "--from", str(home / "bench-enroll")], ["train"]):
-        result = subprocess.run(python + cmd, env=env, capture_output=True, text=True)
-        if result.returncode != 0:
-            print(result.stdout[-2000:], result.stderr[-2000:])
-            return 1
+    if not enroll_and_train(python, env, home / "bench-enroll"):
+        return 1
     locks = home / "locks.txt"
     (home / "lock").write_text(f'#!/bin/sh\ndate +%s.%N >> "{locks}"\n')
     (home / "lock").chmod(0o755)

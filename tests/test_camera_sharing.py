@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -153,6 +154,9 @@ def test_a_video_call_gets_the_camera_and_the_session_stays_open_while_typed_in(
             let_go_s = time.monotonic() - opened_at
             assert let_go_s < 0.1, f"the daemon held the camera {let_go_s * 1000:.0f} ms after the other open"
             assert status()["camera"] == "busy" and status()["camera_busy_by"] == f"holder (pid {call.pid})"
+            said = subprocess.run([sys.executable, "-m", "facewarden", "status"], capture_output=True, text=True,
+                                  env={**os.environ, "FACEWARDEN_HOME": str(owner_home)}).stdout
+            assert f"camera:  busy (held by holder (pid {call.pid}))" in said.splitlines()
             wait_for(lambda: "camera_busy" in fired(events), "camera_busy")
             # A minute of call while the owner types: after_absent_s is 3 s, yet no lock.
             call_started = time.monotonic()

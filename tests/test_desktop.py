@@ -3,6 +3,7 @@ and doctor on a real private bus and X server."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -188,7 +189,10 @@ def test_doctor_on_a_desktop_with_bus_tray_and_camera(user_home, tmp_path, face_
     assert lines["tray"] == "ok   tray: X system tray (_NET_SYSTEM_TRAY)"
     assert lines["unit"].startswith("warn unit: ")
     assert r.returncode == 1  # the model is essential
-    assert not (tmp_path / "calls.jsonl").exists()  # doctor looked, it did not lock or notify
+    # doctor looked (the idle check asks GetSessionIdleTime), it did not lock or notify.
+    record = tmp_path / "calls.jsonl"
+    calls = [json.loads(line)["member"] for line in record.read_text().splitlines()] if record.exists() else []
+    assert set(calls) <= {"GetSessionIdleTime"}
 
 
 def test_doctor_where_nothing_is_there(user_home, tmp_path):

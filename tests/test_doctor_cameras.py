@@ -63,11 +63,11 @@ def test_when_busy_idle_needs_an_idle_source(tmp_path, monkeypatch):
     monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={tmp_path / 'none'}")
     monkeypatch.delenv("DISPLAY", raising=False)
     cfg = parse({})
-    check = doctor.check_when_busy(cfg)
+    check = doctor.check_when_busy(cfg, doctor.check_session()[1])
     assert not check.ok and check.text.startswith('"idle" falls back to "lock" here')
     with xvfb() as display:
         monkeypatch.setenv("DISPLAY", display)
-        assert doctor.check_when_busy(cfg).line() == (
+        assert doctor.check_when_busy(cfg, doctor.check_session()[1]).line() == (
             f"ok   when_busy: idle: during a video call, locks after lock.idle_s = 300 s without input "
             f"(x11 (MIT-SCREEN-SAVER on {display}))")
-    assert doctor.check_when_busy(parse({"camera": {"when_busy": "pause"}})).ok
+    assert doctor.check_when_busy(parse({"camera": {"when_busy": "pause"}}), check).ok

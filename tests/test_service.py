@@ -120,7 +120,8 @@ def test_daemon_control_and_reload(owner_home, replay, tmp_path):
     daemon = Daemon(cfg, paths())
     status = daemon.status()
     assert set(status) == {"state", "since", "paused_until", "locked", "camera", "camera_busy_by", "camera_in_use",
-                           "faces", "score"}
+                           "faces", "score", "session_locked", "locked_via", "logind", "sampling", "samples",
+                           "sampled_at", "idle_s", "idle_source"}
     assert status["state"] == "pending" and status["camera"] == "ok"
 
     paused = daemon.pause(60)

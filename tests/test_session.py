@@ -157,3 +157,32 @@ def test_the_bus_going_away_is_logged_not_raised(tmp_path, monkeypatch, client, 
     assert c.locked() is False  # the last known state is kept, queries answer None
     assert c.lid_closed() is None
     assert not any(r.exc_info for r in caplog.records)
+
+
+def test_doctor_says_which_idle_source_and_whether_logind_answers(bus, tmp_path):
+    import subprocess
+    import sys
+
+    from desktop_helpers.buses import desktop
+    from desktop_helpers.procs import session_bus
+
+    env = {**os.environ, "FACEWARDEN_HOME": str(tmp_path / "fw"), "DBUS_SYSTEM_BUS_ADDRESS": bus}
+    env.pop("DISPLAY", None)
+    (tmp_path / "s").mkdir()
+    with logind(bus, tmp_path / "logind.jsonl"), session_bus(tmp_path / "s") as session, \
+            desktop(session, "org.gnome.Mutter.IdleMonitor"):
+        env["DBUS_SESSION_BUS_ADDRESS"] = session
+        out = subprocess.run([sys.executable, "-m", "facewarden", "doctor"], env=env, capture_output=True, text=True,
+                             timeout=120).stdout
+    lines = {line[5:].split(":", 1)[0]: line for line in out.splitlines()}
+    assert lines["logind"] == "ok   logind: logind (session /org/freedesktop/login1/session/c1)"
+    assert lines["idle"] == ("ok   idle: mutter (org.gnome.Mutter.IdleMonitor) "
+                             "(also: logind (IdleHint of /org/freedesktop/login1/session/c1))")
+    env["DBUS_SYSTEM_BUS_ADDRESS"] = f"unix:path={tmp_path / 'nobus'}"
+    env["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={tmp_path / 'nobus'}"
+    r = subprocess.run([sys.executable, "-m", "facewarden", "doctor"], env=env, capture_output=True, text=True,
+                       timeout=120)
+    lines = {line[5:].split(":", 1)[0]: line for line in r.stdout.splitlines()}
+    assert lines["logind"].startswith(f"warn logind: no system bus at unix:path={tmp_path / 'nobus'} -- fix: ")
+    assert lines["idle"].startswith("warn idle: no idle-input source here")
+    assert r.stderr == ""

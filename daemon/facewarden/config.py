@@ -60,6 +60,10 @@ class Sampling(Section):
     interval_s: float = Field(1.0, gt=0)  # while the owner is verified
     doubt_interval_s: float = Field(0.25, gt=0)  # a face not yet decided, a grace period running
     paused_interval_s: float = Field(5.0, gt=0)
+    # While the session is locked: "auto" watches only when something needs the camera then (the
+    # unlock action, or an action or a hook on owner_arrived), "watch" always, "off" never.
+    while_locked: Literal["auto", "watch", "off"] = "auto"
+    locked_interval_s: float = Field(2.0, gt=0)  # between samples while locked and watching
 
 
 class Model(Section):
@@ -92,6 +96,7 @@ class Lock(Section):
     idle_s: float = Field(300.0, gt=0)
     command: list[str] = []  # argv, no shell; tried first when set
     methods: list[LockMethod] = ["command", "loginctl", "screensaver", "xdg-screensaver"]
+    before_sleep: bool = True  # lock when logind announces sleep (as xss-lock does)
 
 
 class Onlooker(Section):

@@ -12,12 +12,15 @@ class Event(str, Enum):
     ONLOOKER_DETECTED = "onlooker_detected"
     SPOOF_SUSPECTED = "spoof_suspected"
     LOCKED = "locked"
+    UNLOCKED = "unlocked"
     PAUSED = "paused"
     RESUMED = "resumed"
     CAMERA_LOST = "camera_lost"
     CAMERA_RESTORED = "camera_restored"
     CAMERA_BUSY = "camera_busy"  # another program holds it (a video call), or the lid is closed
     CAMERA_FREE = "camera_free"
+    SLEEP = "sleep"
+    WAKE = "wake"
 
 
 class Action(str, Enum):

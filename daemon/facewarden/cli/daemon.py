@@ -4,6 +4,7 @@ lock, reload), and read what it logged (events). None of them imports TensorFlow
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import time
@@ -31,7 +32,8 @@ def iso(t: float) -> str:
 
 
 def format_record(record: dict) -> str:
-    extra = [f"{k}={record[k]}" for k in ("state", "faces", "score", "detail", "frame") if record.get(k) is not None]
+    extra = [f"{k}={record[k]}" for k in ("state", "faces", "score", "detail", "frame", "locked_by")
+             if record.get(k) is not None]
     return f"{iso(record['time'])}  {record['event']:<18} " + " ".join(extra)
 
 
@@ -47,7 +49,10 @@ def format_status(status: dict) -> str:
     if status["state"] == "paused":
         until = status.get("paused_until")
         lines.append("paused:  until " + (time.strftime("%H:%M:%S", time.localtime(until)) if until else "resumed"))
-    lines.append(f"locked:  {'yes' if status['locked'] else 'no'}")
+    lines.append(f"locked:  {'yes' if status['locked'] else 'no'}"
+                 + (f" (the session says so: {status['locked_via']})" if status.get("session_locked") else ""))
+    if status.get("sampling") not in (None, "on"):
+        lines.append(f"sampling: {status['sampling']}")
     camera = status["camera"]
     if status.get("camera_busy_by"):
         camera += f" (held by {status['camera_busy_by']})"
@@ -56,6 +61,9 @@ def format_status(status: dict) -> str:
     lines.append(f"camera:  {camera}")
     score = status.get("score")
     lines.append(f"faces:   {status['faces']}" + (f" (best owner score {score:.2f})" if score is not None else ""))
+    if status.get("idle_source"):
+        idle = status.get("idle_s")
+        lines.append("idle:    " + ("unknown" if idle is None else f"{idle:.0f} s") + f" ({status['idle_source']})")
     return "\n".join(lines)
 
 
@@ -71,9 +79,17 @@ def run(args) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # One line per sample would flood the journal; the scheduler's warnings still get through.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # A kick to sample at once can meet a step that just began; its "skipped" warning means nothing.
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
     where = paths()
     config = config_module.load(where.config_file)
-    return Daemon(config, where).run()
+    daemon = Daemon(config, where)
+    code = daemon.run()
+    if daemon.stuck:
+        # A thread hung in a camera read would keep the interpreter from exiting (it joins them).
+        logging.shutdown()
+        os._exit(code)
+    return code
 
 
 def status(args) -> int:

@@ -203,6 +203,14 @@ class Presence:
         self._go(State.PENDING, now)
         return [Event.RESUMED]
 
+    def start_afresh(self, now: float) -> None:
+        """Drop all evidence and start again, the owner assumed at the keyboard: the session was just
+        unlocked (they typed their password) or the machine woke. A pause stays a pause."""
+        self._reset_evidence(now)
+        self.locked = False
+        if self.state != State.PAUSED:
+            self._go(State.PENDING, now)
+
     def lock_succeeded(self, now: float) -> list[Event]:
         """A lock action worked: `locked` fires once, until the owner is back."""
         if self.locked or self.state == State.PAUSED:

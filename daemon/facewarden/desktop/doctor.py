@@ -92,32 +92,17 @@ def check_devices(dev: str = "/dev") -> Check:
     return Check("cameras", True, f"{', '.join(listed)}; {held_text}", essential=False)
 
 
-def check_when_busy(cfg) -> Check:
-    """What a busy camera (a video call) does to the lock here: "idle" needs an idle-input source."""
-    from ..service import idle
-    from ..service.bus import Bus
-    from ..service.dbus import session_bus_address
-    from ..service.logind import Logind
-
+def check_when_busy(cfg, idle: Check) -> Check:
+    """What a busy camera (a video call) does to the lock here: "idle" needs the `idle` check's source."""
     policy = cfg.camera.when_busy
     if policy != "idle":
         return Check("when_busy", True, {"pause": "never locks while another program holds the camera",
                                          "lock": "fails closed while another program holds the camera"}[policy])
-    logind = Logind()
-    bus = Bus.open(session_bus_address(), "session")
-    try:
-        source = idle.detect(bus, logind if logind.start() else None)
-        what = source.available() if source is not None else None
-    finally:
-        logind.close()
-        if bus is not None:
-            bus.close()
-    if what is None:
-        return Check("when_busy", False, '"idle" falls back to "lock" here: no idle input source (X11 screensaver '
-                     "extension, GNOME idle monitor, org.freedesktop.ScreenSaver, logind idle hint)", essential=False,
+    if not idle.ok:
+        return Check("when_busy", False, '"idle" falls back to "lock" here: no idle-input source', essential=False,
                      fix='set camera.when_busy = "pause" to keep the session open during calls')
     return Check("when_busy", True, f"idle: during a video call, locks after lock.idle_s = {cfg.lock.idle_s:g} s "
-                 f"without input ({what})")
+                 f"without input ({idle.text})")
 
 
 def check_model(cfg) -> Check:
@@ -165,6 +150,30 @@ def check_tray() -> Check:
                  fix="GNOME: enable the AppIndicator extension; elsewhere add a system tray to the panel")
 
 
+def check_session() -> list[Check]:
+    """logind (the session's lock state, sleep) and the idle-input back-end, as the daemon finds them."""
+    from ..service import idle
+    from ..service.bus import Bus
+    from ..service.logind import Logind
+
+    logind = Logind()
+    session_bus = Bus.open(dbus.session_bus_address(), "session")
+    try:
+        where = logind.available() if logind.start() else None
+        reachable = Check("logind", where is not None, where or str(logind.problem), essential=False,
+                          fix="without logind the daemon sees only its own locks and no sleep; it still locks")
+        answers = [what for what in (s.available() for s in idle.sources(session_bus, logind)) if what]
+    finally:
+        logind.close()
+        if session_bus is not None:
+            session_bus.close()
+    text = answers[0] + (f" (also: {', '.join(answers[1:])})" if answers[1:] else "") if answers else \
+        "no idle-input source here"
+    idle_check = Check("idle", bool(answers), text, essential=False,
+                       fix="an X11 session, GNOME, KDE, or a logind session that sets IdleHint")
+    return [reachable, idle_check]
+
+
 def check_units() -> Check:
     installed = (user_unit_dir() / DAEMON_UNIT).exists()
     if not systemd_user_running():
@@ -183,6 +192,8 @@ def checks(status: dict | None) -> list[Check]:
     """Every check, in the order doctor prints them; `status`: the running daemon's, or None."""
     config_check, cfg = check_config()
     found = [config_check]
+    session = check_session()
     if cfg is not None:
-        found += [check_camera(cfg, status), check_devices(), check_when_busy(cfg), check_model(cfg), check_lock(cfg)]
-    return found + [check_notifications(), check_tray(), check_units()]
+        found += [check_camera(cfg, status), check_devices(), check_when_busy(cfg, session[1]), check_model(cfg),
+                  check_lock(cfg)]
+    return found + [check_notifications(), check_tray(), *session, check_units()]

@@ -44,6 +44,7 @@ class Context:
     score: float | None = None
     frame: np.ndarray | None = None
     frame_path: Path | None = None  # set by the snapshot action, passed to hooks
+    locked_by: str | None = None  # `locked` only: "facewarden" or "session" (someone else locked it)
 
     def hook_env(self) -> dict[str, str]:
         env = {
@@ -55,15 +56,20 @@ class Context:
         }
         if self.frame_path is not None:
             env["FACEWARDEN_FRAME"] = str(self.frame_path)
+        if self.locked_by is not None:
+            env["FACEWARDEN_LOCKED_BY"] = self.locked_by
         return env
 
     def record(self) -> dict:
         """Its line in events.jsonl."""
-        return {
+        record = {
             "time": round(self.time, 3), "event": self.event.value, "state": self.state, "faces": self.faces,
             "score": None if self.score is None else round(self.score, 4),
             "frame": None if self.frame_path is None else str(self.frame_path),
         }
+        if self.locked_by is not None:
+            record["locked_by"] = self.locked_by
+        return record
 
 
 class Actions:

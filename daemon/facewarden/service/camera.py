@@ -94,7 +94,7 @@ class Camera:
                 self.images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
                 if not self.images:
                     raise UserError(f"camera.source: {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-            elif not path.is_file():
+            elif not path.exists():  # a file, or a pipe or device some other program feeds
                 raise UserError(f"camera.source: {path} is not a camera, a video file or an image directory")
             self.path = path
         # What inotify watches and /proc links point at.

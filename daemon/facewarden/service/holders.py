@@ -185,6 +185,9 @@ class Watcher:
                 recheck = min(recheck * 2, self._recheck_max_s)
 
     def close(self) -> None:
+        """Stop the thread and close its descriptors; again is a no-op (a replaced camera may be closed twice)."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         os.write(self._wake_w, b"x")
         self._thread.join(2.0)

@@ -1,0 +1,252 @@
+"""The real `facewarden run` process living with a desktop session: a private system bus with the
+test logind, a private session bus with a test screensaver, a replayed camera (a video file, so that
+its descriptor shows in /proc/PID/fd while the camera is open), hooks and a lock command that record.
+
+Lock from logind -> the camera is let go within one sampling interval and nothing is sampled while
+locked; unlock -> sampling again at once; PrepareForSleep -> locked, camera closed, inhibitor let go;
+wake -> fresh evidence; a camera that blocks on open (a FIFO without a writer) -> the watchdog locks.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+
+from desktop_helpers.buses import desktop, drive, drive_logind, logind, system_bus
+from desktop_helpers.procs import session_bus, wait_for
+from facewarden.cli.demo import write_replay
+from facewarden.service.control import request
+from facewarden.service.daemon import WATCHDOG_MIN_S
+from test_service import owner_home, trained_home  # noqa: F401  (fixtures)
+
+PYTHON = [sys.executable, "-m", "facewarden"]
+INTERVAL_S = 1.0
+EVENTS = ("locked", "unlocked", "sleep", "wake", "camera_lost", "camera_restored", "owner_left")
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory, astronaut_bgr) -> Path:
+    """The owner at the desk, 6 s at 5 fps, as an MJPEG video (looped by the daemon)."""
+    folder = tmp_path_factory.mktemp("video")
+    write_replay(folder / "frames", [("owner", 6, [[astronaut_bgr]])])
+    path = folder / "owner.avi"
+    frames = sorted((folder / "frames").glob("*.jpg"))
+    first = cv2.imread(str(frames[0]))
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (first.shape[1], first.shape[0]))
+    for f in frames:
+        out.write(cv2.imread(str(f)))
+    out.release()
+    return path
+
+
+class Desk:
+    """The buses, the test services and the daemon process, with what they recorded."""
+
+    def __init__(self, home: Path, tmp: Path):
+        self.home, self.tmp = home, tmp
+        self.hook_log, self.lock_log, self.logind_log = tmp / "hooks.log", tmp / "locks.log", tmp / "logind.jsonl"
+        self.proc: subprocess.Popen | None = None
+        self.notified: socket.socket | None = None
+
+    def configure(self, source: Path | str, extra: str = "") -> None:
+        hooks = self.home / "hooks"
+        hooks.mkdir(exist_ok=True)
+        for event in EVENTS:
+            (hooks / event).write_text(f'#!/bin/sh\necho "$FACEWARDEN_EVENT $FACEWARDEN_LOCKED_BY '
+                                       f'$(date +%s.%N)" >> "{self.hook_log}"\n')
+            (hooks / event).chmod(0o755)
+        lock = self.tmp / "lock"
+        lock.write_text(f'#!/bin/sh\ndate +%s.%N >> "{self.lock_log}"\n')
+        lock.chmod(0o755)
+        (self.home / "config.toml").write_text(f"""
+[camera]
+source = "{source}"
+replay_loop = true
+[sampling]
+interval_s = {INTERVAL_S}
+[liveness]
+enabled = false
+[lock]
+after_absent_s = 60
+command = ["{lock}"]
+methods = ["command"]
+{extra}
+[actions]
+camera_lost = []
+""")
+
+    def start(self, system: str, session: str) -> None:
+        self.notified = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notified.bind(str(self.tmp / "notify.sock"))
+        self.notified.settimeout(0.1)
+        env = {**os.environ, "FACEWARDEN_HOME": str(self.home), "DBUS_SYSTEM_BUS_ADDRESS": system,
+               "DBUS_SESSION_BUS_ADDRESS": session, "NOTIFY_SOCKET": str(self.tmp / "notify.sock")}
+        env.pop("DISPLAY", None)
+        self.log = self.tmp / "daemon.log"
+        self.proc = subprocess.Popen(PYTHON + ["run"], env=env, stderr=open(self.log, "w"), stdout=subprocess.DEVNULL)
+        wait_for(lambda: self._up(), "the daemon's control socket", timeout=60)
+
+    def _up(self) -> bool:
+        assert self.proc is not None and self.proc.poll() is None, self.log.read_text()[-3000:]
+        try:
+            self.status()
+            return True
+        except Exception:
+            return False
+
+    def status(self) -> dict:
+        return request({"cmd": "status"}, self.home / "run" / "control.sock")
+
+    def open_files(self) -> set[str]:
+        assert self.proc is not None
+        found = set()
+        for fd in Path(f"/proc/{self.proc.pid}/fd").iterdir():
+            try:
+                found.add(os.readlink(fd))
+            except OSError:
+                pass  # closed meanwhile
+        return found
+
+    def hooks(self) -> list[list[str]]:
+        return [line.split() for line in self.hook_log.read_text().splitlines()] if self.hook_log.exists() else []
+
+    def notifications(self) -> list[str]:
+        got = []
+        assert self.notified is not None
+        while True:
+            try:
+                got.append(self.notified.recv(4096).decode())
+            except (TimeoutError, BlockingIOError):
+                return got
+
+    def stop(self) -> int | None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.notified is not None:
+            self.notified.close()
+        return None if self.proc is None else self.proc.returncode
+
+
+@pytest.fixture
+def desk(owner_home, tmp_path):  # noqa: F811  (owner_home is the imported fixture)
+    with system_bus(tmp_path) as system, logind(system, tmp_path / "logind.jsonl"):
+        bus_dir = tmp_path / "session"
+        bus_dir.mkdir()
+        with session_bus(bus_dir) as session, desktop(session, "org.freedesktop.ScreenSaver"):
+            d = Desk(owner_home, tmp_path)
+            d.system, d.session = system, session
+            try:
+                yield d
+            finally:
+                d.stop()
+                assert "Traceback" not in d.log.read_text(), d.log.read_text()[-3000:]
+
+
+def camera_open(desk: Desk, video: Path) -> bool:
+    return str(video) in desk.open_files()
+
+
+def test_lock_releases_the_camera_and_unlock_samples_at_once(desk, video):
+    desk.configure(video)
+    desk.start(desk.system, desk.session)
+    wait_for(lambda: desk.status()["state"] == "owner_present", "the owner", timeout=60)
+    assert camera_open(desk, video)
+    status = desk.status()
+    assert status["session_locked"] is False and status["logind"] is True and status["sampling"] == "on"
+    notes = desk.notifications()
+    assert "READY=1" in notes and "WATCHDOG=1" in notes
+
+    # Locked by the session (Super+L): the camera goes within one sampling interval, nothing is sampled.
+    drive_logind(desk.system, "SetLocked", "b", True)
+    locked_at = time.monotonic()
+    wait_for(lambda: not camera_open(desk, video), "the camera to be let go")
+    assert time.monotonic() - locked_at < INTERVAL_S
+    samples = desk.status()["samples"]
+    time.sleep(3 * INTERVAL_S)
+    status = desk.status()
+    assert status["samples"] == samples and not camera_open(desk, video)
+    assert status["locked"] is True and status["locked_via"] == "logind" and status["sampling"] == "off (locked)"
+    assert ["locked", "session"] == desk.hooks()[-1][:2]
+
+    # Unlocked: sampling again at once, from fresh evidence.
+    drive_logind(desk.system, "EmitUnlock")
+    unlocked_at = time.time()
+    wait_for(lambda: desk.status()["samples"] > samples, "a sample after the unlock")
+    status = desk.status()
+    assert status["sampled_at"] - unlocked_at < INTERVAL_S
+    assert status["locked"] is False and camera_open(desk, video)
+    wait_for(lambda: desk.hooks()[-1][0] == "unlocked", "the unlocked hook")
+    wait_for(lambda: desk.status()["state"] == "owner_present", "the owner again")
+
+    # A desktop whose locker only tells the screensaver interface: ActiveChanged counts too.
+    drive(desk.session, "org.freedesktop.ScreenSaver", "SetActive", "b", True)
+    wait_for(lambda: not camera_open(desk, video), "the camera to be let go (screensaver)")
+    assert desk.status()["locked_via"] == "screensaver"
+    drive(desk.session, "org.freedesktop.ScreenSaver", "SetActive", "b", False)
+    wait_for(lambda: camera_open(desk, video), "the camera back (screensaver)")
+    assert [h[0] for h in desk.hooks()] == ["locked", "unlocked", "locked", "unlocked"]
+    assert not desk.lock_log.exists()  # facewarden itself never locked
+    assert desk.stop() == 0
+
+
+def test_sleep_locks_lets_the_camera_go_then_the_inhibitor_and_wake_starts_afresh(desk, video):
+    desk.configure(video)
+    desk.start(desk.system, desk.session)
+    wait_for(lambda: desk.status()["state"] == "owner_present", "the owner", timeout=60)
+    logind_log = desk.logind_log
+    assert [r for r in _records(logind_log) if r["what"] == "inhibit"][0]["args"][3] == "delay"
+
+    drive_logind(desk.system, "Sleep", "b", True)
+    wait_for(lambda: any(r["what"] == "inhibitor released" for r in _records(logind_log)), "the inhibitor let go")
+    assert not camera_open(desk, video)  # the camera went before the inhibitor
+    released = next(r["time"] for r in _records(logind_log) if r["what"] == "inhibitor released")
+    assert float(desk.lock_log.read_text().split()[0]) < released  # locked before letting the machine sleep
+    wait_for(lambda: [h[0] for h in desk.hooks()] == ["sleep", "locked"], "the sleep and locked hooks")
+    assert desk.hooks()[1][1] == "facewarden"
+    assert desk.status()["sampling"] == "off (asleep)"
+
+    samples = desk.status()["samples"]
+    drive_logind(desk.system, "Sleep", "b", False)
+    woke = time.time()
+    wait_for(lambda: desk.status()["samples"] > samples, "a sample after waking")
+    status = desk.status()
+    assert status["sampled_at"] > woke and status["state"] in ("pending", "owner_present")
+    wait_for(lambda: len([r for r in _records(logind_log) if r["what"] == "inhibit"]) == 2, "a new inhibitor")
+    wait_for(lambda: desk.hooks()[-1][0] == "wake", "the wake hook")
+    wait_for(lambda: desk.status()["state"] == "owner_present", "the owner again")
+    assert camera_open(desk, video)
+
+
+def test_a_camera_that_blocks_on_open_is_caught_by_the_watchdog(desk, tmp_path):
+    fifo = tmp_path / "wedged-camera"
+    os.mkfifo(fifo)
+    desk.configure(fifo)
+    started = time.time()
+    desk.start(desk.system, desk.session)
+    wait_for(desk.lock_log.exists, "the watchdog's lock", timeout=30)
+    locked = float(desk.lock_log.read_text().split()[0])
+    assert locked - started < WATCHDOG_MIN_S + 3  # the deadline, plus the daemon's own start
+    wait_for(lambda: {"camera_lost", "locked"} <= {h[0] for h in desk.hooks()}, "camera_lost and locked")
+    assert desk.status()["camera"] == "lost"
+    assert "watchdog: no sampling step completed" in desk.log.read_text()
+    assert "READY=1" not in desk.notifications()  # no step ever completed: systemd's watchdog would act too
+    assert desk.stop() == 0  # and a read hung in the camera does not keep it from exiting
+
+
+def _records(path: Path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

@@ -25,7 +25,6 @@ from desktop_helpers.procs import session_bus, wait_for
 from facewarden.cli.demo import write_replay
 from facewarden.service.control import request
 from facewarden.service.daemon import WATCHDOG_MIN_S
-from test_service import owner_home, trained_home  # noqa: F401  (fixtures)
 
 PYTHON = [sys.executable, "-m", "facewarden"]
 INTERVAL_S = 1.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 from desktop_helpers.holder import holding
 from facewarden.config import parse
+from facewarden.errors import UserError
 from facewarden.service.camera import LID, Cameras
 from facewarden.service.holders import Holder, Watcher, holders
 
@@ -181,3 +183,12 @@ def test_no_builtin_named_means_sysfs_decides(tmp_path):
     finally:
         cams.close()
     shutil.rmtree(d)
+
+
+def test_a_refused_source_leaves_no_watcher_thread(tmp_path):
+    frames = image_dir(tmp_path, "frames", 50)
+    before = {t for t in threading.enumerate() if t.name == "camera-watch"}
+    with pytest.raises(UserError, match="not a camera"):
+        Cameras(parse({"camera": {"source": [str(frames), str(tmp_path / "missing.avi")]}}).camera)
+    after = {t for t in threading.enumerate() if t.name == "camera-watch" and t.is_alive()}
+    assert after <= before

@@ -282,7 +282,11 @@ class Cameras:
         except OSError as e:
             log.warning("cannot watch the camera for other programs (%s): it will not be shared", e)
             self.watcher = None
-        self.cameras = [Camera(config, clock, source, self.watcher) for source in config.sources]
+        try:
+            self.cameras = [Camera(config, clock, source, self.watcher) for source in config.sources]
+        except UserError:
+            self.close_watcher()  # a refused config (a reload) must not leave a thread behind
+            raise
         named = {str(s) for s in config.builtin}
         self.builtin = [str(c.source) in named or c.target in named if named else
                         c.device is not None and builtin(c.device) for c in self.cameras]
@@ -323,5 +327,8 @@ class Cameras:
 
     def close(self) -> None:
         self.release()
+        self.close_watcher()
+
+    def close_watcher(self) -> None:
         if self.watcher is not None:
             self.watcher.close()

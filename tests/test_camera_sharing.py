@@ -108,7 +108,8 @@ def configure(home: Path, source, **extra: str) -> tuple[Path, Path]:
     hooks = home / "hooks"
     hooks.mkdir(exist_ok=True)
     for event in EVENTS:
-        (hooks / event).write_text(f'#!/bin/sh\necho "$FACEWARDEN_EVENT $(date +%s.%N)" >> "{events}"\n')
+        (hooks / event).write_text(f'#!/bin/sh\necho "$FACEWARDEN_EVENT $(date +%s.%N) $FACEWARDEN_CAMERA_BUSY_BY" '
+                                   f'>> "{events}"\n')
         (hooks / event).chmod(0o755)
     (home / "lock").write_text(f'#!/bin/sh\ndate +%s.%N >> "{locks}"\n')
     (home / "lock").chmod(0o755)
@@ -158,6 +159,8 @@ def test_a_video_call_gets_the_camera_and_the_session_stays_open_while_typed_in(
                                   env={**os.environ, "FACEWARDEN_HOME": str(owner_home)}).stdout
             assert f"camera:  busy (held by holder (pid {call.pid}))" in said.splitlines()
             wait_for(lambda: "camera_busy" in fired(events), "camera_busy")
+            busy_line = next(line for line in events.read_text().splitlines() if line.startswith("camera_busy"))
+            assert busy_line.endswith(f" holder (pid {call.pid})")  # FACEWARDEN_CAMERA_BUSY_BY
             # A minute of call while the owner types: after_absent_s is 3 s, yet no lock.
             call_started = time.monotonic()
             while time.monotonic() - call_started < 60:

@@ -45,6 +45,7 @@ class Context:
     frame: np.ndarray | None = None
     frame_path: Path | None = None  # set by the snapshot action, passed to hooks
     locked_by: str | None = None  # `locked` only: "facewarden" or "session" (someone else locked it)
+    camera_busy_by: str | None = None  # `camera_busy` only: who holds it ("zoom (pid 4242)", "the closed lid")
 
     def hook_env(self) -> dict[str, str]:
         env = {
@@ -58,6 +59,8 @@ class Context:
             env["FACEWARDEN_FRAME"] = str(self.frame_path)
         if self.locked_by is not None:
             env["FACEWARDEN_LOCKED_BY"] = self.locked_by
+        if self.camera_busy_by is not None:
+            env["FACEWARDEN_CAMERA_BUSY_BY"] = self.camera_busy_by
         return env
 
     def record(self) -> dict:
@@ -69,6 +72,8 @@ class Context:
         }
         if self.locked_by is not None:
             record["locked_by"] = self.locked_by
+        if self.camera_busy_by is not None:
+            record["camera_busy_by"] = self.camera_busy_by
         return record
 
 

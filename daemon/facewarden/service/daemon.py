@@ -340,7 +340,8 @@ class Daemon:
         for event in events:
             context = Context(event, self.clock(), self.presence.state.value, faces=last.faces,
                               score=last.score, frame=frame,
-                              locked_by=(locked_by or "facewarden") if event == Event.LOCKED else None)
+                              locked_by=(locked_by or "facewarden") if event == Event.LOCKED else None,
+                              camera_busy_by=self.camera.busy_by if event == Event.CAMERA_BUSY else None)
             self._actions.submit(partial(self._act, context))
 
     def _act(self, context: Context) -> None:

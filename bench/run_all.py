@@ -2,7 +2,7 @@
 
 Run them on an otherwise idle machine: they report medians, and peers are measured in the same
 run so that load hits both sides alike, but a busy machine still inflates every absolute figure.
-`--quick` shortens the daemon run to 2 minutes (its CPU share is then less settled).
+`--quick` shortens the daemon runs to 2 minutes (their CPU shares are then less settled).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ def main() -> int:
         ["bench_accuracy.py"],
         ["bench_liveness.py"],
         ["bench_daemon.py", "--minutes", "2" if quick else "10"],
+        ["bench_day.py", "--minutes", "2" if quick else "10"],
     ]
     failed = []
     for script, *args in runs:

@@ -249,3 +249,34 @@ def _records(path: Path) -> list[dict]:
     import json
 
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.mark.parametrize("while_locked, actions, hook, watches", [
+    ("auto", {}, False, False),  # nothing needs the camera while locked
+    ("auto", {"owner_arrived": ["notify"]}, False, True),  # wake the display on return
+    ("auto", {}, True, True),  # a hook on owner_arrived counts the same
+    ("auto", {"owner_arrived": ["unlock"]}, False, True),
+    ("watch", {}, False, True),
+    ("off", {"owner_arrived": ["notify"]}, True, False),
+])
+def test_while_locked_watches_only_when_something_needs_the_camera(home, tmp_path, astronaut_bgr, while_locked,
+                                                                   actions, hook, watches):
+    from facewarden.config import parse
+    from facewarden.core.presence import State
+    from facewarden.paths import paths
+    from facewarden.service.daemon import Daemon
+
+    cv2.imwrite(str(tmp_path / "0.jpg"), astronaut_bgr)
+    if hook:
+        (home / "hooks").mkdir(parents=True)
+        (home / "hooks" / "owner_arrived").write_text("#!/bin/sh\n")
+        (home / "hooks" / "owner_arrived").chmod(0o755)
+    cfg = parse({"camera": {"source": str(tmp_path)}, "sampling": {"while_locked": while_locked},
+                 "actions": actions})
+    daemon = Daemon(cfg, paths(), verifier_factory=lambda config, where: None)
+    assert daemon._wants_camera() is True
+    daemon._session_locked = True
+    assert daemon._wants_camera() is watches
+    daemon.presence.state = State.OWNER_ABSENT  # nobody there, nothing in doubt: the locked cadence
+    assert daemon._next_interval() == (cfg.sampling.locked_interval_s if watches else cfg.sampling.paused_interval_s)
+    assert daemon.status()["sampling"] == ("watching (locked)" if watches else "off (locked)")

@@ -14,7 +14,7 @@ from typing import Iterator
 from jeepney import DBusAddress, new_method_call
 from jeepney.io.blocking import open_dbus_connection
 
-from .procs import _stop, need
+from .procs import _stop, dbus_daemon
 
 HERE = Path(__file__).resolve().parent
 
@@ -48,18 +48,10 @@ SYSTEM_POLICY = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Con
 @contextmanager
 def system_bus(tmp: Path) -> Iterator[str]:
     """A private `dbus-daemon` with a system-bus-like policy; yields its address."""
-    exe = need("dbus-daemon", "dbus")
-    address = f"unix:path={tmp / 'system_bus_socket'}"
     conf = tmp / "system.conf"
-    conf.write_text(SYSTEM_POLICY.format(address=address))
-    proc = subprocess.Popen([exe, f"--config-file={conf}", "--nofork", "--nopidfile", "--print-address=1"],
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        printed = proc.stdout.readline().strip()
-        assert printed.startswith("unix:path="), f"dbus-daemon said {printed!r}"
-        yield printed
-    finally:
-        _stop(proc)
+    conf.write_text(SYSTEM_POLICY.format(address=f"unix:path={tmp / 'system_bus_socket'}"))
+    with dbus_daemon(f"--config-file={conf}") as address:
+        yield address
 
 
 def _helper(script: str, env: dict, *args: str) -> subprocess.Popen:

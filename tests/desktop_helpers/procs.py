@@ -50,18 +50,24 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextmanager
-def session_bus(tmp: Path) -> Iterator[str]:
-    """A private `dbus-daemon --session`; yields its address."""
+def dbus_daemon(*args: str) -> Iterator[str]:
+    """A private `dbus-daemon ARGS...`; yields the address it prints."""
     exe = need("dbus-daemon", "dbus")
-    address = f"unix:path={tmp / 'bus'}"
-    proc = subprocess.Popen([exe, "--session", "--nofork", "--nopidfile", f"--address={address}", "--print-address=1"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([exe, *args, "--nofork", "--nopidfile", "--print-address=1"], stdout=subprocess.PIPE,
+                            text=True)
     try:
         printed = proc.stdout.readline().strip()
         assert printed.startswith("unix:path="), f"dbus-daemon said {printed!r}"
         yield printed
     finally:
         _stop(proc)
+
+
+@contextmanager
+def session_bus(tmp: Path) -> Iterator[str]:
+    """A private `dbus-daemon --session`; yields its address."""
+    with dbus_daemon("--session", f"--address=unix:path={tmp / 'bus'}") as address:
+        yield address
 
 
 @contextmanager

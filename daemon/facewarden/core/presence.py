@@ -207,7 +207,6 @@ class Presence:
         """Drop all evidence and start again, the owner assumed at the keyboard: the session was just
         unlocked (they typed their password) or the machine woke. A pause stays a pause."""
         self._reset_evidence(now)
-        self.locked = False
         if self.state != State.PAUSED:
             self._go(State.PENDING, now)
 

@@ -23,6 +23,7 @@ This module must never import TensorFlow: the verifier's inference runs through 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import signal
@@ -486,6 +487,8 @@ class Daemon:
         try:
             new = config_module.load(self.paths.config_file)
             with self._lock:
+                # Loading a model holds up steps for a while (TensorFlow for "h5"): not a hang.
+                self._step_due = math.inf
                 same_camera = new.camera == self.config.camera
                 camera = self.camera if same_camera else Cameras(new.camera, lid_closed=self._lid_closed)
                 verify = self.verifier_factory(new, self.paths) if new.model != self.config.model else self.verify
@@ -501,6 +504,8 @@ class Daemon:
         except UserError as e:
             log.error("reload refused, the old config stays: %s", e)
             return {"ok": False, "error": f"reload refused, the old config stays: {e}"}
+        finally:
+            self._step_due = time.monotonic() + self._deadline()
         log.info("config reloaded from %s", self.paths.config_file)
         self._warn_unlock()
         return {"ok": True, **self.status()}

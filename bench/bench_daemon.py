@@ -83,6 +83,16 @@ def live_owner(enroll_dir: Path, frames_dir: Path, cycles: int) -> tuple[str, di
     return f"NUAA {LIVE_OWNER} (live clip)", starts
 
 
+def enroll_and_train(python: list[str], env: dict, enroll_dir: Path) -> bool:
+    """`facewarden enroll --from` and `train`, as a user runs them; False (their output printed) on failure."""
+    for cmd in (["enroll", "--from", str(enroll_dir)], ["train"]):
+        result = subprocess.run(python + cmd, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            print(result.stdout[-2000:], result.stderr[-2000:])
+            return False
+    return True
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -110,11 +120,8 @@ def main() -> int:
         for i in range(cycles):
             segments += [(f"owner{i}", OWNER_S, [[p] for p in photos]), (f"away{i}", AWAY_S, [[]])]
         starts = write_replay(home / "bench-frames", segments, FPS)
-    for cmd in (["enroll", "--from", str(home / "bench-enroll")], ["train"]):
-        result = subprocess.run(python + cmd, env=env, capture_output=True, text=True)
-        if result.returncode != 0:
-            print(result.stdout[-2000:], result.stderr[-2000:])
-            return 1
+    if not enroll_and_train(python, env, home / "bench-enroll"):
+        return 1
 
     locks = home / "locks.txt"
     lock_script = home / "lock"

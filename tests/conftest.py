@@ -1,10 +1,13 @@
 """Shared fixtures: the real face data in ../shared (skipped with a reason when absent), an isolated
-FACEWARDEN_HOME, and a face that ships with a dependency for tests that must run anywhere."""
+FACEWARDEN_HOME, a face that ships with a dependency for tests that must run anywhere, and that face
+enrolled and trained as the owner (for the daemon tests)."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -57,7 +60,6 @@ def seed_encoder(encoder_model):
     """`seed_encoder(home)`: put the session's built encoder in `home`'s cache, so the commands run in
     that FACEWARDEN_HOME load it instead of building the port again (~10 s each; the build and the
     cache are tested in test_encoder)."""
-    import shutil
 
     def seed(home: Path) -> Path:
         built = encoder_model.cache_path  # <cache>/encoder/sface-<digest>.h5
@@ -74,7 +76,6 @@ def astronaut_home(tmp_path_factory, astronaut_bgr, seed_encoder) -> Path:
     """A FACEWARDEN_HOME with the astronaut enrolled from 12 augmented photos and the owner model
     trained, by the real commands: the one training the daemon and CLI tests share (copy its
     `models/` into a test's own home before changing anything)."""
-    import subprocess
 
     import cv2
 
@@ -102,7 +103,6 @@ def astronaut_home(tmp_path_factory, astronaut_bgr, seed_encoder) -> Path:
 @pytest.fixture
 def owner_home(astronaut_home, home) -> Path:
     """An isolated FACEWARDEN_HOME holding a copy of the trained astronaut owner model."""
-    import shutil
 
     shutil.copytree(astronaut_home / "models", home / "models", symlinks=True)
     return home

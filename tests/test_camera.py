@@ -131,3 +131,16 @@ def test_bad_sources_are_user_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="holds no images"):
         camera(tmp_path / "empty")
+
+
+def test_a_kept_open_replay_hands_back_the_current_frame_not_a_queued_one(tmp_path):
+    # What camera.keep_open must give a live webcam too (one buffer, drained): after any gap, the
+    # frame of now, never the one that followed the previous read.
+    video = tmp_path / "clip.avi"
+    write_video(video, [frame(i * 10) for i in range(25)], fps=10)
+    cam, clock = camera(video, keep_open=True)
+    cam.read()
+    for gap, expected in ((0.15, 1), (1.0, 11), (0.4, 15), (0.5, 20), (0.1, 21)):
+        clock.t += gap
+        assert level(cam.read()) == expected
+    assert cam._cap is not None

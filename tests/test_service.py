@@ -108,9 +108,9 @@ def test_daemon_control_and_reload(owner_home, replay, tmp_path):
     cfg = write_config(owner_home, base)
     daemon = Daemon(cfg, paths())
     status = daemon.status()
-    assert set(status) == {"state", "since", "paused_until", "locked", "camera", "faces", "score", "person", "model",
-                           "session_locked", "locked_via", "logind", "sampling", "samples", "sampled_at", "idle_s",
-                           "idle_source", "liveness"}
+    assert set(status) == {"state", "since", "paused_until", "locked", "camera", "camera_busy_by", "camera_in_use",
+                           "faces", "score", "person", "model", "session_locked", "locked_via", "logind", "sampling",
+                           "samples", "sampled_at", "idle_s", "idle_source", "liveness"}
     assert status["state"] == "pending" and status["camera"] == "ok" and status["liveness"] == "off"
 
     paused = daemon.pause(60)

@@ -51,6 +51,12 @@ def test_tooltip_says_the_state_and_since_when():
     assert down.tooltip == "facewarden: daemon not running" and not down.running
 
 
+def test_tooltip_names_who_holds_a_busy_camera():
+    busy = tray.view(status(camera="busy", camera_busy_by="zoom (pid 4242)"), NOW)
+    assert busy.tooltip == "facewarden: owner present since 09:20; camera busy: zoom (pid 4242)"
+    assert not busy.camera_lost  # busy is not lost: the camera is not struck through
+
+
 def pixels(img, colour, tolerance=0):
     """Opaque pixels of `colour`; a tolerance absorbs the tray's resampling of the icon."""
     a = np.asarray(img.convert("RGBA")).astype(int)

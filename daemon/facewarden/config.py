@@ -28,10 +28,13 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+Source = int | str
+
+
 class Camera(Section):
     # A device index, a /dev/video* or /dev/v4l/by-id/... path, a video file, or a directory of
-    # images played in order. All of them go through OpenCV.
-    source: int | str = 0
+    # images played in order; or a list of them in order of preference. All go through OpenCV.
+    source: Source | list[Source] = 0
     width: int = Field(640, gt=0, le=16384)
     height: int = Field(480, gt=0, le=16384)
     keep_open: bool = True
@@ -42,6 +45,21 @@ class Camera(Section):
     blur_threshold: float = Field(8.0, ge=0, le=1e6)
     # Back-off between reopen attempts of a lost camera, doubling up to this.
     retry_max_s: float = Field(30.0, gt=0, le=HOUR_S)
+    # While another program holds the camera (a video call): "idle" locks only after lock.idle_s
+    # without input, "pause" never locks, "lock" fails closed.
+    when_busy: Literal["idle", "pause", "lock"] = "idle"
+    # The sources a closed lid blinds; empty: the devices sysfs calls built in.
+    builtin: list[Source] = []
+
+    @model_validator(mode="after")
+    def _some_source(self) -> "Camera":
+        if self.source == []:
+            raise ValueError("source must name at least one camera")
+        return self
+
+    @property
+    def sources(self) -> list[Source]:
+        return self.source if isinstance(self.source, list) else [self.source]
 
 
 class Sampling(Section):
@@ -80,6 +98,8 @@ LockMethod = Literal["command", "loginctl", "screensaver", "xdg-screensaver"]
 class Lock(Section):
     after_absent_s: float = Field(10.0, gt=0, le=DAY_S)
     after_stranger_s: float = Field(2.0, ge=0, le=DAY_S)
+    # With camera.when_busy = "idle": lock after this long without keyboard or mouse input.
+    idle_s: float = Field(300.0, gt=0, le=DAY_S)
     command: list[str] = []  # argv, no shell; tried first when set
     methods: list[LockMethod] = ["command", "loginctl", "screensaver", "xdg-screensaver"]
     before_sleep: bool = True  # lock when logind announces sleep (as xss-lock does)

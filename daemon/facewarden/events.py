@@ -17,6 +17,8 @@ class Event(str, Enum):
     RESUMED = "resumed"
     CAMERA_LOST = "camera_lost"
     CAMERA_RESTORED = "camera_restored"
+    CAMERA_BUSY = "camera_busy"  # another program holds it (a video call), or the lid is closed
+    CAMERA_FREE = "camera_free"
     SLEEP = "sleep"
     WAKE = "wake"
 

@@ -56,7 +56,12 @@ def format_status(status: dict) -> str:
                  + (f" (the session says so: {status['locked_via']})" if status.get("session_locked") else ""))
     if status.get("sampling") not in (None, "on"):
         lines.append(f"sampling: {status['sampling']}")
-    lines.append(f"camera:  {status['camera']}")
+    camera = status["camera"]
+    if status.get("camera_busy_by"):
+        camera += f" (held by {status['camera_busy_by']})"
+    elif status.get("camera_in_use"):
+        camera += f" ({status['camera_in_use']})"
+    lines.append(f"camera:  {camera}")
     if status.get("model"):
         lines.append(f"model:   {status['model']}")
     score = status.get("score")

@@ -6,6 +6,11 @@ way, but the clock keeps running and frames older than `lock.after_absent_s` dro
 so a camera that only sees darkness still ends in a lock. A failed camera is judged as "owner not
 verified" (fail closed).
 
+A camera another program holds (a video call, or a built-in one behind a closed lid) is busy, not
+lost, and `camera.when_busy` decides: "lock" judges it as a failed camera; "pause" holds the
+absence timer; "idle" holds it while the session had input within `lock.idle_s` (the sample
+carries the idle time) and locks once it had none, or fails closed where idle time is unknown.
+
 Liveness is part of the owner decision: an owner face counts as the owner only once the liveness
 tracker judged it live. While it is pending the lock timers are held, for at most
 `liveness.window_s`; a face still pending then is treated as not the owner:
@@ -41,6 +46,8 @@ class Sample:
     """What one sampling step saw, reduced to what presence decides on."""
 
     camera_ok: bool = True
+    busy: bool = False  # no frame because another program holds the camera (or the lid is closed)
+    idle_s: float | None = None  # with busy: seconds since the session's last input, None if unknown
     skipped: bool = False  # a frame was read but not judged (dark, blurry)
     owner: bool = False  # an owner face was verified in the frame
     live: bool | None = None  # liveness of that owner face: None = pending, True = live
@@ -80,6 +87,10 @@ class Sample:
     def camera_failed(cls) -> "Sample":
         return cls(camera_ok=False)
 
+    @classmethod
+    def camera_busy(cls, idle_s: float | None) -> "Sample":
+        return cls(camera_ok=False, busy=True, idle_s=idle_s)
+
 
 class Presence:
     """Owner present / absent / stranger / paused, from samples and the clock. Not thread-safe."""
@@ -93,7 +104,8 @@ class Presence:
         self.paused_until: float | None = None
         self.paused_forever = False
         self.locked = False
-        self.camera_ok = True
+        self.camera_ok = True  # not lost (a busy camera is not lost)
+        self.camera_busy = False
         self.last: Sample = Sample()
         self._reset_evidence(now)
 
@@ -106,6 +118,8 @@ class Presence:
         self.onlooker_enabled = config.onlooker.enabled
         self.reach = Reach(config.onlooker.min_relative_size, config.onlooker.max_yaw)
         self.liveness_window_s = config.liveness.window_s
+        self.when_busy = config.camera.when_busy
+        self.idle_s = config.lock.idle_s
         self.sampling = config.sampling
         self._samples = deque(self._samples, maxlen=self.window)
         self._times = deque(self._times, maxlen=self.window)
@@ -139,6 +153,8 @@ class Presence:
         """Seconds to the next sample: slow while paused, fast while in doubt, else the normal pace."""
         if self.state == State.PAUSED:
             return self.sampling.paused_interval_s
+        if self.camera_busy:
+            return self.sampling.interval_s  # nothing to be in doubt about until it is free
         return self.sampling.doubt_interval_s if self._in_doubt() else self.sampling.interval_s
 
     def _in_doubt(self) -> bool:
@@ -161,9 +177,17 @@ class Presence:
         if self.state == State.PAUSED:
             return self._maybe_auto_resume(now)
         events: list[Event] = []
-        if sample.camera_ok != self.camera_ok:
-            self.camera_ok = sample.camera_ok
-            events.append(Event.CAMERA_RESTORED if sample.camera_ok else Event.CAMERA_LOST)
+        if sample.busy != self.camera_busy:
+            self.camera_busy = sample.busy
+            events.append(Event.CAMERA_BUSY if sample.busy else Event.CAMERA_FREE)
+        lost = not sample.camera_ok and not sample.busy
+        if lost == self.camera_ok:
+            self.camera_ok = not lost
+            events.append(Event.CAMERA_LOST if lost else Event.CAMERA_RESTORED)
+        if sample.busy:
+            policy = self.when_busy if sample.idle_s is not None or self.when_busy != "idle" else "lock"
+            if policy != "lock":
+                return events + self._busy(policy, sample.idle_s, now)
         if not sample.skipped:
             self._samples.append(sample)
             self._times.append(now)
@@ -274,6 +298,19 @@ class Presence:
             self._go(State.OWNER_ABSENT, now)
             events.append(Event.OWNER_LEFT)
         return events
+
+    def _busy(self, policy: str, idle_s: float | None, now: float) -> list[Event]:
+        """A busy camera under "pause" or "idle": no evidence; the absence timer is held while the
+        owner is taken to be at the keyboard, so they have the usual grace once it is free."""
+        if policy == "idle" and idle_s is not None and idle_s >= self.idle_s:
+            # A call left running on an empty desk.
+            if self.state in (State.OWNER_PRESENT, State.PENDING):
+                self._go(State.OWNER_ABSENT, now)
+                return [Event.OWNER_LEFT]
+            return []
+        if self.state in (State.OWNER_PRESENT, State.PENDING):
+            self._owner_seen_at = now
+        return []
 
     def _onlooker_check(self) -> list[Event]:
         if not self.onlooker_enabled:

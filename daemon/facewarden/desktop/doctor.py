@@ -3,7 +3,9 @@ code the daemon runs (the config loader, the camera, the verifier, the lock back
 
 from __future__ import annotations
 
+import glob
 import logging
+import os
 from dataclasses import dataclass
 
 from .. import paths
@@ -39,30 +41,68 @@ def check_config():
 
 
 def check_camera(cfg, status: dict | None) -> Check:
-    from ..service.camera import Camera
+    from ..service.camera import Cameras
 
-    source = cfg.camera.source
+    source = ", ".join(str(s) for s in cfg.camera.sources)
     if status is not None:
         # The running daemon may hold the webcam open; ask it instead of fighting it for the device.
-        ok = status.get("camera") == "ok"
-        return Check("camera", ok, f"the running daemon reports camera {status.get('camera')} ({source})",
+        camera = status.get("camera")
+        detail = status.get("camera_in_use") or source
+        if camera == "busy":
+            detail = f"held by {status.get('camera_busy_by')}; camera.when_busy = {cfg.camera.when_busy!r}"
+        return Check("camera", camera in ("ok", "busy"), f"the running daemon reports camera {camera} ({detail})",
                      fix="check the webcam is connected and camera.source in the config")
     # The camera logs its failure for the daemon's journal; doctor says it in its own line.
-    logging.getLogger(Camera.__module__).setLevel(logging.ERROR)
+    logging.getLogger(Cameras.__module__).setLevel(logging.ERROR)
     try:
-        cam = Camera(cfg.camera)
+        cams = Cameras(cfg.camera)
     except UserError as e:
         return Check("camera", False, str(e), fix="set camera.source to your webcam (0, /dev/video0)")
     try:
-        frame = cam.read()
+        frame = cams.read()
     except Exception:  # ReplayEnded (an empty video) or an OpenCV error: no frame either way
         frame = None
     finally:
-        cam.release()
-    if frame is None:
+        cams.close()
+    if frame is None or cams.in_use is None:
+        if cams.busy_by:
+            return Check("camera", False, f"{source} is busy: held by {cams.busy_by}", essential=False,
+                         fix="the daemon takes it back once that program lets go")
         return Check("camera", False, f"cannot read a frame from {source}",
                      fix="connect the webcam, close programs using it, and check you are in the `video` group")
-    return Check("camera", True, f"{source} gives {frame.shape[1]}x{frame.shape[0]} frames")
+    return Check("camera", True, f"{cams.in_use.source} gives {frame.shape[1]}x{frame.shape[0]} frames")
+
+
+def check_devices(dev: str = "/dev") -> Check:
+    """The V4L2 cameras here, their stable names, and who else holds one."""
+    from ..service.holders import holders
+
+    nodes = sorted(glob.glob(f"{dev}/video*"), key=lambda n: (len(n), n))
+    names: dict[str, list[str]] = {}
+    for link in sorted(glob.glob(f"{dev}/v4l/by-id/*")):
+        names.setdefault(os.path.realpath(link), []).append(os.path.basename(link))
+    if not nodes:
+        return Check("cameras", False, f"no {dev}/video* device here", essential=False,
+                     fix="connect a webcam (a replayed camera.source needs none)")
+    listed, held = [], []
+    for node in nodes:
+        listed.append(node + "".join(f" ({n})" for n in names.get(node, [])))
+        held += [f"{node} held by {h}" for h in holders(node)]
+    held_text = "; ".join(held) if held else "none held by another program"
+    return Check("cameras", True, f"{', '.join(listed)}; {held_text}", essential=False)
+
+
+def check_when_busy(cfg, idle: Check) -> Check:
+    """What a busy camera (a video call) does to the lock here: "idle" needs the `idle` check's source."""
+    policy = cfg.camera.when_busy
+    if policy != "idle":
+        return Check("when_busy", True, {"pause": "never locks while another program holds the camera",
+                                         "lock": "fails closed while another program holds the camera"}[policy])
+    if not idle.ok:
+        return Check("when_busy", False, '"idle" falls back to "lock" here: no idle-input source', essential=False,
+                     fix='set camera.when_busy = "pause" to keep the session open during calls')
+    return Check("when_busy", True, f"idle: during a video call, locks after lock.idle_s = {cfg.lock.idle_s:g} s "
+                 f"without input ({idle.text})")
 
 
 def check_model(cfg) -> Check:
@@ -152,6 +192,8 @@ def checks(status: dict | None) -> list[Check]:
     """Every check, in the order doctor prints them; `status`: the running daemon's, or None."""
     config_check, cfg = check_config()
     found = [config_check]
+    session = check_session()
     if cfg is not None:
-        found += [check_camera(cfg, status), check_model(cfg), check_lock(cfg)]
-    return found + [check_notifications(), check_tray(), *check_session(), check_units()]
+        found += [check_camera(cfg, status), check_devices(), check_when_busy(cfg, session[1]), check_model(cfg),
+                  check_lock(cfg)]
+    return found + [check_notifications(), check_tray(), *session, check_units()]

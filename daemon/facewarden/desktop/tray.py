@@ -86,7 +86,9 @@ def view(status: dict | None, now: float) -> View:
         words += f" until {_clock(until, now)}" if until else " until resumed"
     elif status.get("since"):
         words += f" since {_clock(status['since'], now)}"
-    extras = [e for e, on in (("session locked", locked), ("camera lost", lost)) if on]
+    busy = f"camera busy: {status.get('camera_busy_by') or 'another program'}"
+    extras = [e for e, on in (("session locked", locked), ("camera lost", lost),
+                              (busy, status.get("camera") == "busy")) if on]
     tooltip = "facewarden: " + "; ".join([words, *extras])
     return View(colour, lost, True, paused, tooltip)
 

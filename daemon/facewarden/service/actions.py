@@ -53,6 +53,7 @@ class Context:
     person: str | None = None  # the enrolled person the frame showed (the owner face's, else a trusted one's)
     locked_by: str | None = None  # `locked` only: "facewarden" or "session" (someone else locked it)
     liveness: str | None = None  # why the face was judged live or a spoof (owner_arrived, spoof_suspected)
+    camera_busy_by: str | None = None  # `camera_busy` only: who holds it ("zoom (pid 4242)", "the closed lid")
 
     def hook_env(self) -> dict[str, str]:
         env = {
@@ -68,6 +69,8 @@ class Context:
             env["FACEWARDEN_FRAME"] = str(self.frame_path)
         if self.locked_by is not None:
             env["FACEWARDEN_LOCKED_BY"] = self.locked_by
+        if self.camera_busy_by is not None:
+            env["FACEWARDEN_CAMERA_BUSY_BY"] = self.camera_busy_by
         return env
 
     def record(self) -> dict:
@@ -80,6 +83,8 @@ class Context:
         }
         if self.locked_by is not None:
             record["locked_by"] = self.locked_by
+        if self.camera_busy_by is not None:
+            record["camera_busy_by"] = self.camera_busy_by
         return record
 
 

@@ -48,7 +48,7 @@ from ..model import adapt
 from ..paths import Paths
 from ..recognition import ownerfile, vision
 from .actions import Actions, Context
-from .camera import Camera, ReplayEnded
+from .camera import Camera, Cameras, ReplayEnded
 from .control import Server
 from .eventlog import EventLog
 from .hooks import Runner, scripts
@@ -87,24 +87,34 @@ class Step:
     observation: Observation | None = None  # what the verifier made of the frame
 
 
-def sample_once(camera: Camera, verify: Verify, presence: Presence, clock: Callable[[], float],
-                liveness: Liveness | None = None) -> Step:
+IdleSeconds = Callable[[], "float | None"]
+
+
+def sample_once(camera: Camera | Cameras, verify: Verify, presence: Presence, clock: Callable[[], float],
+                liveness: Liveness | None = None, idle: IdleSeconds = lambda: None) -> Step:
     """The sampling step: read a frame, judge it, feed presence. Raises ReplayEnded at a replay's end.
 
-    `liveness` None means liveness is off: a verified face counts as live.
+    `liveness` None means liveness is off: a verified face counts as live. `idle`: seconds since the
+    session's last input (None: unknown), asked only while the camera is busy.
     """
     now = clock()
     if presence.state == State.PAUSED:
         return Step(presence.tick(now), None, None)
-    return judge(camera.read(), verify, presence, now, liveness)
+    frame = camera.read()
+    return judge(frame, verify, presence, now, liveness, busy_sample(frame, camera, idle))
+
+
+def busy_sample(frame: np.ndarray | None, camera: Camera | Cameras, idle: IdleSeconds) -> Sample | None:
+    """For no frame because another program holds the camera: the busy sample, with the idle time."""
+    return Sample.camera_busy(idle()) if frame is None and camera.busy_by else None
 
 
 def judge(frame: np.ndarray | None, verify: Verify, presence: Presence, now: float,
-          liveness: Liveness | None = None) -> Step:
-    """Judge one frame (None: the camera failed) and feed presence."""
+          liveness: Liveness | None = None, busy: Sample | None = None) -> Step:
+    """Judge one frame (None: the camera failed, or is `busy`) and feed presence."""
     observation = None
     if frame is None:
-        sample = Sample.camera_failed()
+        sample = busy or Sample.camera_failed()
     else:
         observation = verify(frame)
         owner = observation.owner_face
@@ -176,7 +186,7 @@ class Daemon:
         self.paths = where
         self.clock = clock
         self.verifier_factory = verifier_factory
-        self.camera = Camera(config.camera)
+        self.camera = Cameras(config.camera, lid_closed=self._lid_closed)
         self.model_version = ownerfile.current_version(where)  # read before the model: never newer
         self._model_checked = time.monotonic()
         self._model_refused: str | None = None
@@ -204,7 +214,7 @@ class Daemon:
         self._session_locked: bool | None = None  # None: nothing here tells
         self._asleep = False
         self._generation = 0  # bumped by every change that makes a frame being read stale
-        self._retired: list[Camera] = []  # replaced cameras, released by the next step
+        self._retired: list[Cameras] = []  # replaced cameras, closed by the next step
         self._released = threading.Event()  # a step let the camera go because nothing needs it
         self._locking_until = 0.0  # monotonic: facewarden's own lock is under way until then
         self._inhibitor: int | None = None
@@ -216,6 +226,9 @@ class Daemon:
         self.stuck = False  # a camera read still hung at shutdown
         self._abandoned = False  # the watchdog left a hung step behind
         self._warn_unlock()
+
+    def _lid_closed(self) -> bool | None:
+        return self.session.logind.lid_closed()
 
     def _warn_unlock(self) -> None:
         if self.config.unlock_enabled:
@@ -241,7 +254,7 @@ class Daemon:
                 return
             self._follow_model()
             for old in self._retired:
-                old.release()
+                old.close()
             self._retired.clear()
             if not self._wants_camera():
                 self._idle()
@@ -249,9 +262,10 @@ class Daemon:
                 self._stepped()
                 return
             generation, camera = self._generation, self.camera
-        frame, error = None, None
+        frame, error, busy = None, None, None
         try:
             frame = camera.read()
+            busy = busy_sample(frame, camera, self.session.idle_seconds)  # a bus call: not holding the lock
         except ReplayEnded:
             log.info("replay of %s ended", self.config.camera.source)
             self.stop(0)
@@ -262,7 +276,7 @@ class Daemon:
             if generation != self._generation or job != self._job_number or not self._wants_camera():
                 # Locked, asleep, woken or restarted while the frame was read: it is stale.
                 if camera is not self.camera:
-                    camera.release()
+                    camera.close()
                 if not self._wants_camera():
                     self._idle()
                 self._schedule(self._next_interval())
@@ -270,7 +284,7 @@ class Daemon:
             try:
                 if error is not None:
                     raise error
-                step = judge(frame, self.verify, self.presence, self.clock(), self.liveness)
+                step = judge(frame, self.verify, self.presence, self.clock(), self.liveness, busy)
             except Exception:
                 # A broken model or library must not keep the session open: judge the sample as
                 # "owner not verified", as for a failed camera, and say why once.
@@ -388,7 +402,8 @@ class Daemon:
             context = Context(event, self.clock(), self.presence.state.value, faces=last.faces,
                               score=last.score, frame=frame, person=last.person,
                               locked_by=(locked_by or "facewarden") if event == Event.LOCKED else None,
-                              liveness=self._liveness_reason() if event in LIVENESS_EVENTS else None)
+                              liveness=self._liveness_reason() if event in LIVENESS_EVENTS else None,
+                              camera_busy_by=self.camera.busy_by if event == Event.CAMERA_BUSY else None)
             self._actions.submit(partial(self._act, context))
 
     def _liveness_reason(self) -> str:
@@ -485,13 +500,19 @@ class Daemon:
     def status(self) -> dict:
         idle_s = self.session.idle_seconds()  # a bus call: not holding the lock
         with self._lock:
-            p = self.presence
+            p, cam = self.presence, self.camera
+            # Busy is the cameras' word, at once (the watcher's thread sets it); lost is presence's.
+            in_use = cam.in_use if cam.in_use is not None and not cam.in_use.held_by else None
+            busy = None if in_use else cam.busy_by or next((c.busy_by for c in cam.cameras if c.busy_by), None)
+            camera = "ok" if in_use else "busy" if busy else "ok" if p.camera_ok else "lost"
             return {
                 "state": p.state.value, "since": p.since, "paused_until": p.paused_until,
                 # Whoever locked it; the session's own word where it has one.
                 "locked": bool(self._session_locked) or p.locked, "session_locked": self._session_locked,
                 "locked_via": self.session.locked_via(), "logind": self.session.logind.reachable,
-                "camera": "ok" if p.camera_ok else "lost", "faces": p.last.faces, "score": p.last.score,
+                "camera": camera, "camera_busy_by": busy,
+                "camera_in_use": None if in_use is None else str(in_use.source),
+                "faces": p.last.faces, "score": p.last.score,
                 "person": p.last.person, "model": self.model_version,
                 "sampling": self._sampling_word(), "samples": self.samples, "sampled_at": self.sampled_at,
                 "idle_s": idle_s, "idle_source": None if self.session.idle is None else self.session.idle.name,
@@ -536,7 +557,8 @@ class Daemon:
             with self._lock:
                 # Loading a model holds up steps for a while (TensorFlow for "h5"): not a hang.
                 self._step_due = math.inf
-                camera = Camera(new.camera) if new.camera != self.config.camera else self.camera
+                same_camera = new.camera == self.config.camera
+                camera = self.camera if same_camera else Cameras(new.camera, lid_closed=self._lid_closed)
                 version = ownerfile.current_version(self.paths)
                 verify = self.verify
                 if new.model != self.config.model or version != self.model_version:
@@ -592,6 +614,9 @@ class Daemon:
         self.session.on_lock.append(self._session_lock_changed)
         self.session.on_sleep.append(self._sleep_changed)
         self.session.start()
+        if self.session.idle is None and self.config.camera.when_busy == "idle":
+            log.warning('camera.when_busy = "idle" but no idle-input source works here: while another program '
+                        'holds the camera, the lock fails closed (as "lock")')
         self._session_locked = self.session.locked()
         self.presence.locked = self.presence.locked or bool(self._session_locked)
         self._hold_sleep()
@@ -611,7 +636,7 @@ class Daemon:
         self._generation += 1  # whatever the hung step returns is stale
         self._abandoned = self._abandoned or self._busy
         try:
-            self.camera = Camera(self.config.camera)
+            self.camera = Cameras(self.config.camera, lid_closed=self._lid_closed)
         except UserError as e:
             log.error("camera.source: %s", e)
         threading.Thread(target=self._watchdog_lock, name="watchdog-lock", daemon=True).start()
@@ -647,7 +672,7 @@ class Daemon:
             if self.stuck:
                 log.warning("a camera read still hangs at shutdown: leaving it")
             else:
-                self.camera.release()
+                self.camera.close()
             self._retired.clear()
         self._let_sleep()
         self.session.close()

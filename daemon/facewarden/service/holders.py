@@ -1,0 +1,196 @@
+"""Who else has a camera open: inotify sees any process open or close the device node (or a replayed
+video file or image directory), and the same user's `/proc/PID/fd` links say who holds it.
+
+inotify reports the open itself, before the opener can start streaming, so the daemon can let go in
+time for a video-call app that would not retry. It does not say who opened, hence the /proc scan;
+only processes of this user are readable there, which are the ones a desktop session runs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import select
+import struct
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+IN_CLOSE_WRITE = 0x08
+IN_CLOSE_NOWRITE = 0x10
+IN_OPEN = 0x20
+IN_IGNORED = 0x8000  # the watch is gone (the node was removed)
+WATCH_MASK = IN_OPEN | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE
+EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then the name)
+# The opener's fd is installed a moment after inotify reports its open: look again this soon.
+SETTLE_S = 0.005
+# While a camera is held, look again this often (doubling to recheck_max_s) even without an event.
+FIRST_RECHECK_S = 1.0
+
+
+@dataclass(frozen=True)
+class Holder:
+    pid: int
+
+    @property
+    def comm(self) -> str:
+        """Its name now (read when asked: a program that was just forked still has its parent's)."""
+        try:
+            with open(f"/proc/{self.pid}/comm", encoding="utf-8", errors="replace") as f:
+                return f.read().strip()
+        except OSError:
+            return "?"
+
+    def __str__(self) -> str:
+        return f"{self.comm} (pid {self.pid})"
+
+
+def holders(target: str, own_pid: int | None = None) -> list[Holder]:
+    """This user's processes other than `own_pid` (default: us) with `target` open; for a
+    directory, with it or anything under it open."""
+    own = os.getpid() if own_pid is None else own_pid
+    uid = os.getuid()
+    inside = target.rstrip("/") + "/"
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == own:
+            continue
+        fd_dir = f"/proc/{name}/fd"
+        try:
+            if os.stat(f"/proc/{name}").st_uid != uid:
+                continue
+            fds = os.listdir(fd_dir)
+        except OSError:  # gone, or not ours to read
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"{fd_dir}/{fd}")
+            except OSError:
+                continue
+            if link == target or link.startswith(inside):
+                found.append(Holder(int(name)))
+                break
+    return found
+
+
+class Inotify:
+    """A non-blocking inotify instance through libc (no package needed for three calls)."""
+
+    def __init__(self) -> None:
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
+
+    def add(self, path: str, mask: int = WATCH_MASK) -> int:
+        """The watch descriptor for `path` (the same one again for a path already watched)."""
+        wd = self._libc.inotify_add_watch(self.fd, os.fsencode(path), mask)
+        if wd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), path)
+        return wd
+
+    def read(self) -> list[tuple[int, int]]:
+        """(watch descriptor, mask) of the events waiting (none if none)."""
+        try:
+            data = os.read(self.fd, 64 * 1024)
+        except BlockingIOError:
+            return []
+        events, offset = [], 0
+        while offset < len(data):
+            wd, mask, _, length = EVENT.unpack_from(data, offset)
+            events.append((wd, mask))
+            offset += EVENT.size + length
+        return events
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class Watcher:
+    """One thread watching every camera target; calls `on_change(target, holders)` when the set of
+    other processes holding a target changes. Targets that do not exist yet are watched once
+    `watch` is called again (the camera does so when it reopens)."""
+
+    def __init__(self, on_change: Callable[[str, list[Holder]], None], recheck_max_s: float = 30.0):
+        self._on_change = on_change
+        self._recheck_max_s = recheck_max_s
+        self._inotify = Inotify()
+        self._targets: dict[int, str] = {}  # wd -> target
+        self._held: dict[str, list[Holder]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()  # close() wakes the thread out of its select
+        self._thread = threading.Thread(target=self._loop, name="camera-watch", daemon=True)
+        self._thread.start()
+
+    def watch(self, target: str) -> bool:
+        """Watch `target` (idempotent); False when it cannot be watched (it does not exist)."""
+        try:
+            wd = self._inotify.add(target)
+        except OSError as e:
+            if e.errno not in (errno.ENOENT, errno.EACCES, errno.ENOTDIR):
+                log.warning("cannot watch %s for other programs: %s", target, e)
+            return False
+        with self._lock:
+            self._targets[wd] = target
+        return True
+
+    def held(self, target: str) -> list[Holder]:
+        with self._lock:
+            return list(self._held.get(target, []))
+
+    def check(self, target: str) -> list[Holder]:
+        """Scan /proc for `target` now, report a change, and return its holders."""
+        found = holders(target)
+        with self._lock:
+            changed = found != self._held.get(target, [])
+            self._held[target] = found
+        if changed:
+            self._on_change(target, found)
+        return found
+
+    def _loop(self) -> None:
+        recheck = FIRST_RECHECK_S
+        while not self._stop.is_set():
+            with self._lock:
+                busy = [t for t, h in self._held.items() if h]
+            ready, _, _ = select.select([self._inotify.fd, self._wake_r], [], [], recheck if busy else None)
+            if self._stop.is_set():
+                return
+            events = self._inotify.read() if ready else []
+            touched = set()
+            with self._lock:
+                for wd, mask in events:
+                    if mask & IN_IGNORED:
+                        self._targets.pop(wd, None)
+                    elif wd in self._targets:
+                        touched.add(self._targets[wd])
+            opened = any(mask & IN_OPEN for _, mask in events)
+            for target in touched:
+                if not self.check(target) and opened:
+                    # An open whose fd is not installed yet shows no holder: one more look.
+                    self._stop.wait(SETTLE_S)
+                    self.check(target)
+            if events:
+                recheck = FIRST_RECHECK_S
+            else:
+                # No event while held (a missed close, a killed holder): look again, less often.
+                for target in busy:
+                    self.check(target)
+                recheck = min(recheck * 2, self._recheck_max_s)
+
+    def close(self) -> None:
+        """Stop the thread and close its descriptors; again is a no-op (a replaced camera may be closed twice)."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        os.write(self._wake_w, b"x")
+        self._thread.join(2.0)
+        for fd in (self._wake_r, self._wake_w):
+            os.close(fd)
+        self._inotify.close()

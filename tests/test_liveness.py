@@ -20,7 +20,7 @@ import pytest
 
 from support import PYTHON
 from facewarden.core import liveness as core_liveness
-from facewarden.config import Liveness
+from facewarden.config import LivenessConfig as Liveness
 from facewarden.errors import UserError
 from facewarden.core.liveness import Cues, LivenessThresholds as Thresholds, judge, mesh_shift, smooth_residual, verdict
 from facewarden.recognition import landmarks, texture

@@ -31,7 +31,7 @@ class Section(BaseModel):
 Source = int | str
 
 
-class Camera(Section):
+class CameraConfig(Section):
     # A device index, a /dev/video* or /dev/v4l/by-id/... path, a video file, or a directory of
     # images played in order; or a list of them in order of preference. All go through OpenCV.
     source: Source | list[Source] = 0
@@ -52,7 +52,7 @@ class Camera(Section):
     builtin: list[Source] = []
 
     @model_validator(mode="after")
-    def _some_source(self) -> "Camera":
+    def _some_source(self) -> "CameraConfig":
         if self.source == []:
             raise ValueError("source must name at least one camera")
         return self
@@ -81,12 +81,12 @@ class Model(Section):
     threads: int = Field(2, ge=1, le=256)
 
 
-class Presence(Section):
+class PresenceConfig(Section):
     window: int = Field(5, ge=1)  # decisions use k of the last n frames
     required: int = Field(3, ge=1)
 
     @model_validator(mode="after")
-    def _k_of_n(self) -> "Presence":
+    def _k_of_n(self) -> "PresenceConfig":
         if self.required > self.window:
             raise ValueError("required must not exceed window")
         return self
@@ -95,7 +95,7 @@ class Presence(Section):
 LockMethod = Literal["command", "loginctl", "screensaver", "xdg-screensaver"]
 
 
-class Lock(Section):
+class LockConfig(Section):
     after_absent_s: float = Field(10.0, gt=0, le=DAY_S)
     after_stranger_s: float = Field(2.0, ge=0, le=DAY_S)
     # With camera.when_busy = "idle": lock after this long without keyboard or mouse input.
@@ -128,7 +128,7 @@ class People(Section):
         return self.roles.get(person, "owner" if person == OWNER else "trusted")
 
 
-class Liveness(Section):
+class LivenessConfig(Section):
     enabled: bool = True
     window_s: float = Field(20.0, gt=0, le=HOUR_S)
     model_path: Path | None = None  # optional MiniFASNet ONNX file the user supplies
@@ -163,15 +163,15 @@ DEFAULT_ACTIONS: dict[Event, list[Action]] = {
 
 
 class Config(Section):
-    camera: Camera = Camera()
+    camera: CameraConfig = CameraConfig()
     sampling: Sampling = Sampling()
     model: Model = Model()
-    presence: Presence = Presence()
-    lock: Lock = Lock()
+    presence: PresenceConfig = PresenceConfig()
+    lock: LockConfig = LockConfig()
     onlooker: Onlooker = Onlooker()
     people: People = People()
     adapt: Adapt = Adapt()
-    liveness: Liveness = Liveness()
+    liveness: LivenessConfig = LivenessConfig()
     snapshot: Snapshot = Snapshot()
     hooks: Hooks = Hooks()
     log: Log = Log()

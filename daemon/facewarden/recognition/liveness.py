@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import Liveness
+from ..config import LivenessConfig
 from ..core.liveness import (MIN_IOD, MOTION_MAX, MOTION_MIN, PAIR_SPAN_S, RESIDUAL_SLOPE, THRESHOLDS, Cues,
                              LivenessThresholds, Verdict, mesh_shift, same_place, smooth_residual, verdict)
 from ..core.observation import Face
@@ -29,7 +29,7 @@ class LivenessTracker:
     the face is lost or another person takes its place. Once judged live it stays live until reset
     or until the face jumps elsewhere (`same_place`), and costs nothing more meanwhile."""
 
-    def __init__(self, config: Liveness, landmarker: Landmarker | None = None,
+    def __init__(self, config: LivenessConfig, landmarker: Landmarker | None = None,
                  thresholds: LivenessThresholds = THRESHOLDS, classifier: texture.TextureClassifier | None = None):
         self.enabled = config.enabled
         self.window_s = config.window_s

@@ -25,7 +25,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from ..config import Camera as CameraConfig, Source
+from ..config import CameraConfig, Source
 from ..errors import UserError
 from .holders import Holder, Watcher
 

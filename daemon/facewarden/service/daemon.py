@@ -5,7 +5,7 @@ interval job.
 Threads: the scheduler's worker runs `Daemon.step` (one at a time); built-in actions run in order on
 an "actions" thread and user hooks on a "hooks" thread, so neither a slow lock method nor a hanging
 hook ever delays sampling, and a hook never delays a lock. The control socket has its own threads, the
-session's buses theirs. Every touch of the presence machine holds `Daemon._lock`; the camera is only
+session's buses theirs. Every touch of the presence machine holds `Daemon._mutex`; the camera is only
 touched by the sampling step, which reads it *outside* the lock, so that a read that hangs (a wedged
 USB camera blocks in the driver) blocks nothing else.
 
@@ -72,7 +72,7 @@ class Verify(Protocol):
     def __call__(self, frame: np.ndarray, /) -> Observation: ...
 
 
-class Liveness(Protocol):
+class LivenessCheck(Protocol):
     def update(self, frame: np.ndarray, face, now: float) -> bool | None: ...
     def reset(self) -> None: ...
     @property
@@ -91,7 +91,7 @@ IdleSeconds = Callable[[], "float | None"]
 
 
 def sample_once(camera: Camera | Cameras, verify: Verify, presence: Presence, clock: Callable[[], float],
-                liveness: Liveness | None = None, idle: IdleSeconds = lambda: None) -> Step:
+                liveness: LivenessCheck | None = None, idle: IdleSeconds = lambda: None) -> Step:
     """The sampling step: read a frame, judge it, feed presence. Raises ReplayEnded at a replay's end.
 
     `liveness` None means liveness is off: a verified face counts as live. `idle`: seconds since the
@@ -110,7 +110,7 @@ def busy_sample(frame: np.ndarray | None, camera: Camera | Cameras, idle: IdleSe
 
 
 def judge(frame: np.ndarray | None, verify: Verify, presence: Presence, now: float,
-          liveness: Liveness | None = None, busy: Sample | None = None) -> Step:
+          liveness: LivenessCheck | None = None, busy: Sample | None = None) -> Step:
     """Judge one frame (None: the camera failed, or is `busy`) and feed presence."""
     observation = None
     if frame is None:
@@ -171,7 +171,7 @@ def build_verifier(config: Config, where: Paths) -> Verify:
     return Verifier.from_config(config, where).observe
 
 
-def build_liveness(config: Config) -> Liveness | None:
+def build_liveness(config: Config) -> LivenessCheck | None:
     if not config.liveness.enabled:
         return None
     from ..recognition.liveness import LivenessTracker
@@ -204,7 +204,7 @@ class Daemon:
         self._busy = False  # the current job's step is running
         self._interval = 0.0
         self._failing = False
-        self._lock = threading.RLock()
+        self._mutex = threading.RLock()
         self._actions = Worker("actions")
         self._hooks = Worker("hooks")
         self.stopping = threading.Event()
@@ -249,7 +249,7 @@ class Daemon:
                 self._busy = False
 
     def _step(self, job: int) -> None:
-        with self._lock:
+        with self._mutex:
             if self.stopping.is_set():
                 return
             self._follow_model()
@@ -272,7 +272,7 @@ class Daemon:
             return
         except Exception as e:
             error = e
-        with self._lock:
+        with self._mutex:
             if generation != self._generation or job != self._job_number or not self._wants_camera():
                 # Locked, asleep, woken or restarted while the frame was read: it is stale.
                 if camera is not self.camera:
@@ -339,7 +339,7 @@ class Daemon:
                 log.warning("could not keep an adapted face of %s: %s", person, e)
 
     def _stepped(self) -> None:
-        """A step completed (holding `_lock`): the next one scheduled, the watchdogs fed."""
+        """A step completed (holding `_mutex`): the next one scheduled, the watchdogs fed."""
         self._schedule(self._next_interval())
         self._step_due = time.monotonic() + self._deadline()
         if self._tripped:
@@ -358,7 +358,7 @@ class Daemon:
         self._released.set()
 
     def _wants_camera(self) -> bool:
-        """Whether steps read the camera now (holding `_lock`)."""
+        """Whether steps read the camera now (holding `_mutex`)."""
         if self._asleep or self.presence.state == State.PAUSED:
             return False
         return not self._session_locked or self._watch_while_locked()
@@ -389,14 +389,14 @@ class Daemon:
             self._job.modify(next_run_time=datetime.now(timezone.utc))
 
     def _kick(self) -> None:
-        """Step now (holding `_lock`), unless a step runs: that one ends by looking again."""
+        """Step now (holding `_mutex`), unless a step runs: that one ends by looking again."""
         if self._job is not None and not self._busy:
             self._schedule(self._next_interval(), now=True)
 
     # -- events -------------------------------------------------------------------------------
 
     def _dispatch(self, events: list[Event], frame: np.ndarray | None = None, locked_by: str | None = None) -> None:
-        """Queue each event for the actions thread (actions, event log, hooks). Called holding `_lock`."""
+        """Queue each event for the actions thread (actions, event log, hooks). Called holding `_mutex`."""
         last = self.presence.last
         for event in events:
             context = Context(event, self.clock(), self.presence.state.value, faces=last.faces,
@@ -430,13 +430,13 @@ class Daemon:
         self._locking_until = time.monotonic() + OWN_LOCK_S
 
     def _lock_succeeded(self) -> None:
-        with self._lock:
+        with self._mutex:
             self._dispatch(self.presence.lock_succeeded(self.clock()), locked_by="facewarden")
 
     # -- the session (service/session.py; on its bus threads) ---------------------------------
 
     def _session_lock_changed(self, locked: bool) -> None:
-        with self._lock:
+        with self._mutex:
             was, self._session_locked = self._session_locked, locked
             if locked:
                 if not self.presence.locked:
@@ -453,7 +453,7 @@ class Daemon:
             self._kick()
 
     def _afresh(self) -> None:
-        """Drop all evidence (holding `_lock`): the owner is assumed at the keyboard, frames being read are stale."""
+        """Drop all evidence (holding `_mutex`): the owner is assumed at the keyboard, frames being read are stale."""
         self._generation += 1
         self.presence.start_afresh(self.clock())
         if self.liveness is not None:
@@ -463,7 +463,7 @@ class Daemon:
         """PrepareForSleep, on the system bus's dispatcher thread: before sleep, lock (lock.before_sleep)
         and let the camera go, then let go of the delay inhibitor; after, start afresh."""
         if sleeping:
-            with self._lock:
+            with self._mutex:
                 self._asleep = True
                 self._generation += 1
                 self._released.clear()
@@ -478,7 +478,7 @@ class Daemon:
                 log.warning("the camera was not let go before sleep (a camera read still runs)")
             self._let_sleep()
         else:
-            with self._lock:
+            with self._mutex:
                 self._asleep = False
                 self._afresh()
                 self._dispatch([Event.WAKE])
@@ -499,7 +499,7 @@ class Daemon:
 
     def status(self) -> dict:
         idle_s = self.session.idle_seconds()  # a bus call: not holding the lock
-        with self._lock:
+        with self._mutex:
             p, cam = self.presence, self.camera
             # Busy is the cameras' word, at once (the watcher's thread sets it); lost is presence's.
             in_use = cam.in_use if cam.in_use is not None and not cam.in_use.held_by else None
@@ -529,14 +529,14 @@ class Daemon:
         return "on"
 
     def pause(self, seconds: float | None) -> dict:
-        with self._lock:
+        with self._mutex:
             now = self.clock()
             self._dispatch(self.presence.pause(None if seconds is None else now + seconds, now))
             self._kick()  # paused means the camera is free for a video call: the step lets it go
             return {"ok": True, **self.status()}
 
     def resume(self) -> dict:
-        with self._lock:
+        with self._mutex:
             self._dispatch(self.presence.resume(self.clock()))
             self._kick()
             return {"ok": True, **self.status()}
@@ -554,7 +554,7 @@ class Daemon:
         model it cannot open) keeps the old config and model."""
         try:
             new = config_module.load(self.paths.config_file)
-            with self._lock:
+            with self._mutex:
                 # Loading a model holds up steps for a while (TensorFlow for "h5"): not a hang.
                 self._step_due = math.inf
                 same_camera = new.camera == self.config.camera
@@ -591,7 +591,7 @@ class Daemon:
         signal.signal(signal.SIGINT, lambda *_: self.stop(0))
         signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=self.reload, daemon=True).start())
         self._start_session()
-        with self._lock:
+        with self._mutex:
             self._interval = self._next_interval()
             self._add_job()
         self.scheduler.start()
@@ -641,11 +641,11 @@ class Daemon:
             log.error("camera.source: %s", e)
         threading.Thread(target=self._watchdog_lock, name="watchdog-lock", daemon=True).start()
         # The presence machine is only touched holding the lock, which a hung step might hold.
-        if self._lock.acquire(timeout=1.0):
+        if self._mutex.acquire(timeout=1.0):
             try:
                 self.presence.camera_ok = False  # so that camera_restored fires when steps complete again
             finally:
-                self._lock.release()
+                self._mutex.release()
         self._actions.submit(partial(self._act, Context(Event.CAMERA_LOST, self.clock(), self.presence.state.value)))
         # A fresh job, on a fresh scheduler thread: the old one is stuck in its step.
         if self._job is not None:
@@ -667,7 +667,7 @@ class Daemon:
         deadline = time.monotonic() + STEP_DRAIN_S
         while self._busy and time.monotonic() < deadline:  # a running step finishes first
             time.sleep(0.05)
-        with self._lock:
+        with self._mutex:
             self.stuck = self._busy or self._abandoned
             if self.stuck:
                 log.warning("a camera read still hangs at shutdown: leaving it")

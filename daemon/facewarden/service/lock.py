@@ -14,7 +14,7 @@ import subprocess
 import time
 from typing import Callable, Protocol
 
-from ..config import Lock as LockConfig
+from ..config import LockConfig
 from . import dbus
 
 log = logging.getLogger(__name__)

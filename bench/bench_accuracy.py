@@ -118,18 +118,25 @@ def row(name: str, far: float, frr: float, threshold: str) -> str:
     return f"  {name:<44} {threshold:>12}  FAR {far * 100:7.3f}%  FRR {frr * 100:6.2f}%  {ok}"
 
 
-def main() -> int:
-    lfw, orl = FACES / "lfw-dev", FACES / "orl"
-    if not lfw.is_dir() or not orl.is_dir():
-        sys.exit(f"needs the shared face data at {FACES} (lfw-dev and orl)")
-    started = time.time()
-    from facewarden.model import encoder as enc
+class Tools:
+    """What the accuracy benches share: the face data, the port's fast encoder and the photo detector."""
 
-    keras_encoder = enc.load_encoder()
-    scratch = tempfile.TemporaryDirectory()
-    fast = Encoder(keras_encoder, Path(scratch.name))
+    def __init__(self):
+        self.lfw, self.orl = FACES / "lfw-dev", FACES / "orl"
+        if not self.lfw.is_dir() or not self.orl.is_dir():
+            sys.exit(f"needs the shared face data at {FACES} (lfw-dev and orl)")
+        from facewarden.model import encoder as enc
+
+        self._scratch = tempfile.TemporaryDirectory()
+        self.fast = Encoder(enc.load_encoder(), Path(self._scratch.name))
+        self.detector = vision.Detector(evaluate.STILL_DETECT_WIDTH, evaluate.STILL_MIN_SCORE)
+
+
+def main() -> int:
+    started = time.time()
+    tools = Tools()
+    lfw, orl, fast, detector = tools.lfw, tools.orl, tools.fast, tools.detector
     reference = Reference()
-    detector = vision.Detector(evaluate.STILL_DETECT_WIDTH, evaluate.STILL_MIN_SCORE)
     thresholds = Thresholds(ownerfile.THRESHOLD_COLOUR, ownerfile.THRESHOLD_GREY)
     lines = []
 

@@ -31,13 +31,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from bench_accuracy import FACES, Encoder, crops_of, far_frr, grey, log, row, side_light, template_weights  # noqa: E402
+from bench_accuracy import Tools, Encoder, crops_of, far_frr, grey, log, row, side_light, template_weights  # noqa: E402
 from bench_people import finish  # noqa: E402
 from facewarden.core.adapt import FLOOR, NOVELTY  # noqa: E402
 from facewarden.core.observation import OwnerThresholds, decide, is_grey  # noqa: E402
-from facewarden.model import adapt, evaluate  # noqa: E402
+from facewarden.model import adapt  # noqa: E402
 from facewarden.model import train as training  # noqa: E402
-from facewarden.recognition import ownerfile, vision  # noqa: E402
+from facewarden.recognition import ownerfile  # noqa: E402
 
 THRESHOLDS = OwnerThresholds(ownerfile.THRESHOLD_COLOUR, ownerfile.THRESHOLD_GREY)
 
@@ -84,15 +84,9 @@ def run(case: Case, fast: Encoder, templates: np.ndarray, lived: np.ndarray, pro
 
 
 def main() -> int:
-    lfw, orl = FACES / "lfw-dev", FACES / "orl"
-    if not lfw.is_dir() or not orl.is_dir():
-        sys.exit(f"needs the shared face data at {FACES} (lfw-dev and orl)")
     started = time.time()
-    from facewarden.model import encoder as enc
-
-    scratch = tempfile.TemporaryDirectory()
-    fast = Encoder(enc.load_encoder(), Path(scratch.name))
-    detector = vision.Detector(evaluate.STILL_DETECT_WIDTH, evaluate.STILL_MIN_SCORE)
+    tools = Tools()
+    lfw, orl, fast, detector = tools.lfw, tools.orl, tools.fast, tools.detector
     lines = []
 
     # --- 1. ORL: frontal enrollment, other poses

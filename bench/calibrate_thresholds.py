@@ -24,11 +24,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_accuracy import ENROLLED, FACES, OWNERS, Encoder, crops_of, grey, log, template_weights  # noqa: E402
+from bench_accuracy import Tools, ENROLLED, OWNERS, Encoder, crops_of, grey, log, template_weights  # noqa: E402
 
-from facewarden.model import evaluate  # noqa: E402
 from facewarden.model import train as training  # noqa: E402
-from facewarden.recognition import ownerfile, vision  # noqa: E402
+from facewarden.recognition import ownerfile  # noqa: E402
 
 PERCENTILE = 99.9
 MARGIN = 0.05
@@ -52,15 +51,9 @@ def impostor_scores(owner_crops: list[np.ndarray], world: np.ndarray, fast: Enco
 
 
 def main() -> int:
-    lfw, orl = FACES / "lfw-dev", FACES / "orl"
-    if not lfw.is_dir() or not orl.is_dir():
-        sys.exit(f"needs the shared face data at {FACES} (lfw-dev and orl)")
     started = time.time()
-    from facewarden.model import encoder as enc
-
-    scratch = tempfile.TemporaryDirectory()
-    fast = Encoder(enc.load_encoder(), Path(scratch.name))
-    detector = vision.Detector(evaluate.STILL_DETECT_WIDTH, evaluate.STILL_MIN_SCORE)
+    tools = Tools()
+    lfw, orl, fast, detector = tools.lfw, tools.orl, tools.fast, tools.detector
     people = {p.name: sorted(p.glob("*.jpg")) for p in sorted(lfw.iterdir()) if p.is_dir()}
     owners = sorted(people, key=lambda n: (-len(people[n]), n))[:OWNERS]
     log(f"aligning the faces of {len(owners)} owners and one image of each other LFW person")

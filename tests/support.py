@@ -48,3 +48,38 @@ def as_nobody(client) -> str:
         out = f.read().decode()
     os.waitpid(pid, 0)
     return out
+
+
+class Run:
+    """The guard (core/guard.py) on a hand-set clock: `feed` plays one sample (or a function of the
+    seconds fed so far) at a fixed step, `step` feeds any other input; both collect the events."""
+
+    def __init__(self, cfg=None, t0: float = 1000.0, watch_while_locked: bool = False, every: float = 0.25):
+        from facewarden.config import Config
+        from facewarden.core.guard import Guard
+
+        self.now, self.every = t0, every
+        self.guard = Guard(cfg or Config(), t0, watch_while_locked)
+        self.events: list = []  # (time, Event)
+
+    @property
+    def machine(self):
+        """The owner decision inside the guard (core/presence.py)."""
+        return self.guard.presence
+
+    def step(self, what) -> list:
+        fired = self.guard.step(what, self.now)
+        self.events += [(self.now, e) for e in fired]
+        return fired
+
+    def feed(self, sample, seconds: float = 1.0, step: float | None = None) -> list:
+        from facewarden.core.guard import Sampled
+
+        fired, start, step = [], self.now, step or self.every
+        for _ in range(round(seconds / step)):
+            self.now += step
+            fired += self.step(Sampled(sample(self.now - start) if callable(sample) else sample))
+        return fired
+
+    def names(self) -> list:
+        return [e for _, e in self.events]

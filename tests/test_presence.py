@@ -7,7 +7,9 @@ import pytest
 
 from facewarden.config import parse
 from facewarden.events import Event
-from facewarden.core.presence import Presence, Sample, State
+import support
+from facewarden.core.guard import LockDone, Pause, Resume, Tick
+from facewarden.core.presence import Sample, State
 from facewarden.core.observation import FaceVerdict, Observation
 from facewarden.core.observation import Face
 
@@ -24,25 +26,8 @@ def config(**sections):
     return parse({"lock": {"after_absent_s": 10, "after_stranger_s": 2}, **sections})
 
 
-class Run:
-    """A machine and a fake clock; `feed` plays samples at a fixed step and collects events with times."""
-
-    def __init__(self, cfg=None, t0=1000.0):
-        self.now = t0
-        self.machine = Presence(cfg or config(), t0)
-        self.events: list[tuple[float, Event]] = []
-
-    def feed(self, sample: Sample, seconds: float = 1.0, step: float = 0.25) -> list[Event]:
-        fired = []
-        for _ in range(round(seconds / step)):
-            self.now += step
-            for e in self.machine.observe(sample, self.now):
-                fired.append(e)
-                self.events.append((self.now, e))
-        return fired
-
-    def names(self):
-        return [e for _, e in self.events]
+def Run(cfg=None) -> support.Run:
+    return support.Run(cfg or config())
 
 
 def test_owner_arrives_once_and_never_locks_while_present():
@@ -79,15 +64,15 @@ def test_owner_left_after_the_absence_delay_from_the_last_owner_frame():
     assert run.machine.state == State.OWNER_ABSENT
 
 
-def test_lock_fires_once_and_owner_return_clears_it():
+def test_an_unconfirmed_lock_fires_once_and_the_owner_back_ends_it():
     run = Run()
     run.feed(OWNER, 2)
     run.feed(EMPTY, 12)
-    assert run.machine.lock_succeeded(run.now) == [Event.LOCKED]
-    assert run.machine.lock_succeeded(run.now) == []
-    assert run.machine.locked
+    assert run.step(LockDone("command")) == [Event.LOCKED]
+    assert run.step(LockDone("command")) == []
+    assert run.guard.locked and run.guard.locked_by == "facewarden" and run.guard.wants_camera
     assert run.feed(OWNER, 1) == [Event.OWNER_ARRIVED]
-    assert not run.machine.locked
+    assert not run.guard.locked
 
 
 def test_never_seen_owner_still_locks():
@@ -157,7 +142,7 @@ def test_camera_failure_fails_closed_and_reports_transitions():
     run.feed(LOST, 11)
     assert run.names() == [Event.OWNER_ARRIVED, Event.CAMERA_LOST, Event.OWNER_LEFT]
     assert run.feed(OWNER, 1) == [Event.CAMERA_RESTORED, Event.OWNER_ARRIVED]
-    assert run.machine.camera_ok
+    assert run.guard.camera_ok
 
 
 def test_liveness_pending_holds_the_lock_then_counts_as_a_spoof():
@@ -191,37 +176,37 @@ def test_photo_never_becomes_the_owner_after_leaving():
 def test_pause_silences_everything_until_resume():
     run = Run()
     run.feed(OWNER, 2)
-    assert run.machine.pause(None, run.now) == [Event.PAUSED]
-    assert run.machine.pause(None, run.now) == []
+    assert run.step(Pause(None)) == [Event.PAUSED]
+    assert run.step(Pause(None)) == []
     run.feed(STRANGER, 30)
     run.feed(LOST, 30)
-    assert run.machine.lock_succeeded(run.now) == []
-    assert run.names() == [Event.OWNER_ARRIVED]
-    assert run.machine.state == State.PAUSED and run.machine.interval() == 5.0
-    assert run.machine.resume(run.now) == [Event.RESUMED]
+    assert run.names() == [Event.OWNER_ARRIVED, Event.PAUSED]
+    assert run.machine.state == State.PAUSED and run.guard.interval() == 5.0
+    assert not run.guard.wants_camera and run.guard.camera == "released (paused)"
+    assert run.step(Resume()) == [Event.RESUMED]
     assert run.machine.state == State.PENDING
     assert run.feed(OWNER, 1) == [Event.OWNER_ARRIVED]
 
 
 def test_timed_pause_resumes_by_itself():
     run = Run()
-    run.machine.pause(run.now + 60, run.now)
+    run.step(Pause(run.now + 60))
     run.now += 59
-    assert run.machine.tick(run.now) == []
+    assert run.step(Tick()) == []
     run.now += 1
-    assert run.machine.tick(run.now) == [Event.RESUMED]
+    assert run.step(Tick()) == [Event.RESUMED]
 
 
 def test_cadence_follows_the_state():
     run = Run()
-    cadence = run.machine.interval
+    cadence = run.guard.interval
     assert cadence() == 0.25  # nothing decided yet
     run.feed(OWNER, 2)
     assert cadence() == 1.0
     run.feed(EMPTY, 0.25)
     assert cadence() == 0.25  # the absence grace period is running
     run.feed(EMPTY, 12)
-    assert cadence() == 1.0  # locked, nobody there
+    assert cadence() == 1.0  # nobody there
     run.feed(STRANGER, 0.25)
     assert cadence() == 0.25  # a face not yet decided
     run.feed(STRANGER, 5)

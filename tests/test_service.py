@@ -17,15 +17,16 @@ import pytest
 
 from support import PYTHON, Clock
 from facewarden import config as config_module
-from facewarden.service.camera import Camera, ReplayEnded
+from facewarden.service.camera import ReplayEnded
 from facewarden.config import parse
 from facewarden.service.control import request
 from facewarden.cli.demo import write_replay
 from facewarden.errors import UserError
 from facewarden.events import Event
 from facewarden.paths import paths
-from facewarden.core.presence import Presence, State
-from facewarden.service.daemon import Daemon, build_verifier, sample_once
+from facewarden.core.guard import Pause
+from facewarden.core.presence import State
+from facewarden.service.daemon import Daemon
 
 WAIT_S = 60.0  # generous: CI has 2 shared cores
 
@@ -45,20 +46,22 @@ def write_config(home: Path, text: str) -> config_module.Config:
     return config_module.load(home / "config.toml")
 
 
+def sampling(cfg, clock: Clock) -> Daemon:
+    """A daemon that is built but not run: the tests call its one per-sample step, `sampler.take`."""
+    return Daemon(cfg, paths(), clock=clock)
+
+
 def test_sampling_step_over_a_replayed_camera(owner_home, replay):
     cfg = parse({"camera": {"source": str(replay), "retry_max_s": 0.5}, "lock": {"after_absent_s": 2},
-                 "liveness": {"enabled": False}})
+                 "liveness": {"enabled": False}, "actions": {"owner_left": []}})
     clock = Clock()
-    camera = Camera(cfg.camera, clock)
-    presence = Presence(cfg, clock())
-    verify = build_verifier(cfg, paths())
+    daemon = sampling(cfg, clock)
     seen, intervals = [], set()
     with pytest.raises(ReplayEnded):
         for _ in range(200):
-            step = sample_once(camera, verify, presence, clock)
-            seen += [(round(clock.t - 1000, 2), e) for e in step.events]
-            intervals.add(presence.interval())
-            clock.t += presence.interval()
+            seen += [(round(clock.t - 1000, 2), e) for e in daemon.sampler.take()]
+            intervals.add(daemon.guard.interval())
+            clock.t += daemon.guard.interval()
     assert [e for _, e in seen] == [Event.OWNER_ARRIVED, Event.OWNER_LEFT, Event.CAMERA_LOST,
                                     Event.CAMERA_RESTORED, Event.OWNER_ARRIVED]
     times = dict((e, t) for t, e in reversed(seen))
@@ -68,35 +71,34 @@ def test_sampling_step_over_a_replayed_camera(owner_home, replay):
 
 
 def test_real_liveness_refuses_the_photo_of_the_owner(owner_home, astronaut_bgr, tmp_path):
-    from facewarden.service.daemon import build_liveness
-
     frames = tmp_path / "photo"
     write_replay(frames, [("photo held up", 12, [[astronaut_bgr]])])
-    cfg = parse({"camera": {"source": str(frames)}, "liveness": {"enabled": True, "window_s": 5}})
+    cfg = parse({"camera": {"source": str(frames)}, "liveness": {"enabled": True, "window_s": 5},
+                 "actions": {"spoof_suspected": []}})
     clock = Clock()
-    camera = Camera(cfg.camera, clock)
-    presence = Presence(cfg, clock())
-    verify, liveness = build_verifier(cfg, paths()), build_liveness(cfg)
+    daemon = sampling(cfg, clock)
     events = []
     while clock.t < 1008:
-        events += sample_once(camera, verify, presence, clock, liveness).events
-        clock.t += presence.interval()
+        events += daemon.sampler.take()
+        clock.t += daemon.guard.interval()
     # Verified as the owner's face, but never alive: held for liveness.window_s, then a spoof.
     assert events == [Event.SPOOF_SUSPECTED]
-    assert presence.state == State.STRANGER
+    assert daemon.guard.presence.state == State.STRANGER
 
 
 def test_paused_step_does_not_read_the_camera(owner_home, replay):
     cfg = parse({"camera": {"source": str(replay)}, "liveness": {"enabled": False}})
     clock = Clock()
-    camera = Camera(cfg.camera, clock)
-    presence = Presence(cfg, clock())
-    presence.pause(clock() + 10, clock())
+    daemon = sampling(cfg, clock)
+    verify = daemon.sampler.observer.verify
+    daemon.sampler.observer.verify = lambda frame: pytest.fail("judged a frame while paused")
+    daemon.feed(Pause(clock() + 10))
     clock.t += 5
-    step = sample_once(camera, lambda frame: pytest.fail("judged a frame while paused"), presence, clock)
-    assert step.events == [] and step.frame is None and camera._started is None
+    assert daemon.sampler.take() == [] and daemon.sampler.camera.cameras[0]._started is None
+    assert daemon.sampler.released.is_set()
+    daemon.sampler.observer.verify = verify
     clock.t += 5
-    assert sample_once(camera, build_verifier(cfg, paths()), presence, clock).events == [Event.RESUMED]
+    assert daemon.sampler.take() == [Event.RESUMED]
 
 
 def test_daemon_control_and_reload(owner_home, replay, tmp_path):
@@ -107,29 +109,34 @@ def test_daemon_control_and_reload(owner_home, replay, tmp_path):
     base = f'[camera]\nsource = "{replay}"\n[liveness]\nenabled = false\n[lock]\ncommand = ["{lock}"]\nmethods = ["command"]\n'
     cfg = write_config(owner_home, base)
     daemon = Daemon(cfg, paths())
-    status = daemon.status()
-    assert set(status) == {"state", "since", "paused_until", "locked", "camera", "camera_busy_by", "camera_in_use",
-                           "faces", "score", "person", "model", "session_locked", "locked_via", "logind", "sampling",
-                           "samples", "sampled_at", "idle_s", "idle_source", "liveness"}
+    api = daemon.server.controller
+    status = api.status()
+    assert set(status) == {"state", "since", "paused_until", "locked", "locked_by", "lock_confirmed", "camera",
+                           "camera_busy_by", "camera_in_use", "faces", "score", "person", "model", "session_locked",
+                           "locked_via", "logind", "sampling", "samples", "sampled_at", "idle_s", "idle_source",
+                           "liveness"}
     assert status["state"] == "pending" and status["camera"] == "ok" and status["liveness"] == "off"
 
-    paused = daemon.pause(60)
+    paused = api.pause(60)
     assert paused["ok"] and paused["state"] == "paused" and paused["paused_until"] > time.time() + 50
-    assert daemon.resume()["state"] == "pending"
+    assert paused["camera"] == "released (paused)"
+    assert api.resume()["state"] == "pending"
 
-    assert daemon.lock_now()["locked"] is True and marker.read_text() == "locked\n"
+    # No lock-state source here (no logind, no screensaver): the lock is facewarden's, unconfirmed.
+    locked = api.lock_now()
+    assert locked["locked"] is True and marker.read_text() == "locked\n"
+    assert (locked["locked_by"], locked["lock_confirmed"], locked["locked_via"]) == ("facewarden", False, "facewarden")
 
     (owner_home / "config.toml").write_text(base + "after_absent_s = -3\n")
-    refused = daemon.reload()
+    refused = api.reload()
     assert refused["ok"] is False and "lock.after_absent_s" in refused["error"] and "old config stays" in refused["error"]
-    assert daemon.presence.after_absent_s == 10.0
+    assert daemon.guard.presence.after_absent_s == 10.0
     (owner_home / "config.toml").write_text(base.replace('source = "', 'source = "/nonexistent'))
-    assert daemon.reload()["ok"] is False and daemon.config == cfg
+    assert api.reload()["ok"] is False and daemon.config == cfg
     (owner_home / "config.toml").write_text(base + "after_absent_s = 4\n")
-    assert daemon.reload()["ok"] is True and daemon.presence.after_absent_s == 4.0
+    assert api.reload()["ok"] is True and daemon.guard.presence.after_absent_s == 4.0
 
-    daemon._actions.drain(10)
-    daemon._hooks.drain(10)
+    daemon.fanout.shutdown()
     events = [json.loads(line)["event"] for line in paths().events_file.read_text().splitlines()]
     assert events == ["paused", "resumed", "locked"]
 
@@ -139,9 +146,10 @@ def test_the_daemon_follows_the_owners_track_only_when_adapt_is_on(owner_home, r
     for enabled in (False, True):
         daemon = Daemon(write_config(owner_home, base + f"[adapt]\nenabled = {str(enabled).lower()}\n"), paths())
         tracked = []
-        while not daemon.stopping.is_set():
-            daemon.step()
-            tracked.append(daemon.track.person)
+        with pytest.raises(ReplayEnded):
+            while True:
+                daemon.sampler.take()
+                tracked.append(daemon.sampler.track.person)
         # On: the owner's track while he sits there, ended by the empty desk and the broken camera.
         assert ("owner" in tracked and None in tracked[tracked.index("owner"):]) is enabled
         assert set(tracked) == ({None, "owner"} if enabled else {None})
@@ -249,5 +257,5 @@ def test_unlock_enabled_warns_at_every_start(owner_home, replay, caplog):
         daemon = Daemon(cfg, paths())
         assert "the unlock action is enabled" in caplog.text
         caplog.clear()
-        assert daemon.reload()["ok"] is True
+        assert daemon.server.controller.reload()["ok"] is True
         assert "the unlock action is enabled" in caplog.text

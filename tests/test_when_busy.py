@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from facewarden.config import parse
-from facewarden.core.presence import Presence, Sample, State
+import support
+from facewarden.core.presence import Sample, State
 from facewarden.events import Event
 
 OWNER = Sample(owner=True, live=True, score=0.8)
@@ -17,23 +18,8 @@ def busy(idle_s: float | None) -> Sample:
     return Sample.camera_busy(idle_s)
 
 
-class Run:
-    def __init__(self, when_busy: str, idle_s: float = 60.0):
-        cfg = parse({"camera": {"when_busy": when_busy}, "lock": {"after_absent_s": 10, "idle_s": idle_s}})
-        self.now = 1000.0
-        self.machine = Presence(cfg, self.now)
-        self.events: list[tuple[float, Event]] = []
-
-    def feed(self, sample, seconds: float, step: float = 1.0) -> list[Event]:
-        """`sample`: a Sample, or a function of the time fed so far (for a growing idle time)."""
-        fired, start = [], self.now
-        for _ in range(round(seconds / step)):
-            self.now += step
-            s = sample(self.now - start) if callable(sample) else sample
-            for e in self.machine.observe(s, self.now):
-                fired.append(e)
-                self.events.append((self.now, e))
-        return fired
+def Run(when_busy: str, idle_s: float = 60.0) -> support.Run:
+    return support.Run(parse({"camera": {"when_busy": when_busy}, "lock": {"after_absent_s": 10, "idle_s": idle_s}}), every=1.0)
 
 
 def present(when_busy: str, idle_s: float = 60.0) -> Run:
@@ -45,7 +31,7 @@ def present(when_busy: str, idle_s: float = 60.0) -> Run:
 def test_idle_holds_the_lock_through_a_call_with_input():
     run = present("idle")
     assert run.feed(busy(3.0), 600) == [Event.CAMERA_BUSY]  # ten minutes of call, owner typing
-    assert run.machine.state == State.OWNER_PRESENT and run.machine.camera_ok
+    assert run.machine.state == State.OWNER_PRESENT and run.guard.camera_ok
     # The call ends: the owner has the usual grace to be seen again.
     assert run.feed(OWNER, 2) == [Event.CAMERA_FREE]
     assert run.machine.state == State.OWNER_PRESENT
@@ -80,7 +66,7 @@ def test_lock_fails_closed_and_is_not_lost():
     run = present("lock")
     fired = run.feed(busy(1.0), 20)
     assert fired == [Event.CAMERA_BUSY, Event.OWNER_LEFT]
-    assert run.machine.camera_ok and run.machine.camera_busy
+    assert run.guard.camera_ok and run.guard.camera_busy
 
 
 def test_busy_then_lost_then_back():
@@ -93,4 +79,4 @@ def test_busy_then_lost_then_back():
 def test_busy_samples_at_the_normal_pace():
     run = present("idle")
     run.feed(busy(1.0), 1)
-    assert run.machine.interval() == run.machine.sampling.interval_s
+    assert run.guard.interval() == run.guard.sampling.interval_s

@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from .errors import UserError
 from .events import Action, Event
@@ -177,6 +177,15 @@ class Config(Section):
     log: Log = Log()
     # Which built-in actions each event runs. User hooks (hooks/<event>) run for every event.
     actions: dict[Event, list[Action]] = Field(default_factory=lambda: dict(DEFAULT_ACTIONS))
+
+    @field_validator("actions", mode="before")
+    @classmethod
+    def _over_the_defaults(cls, value: object) -> object:
+        """A user's [actions] table changes only the events it names (`[]` takes an event's actions
+        away on purpose): naming onlooker_detected must not take the lock away from owner_left."""
+        if not isinstance(value, dict):
+            return value
+        return {**{event.value: [a.value for a in acts] for event, acts in DEFAULT_ACTIONS.items()}, **value}
 
     @model_validator(mode="after")
     def _unlock_needs_liveness(self) -> "Config":

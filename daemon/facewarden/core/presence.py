@@ -47,7 +47,7 @@ class Sample:
 
     camera_ok: bool = True
     busy: bool = False  # no frame because another program holds the camera (or the lid is closed)
-    idle_s: float | None = None  # with busy: seconds since the session's last input, None if unknown
+    idle_s: float | None = None  # seconds since the session's last input, None if unknown or not asked
     skipped: bool = False  # a frame was read but not judged (dark, blurry)
     owner: bool = False  # an owner face was verified in the frame
     live: bool | None = None  # liveness of that owner face: None = pending, True = live
@@ -84,8 +84,8 @@ class Sample:
         )
 
     @classmethod
-    def camera_failed(cls) -> "Sample":
-        return cls(camera_ok=False)
+    def camera_failed(cls, idle_s: float | None = None) -> "Sample":
+        return cls(camera_ok=False, idle_s=idle_s)
 
     @classmethod
     def camera_busy(cls, idle_s: float | None) -> "Sample":
@@ -103,9 +103,6 @@ class Presence:
         self.since = now
         self.paused_until: float | None = None
         self.paused_forever = False
-        self.locked = False
-        self.camera_ok = True  # not lost (a busy camera is not lost)
-        self.camera_busy = False
         self.last: Sample = Sample()
         self._reset_evidence(now)
 
@@ -149,11 +146,11 @@ class Presence:
         """Whether any recent judged frame showed an owner face (else the face is lost)."""
         return any(s.owner for s in self._samples)
 
-    def interval(self) -> float:
+    def interval(self, camera_busy: bool = False) -> float:
         """Seconds to the next sample: slow while paused, fast while in doubt, else the normal pace."""
         if self.state == State.PAUSED:
             return self.sampling.paused_interval_s
-        if self.camera_busy:
+        if camera_busy:
             return self.sampling.interval_s  # nothing to be in doubt about until it is free
         return self.sampling.doubt_interval_s if self._in_doubt() else self.sampling.interval_s
 
@@ -176,18 +173,10 @@ class Presence:
         self.last = sample
         if self.state == State.PAUSED:
             return self._maybe_auto_resume(now)
-        events: list[Event] = []
-        if sample.busy != self.camera_busy:
-            self.camera_busy = sample.busy
-            events.append(Event.CAMERA_BUSY if sample.busy else Event.CAMERA_FREE)
-        lost = not sample.camera_ok and not sample.busy
-        if lost == self.camera_ok:
-            self.camera_ok = not lost
-            events.append(Event.CAMERA_LOST if lost else Event.CAMERA_RESTORED)
         if sample.busy:
             policy = self.when_busy if sample.idle_s is not None or self.when_busy != "idle" else "lock"
             if policy != "lock":
-                return events + self._busy(policy, sample.idle_s, now)
+                return self._busy(policy, sample.idle_s, now)
         if not sample.skipped:
             self._samples.append(sample)
             self._times.append(now)
@@ -196,8 +185,7 @@ class Presence:
         while self._times and now - self._times[0] >= self.after_absent_s:
             self._samples.popleft()
             self._times.popleft()
-        events += self._decide(now)
-        return events
+        return self._decide(now)
 
     def tick(self, now: float) -> list[Event]:
         """The clock alone (no frame): ends a timed pause."""
@@ -224,14 +212,6 @@ class Presence:
         self._reset_evidence(now)
         if self.state != State.PAUSED:
             self._go(State.PENDING, now)
-
-    def lock_succeeded(self, now: float) -> list[Event]:
-        """A lock action worked: `locked` fires once, until the owner is back."""
-        if self.locked or self.state == State.PAUSED:
-            self.locked = True
-            return []
-        self.locked = True
-        return [Event.LOCKED]
 
     def _maybe_auto_resume(self, now: float) -> list[Event]:
         if self.paused_until is not None and now >= self.paused_until:
@@ -266,7 +246,6 @@ class Presence:
             self._stranger_since = None
             if self.state != State.OWNER_PRESENT:
                 self._go(State.OWNER_PRESENT, now)
-                self.locked = False
                 events.append(Event.OWNER_ARRIVED)
             events += self._onlooker_check()
             return events

@@ -126,6 +126,22 @@ def lock_methods(cfg) -> list[str]:
     return [what for what in (b.available() for b in lock.backends(cfg.lock)) if what]
 
 
+def check_locking(cfg) -> list[Check]:
+    """Which events lock: none at all is a failure (facewarden's one promise), and owner_left or
+    stranger_detected without it a warning (a user's [actions] table may take it away on purpose)."""
+    from ..events import Action, Event
+
+    locking = [e.value for e, actions in cfg.actions.items() if Action.LOCK in actions]
+    if not locking:
+        return [Check("locking", False, "no event locks the session ([actions] has no \"lock\")",
+                      fix='add "lock" to actions.owner_left and actions.stranger_detected')]
+    missing = [e.value for e in (Event.OWNER_LEFT, Event.STRANGER_DETECTED)
+               if Action.LOCK not in cfg.actions.get(e, [])]
+    text = f"locks on {', '.join(locking)}"
+    return [Check("locking", not missing, text + (f"; not on {', '.join(missing)}" if missing else ""),
+                  essential=False, fix=f'add "lock" to actions.{missing[0]}' if missing else "")]
+
+
 def check_lock(cfg) -> Check:
     usable = lock_methods(cfg)
     if not usable:
@@ -195,5 +211,5 @@ def checks(status: dict | None) -> list[Check]:
     session = check_session()
     if cfg is not None:
         found += [check_camera(cfg, status), check_devices(), check_when_busy(cfg, session[1]), check_model(cfg),
-                  check_lock(cfg)]
+                  *check_locking(cfg), check_lock(cfg)]
     return found + [check_notifications(), check_tray(), *session, check_units()]

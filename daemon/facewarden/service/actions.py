@@ -1,6 +1,6 @@
 """The built-in actions, looked up by `Action`: lock (the chain of lock back-ends), notify, unlock, snapshot.
 
-They run off the sampling thread (service/daemon.py) and never raise: a failing action is logged and the
+They run off the sampling thread (service/fanout.py) and never raise: a failing action is logged and the
 daemon goes on. Each returns whether it worked.
 """
 
@@ -23,7 +23,7 @@ from ..config import Config
 from ..events import Action, Event
 from ..paths import Paths, write_private
 from . import dbus
-from .lock import LockBackend, backends, lock_chain, session_id, succeeded
+from .lock import session_id, succeeded
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +91,16 @@ class Context:
 class Actions:
     """The registry `Action -> callable(Context) -> bool`, bound to one config."""
 
-    def __init__(self, config: Config, paths: Paths):
+    def __init__(self, config: Config, paths: Paths, lock: Callable[[], bool]):
+        """`lock`: the daemon's lock sequence (service/fanout.py), the one way facewarden locks."""
         self.config = config
         self.paths = paths
         self.registry: dict[Action, Callable[[Context], bool]] = {
-            Action.LOCK: self.lock,
+            Action.LOCK: lambda context: lock(),
             Action.NOTIFY: self.notify,
             Action.UNLOCK: self.unlock,
             Action.SNAPSHOT: self.snapshot,
         }
-        self.lock_backends: list[LockBackend] = backends(config.lock)
 
     def run(self, action: Action, context: Context) -> bool:
         try:
@@ -108,12 +108,6 @@ class Actions:
         except Exception:  # an action must never take the daemon down
             log.exception("action %s for %s failed", action.value, context.event.value)
             return False
-
-    # -- lock ---------------------------------------------------------------------------------
-
-    def lock(self, context: Context | None = None) -> bool:
-        """The lock chain: the configured back-ends in order, the first that verifiably works wins."""
-        return lock_chain(self.lock_backends)
 
     # -- notify, unlock, snapshot -------------------------------------------------------------
 

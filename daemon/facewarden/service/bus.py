@@ -57,6 +57,7 @@ class Bus:
         # Signals carry their sender's unique name: the owner of each well-known name subscribed to,
         # so that nobody else's signal (a unicast one skips match rules) passes for the service's.
         self._owners: dict[str, str] = {}
+        self._owner_watchers: dict[str, list[Callable[[str], None]]] = {}
         self._signals: queue.Queue = queue.Queue()
         self._receiver = threading.Thread(target=self._receive, name=f"bus-{label}", daemon=True)
         self._dispatcher = threading.Thread(target=self._dispatch, name=f"bus-{label}-signals", daemon=True)
@@ -159,9 +160,19 @@ class Bus:
         if body is not None:
             self._owners[name] = body[0]
 
+    def watch_owner(self, name: str, callback: Callable[[str], None]) -> str:
+        """Call `callback(owner)` on the dispatcher thread whenever `name` changes hands ("" when
+        nobody owns it any more: the service exited, crashed or was killed); its owner now."""
+        if name not in self._owners:
+            self._follow_owner(name)
+        self._owner_watchers.setdefault(name, []).append(callback)
+        return self._owners[name]
+
     def _owner_changed(self, msg: Message) -> None:
         name, _old, new = msg.body
         self._owners[name] = new
+        for callback in self._owner_watchers.get(name, []):
+            callback(new)
 
     def close(self) -> None:
         if not self.closed:

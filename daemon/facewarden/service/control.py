@@ -15,6 +15,7 @@ loosened. The protocol is JSON lines, one request, one response:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -83,15 +84,40 @@ def handle_request(controller: Controller, line: bytes) -> dict:
     return {"ok": False, "error": f"unknown command {cmd!r} (status, pause, resume, lock-now, reload)"}
 
 
+LOCK_NAME = "daemon.lock"
+
+
+def one_daemon(path: Path) -> int:
+    """Take the one-daemon-per-user lock (flock on `path` in the private runtime directory) and keep
+    it for the process's life (the kernel lets go when it exits, however it exits). A daemon that
+    is stopped (SIGSTOP) or hung still holds it, so a second `run` never takes over its socket."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise UserError(f"{path}: cannot take the one-daemon lock: {e.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise UserError(f"facewarden is already running (pid {holder or '?'} holds {path})") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 class Server:
     def __init__(self, path: Path, controller: Controller):
         self.path = path
         self.controller = controller
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
+        self._lock: int | None = None  # the one-daemon lock's descriptor, held for the daemon's life
+        self._inode = 0
 
     def start(self) -> None:
         private_dir(self.path.parent)
+        self._lock = one_daemon(self.path.parent / LOCK_NAME)
         try:
             st = os.lstat(self.path)
         except FileNotFoundError:
@@ -99,16 +125,13 @@ class Server:
         if st is not None:
             if not stat.S_ISSOCK(st.st_mode):
                 raise UserError(f"{self.path} is not a socket; move it away")
-            try:
-                request({"cmd": "status"}, self.path, timeout=1.0)
-            except UserError:
-                self.path.unlink()  # left behind by a daemon that died (the directory is ours)
-            else:
-                raise UserError(f"facewarden is already running (its socket {self.path} answers)")
+            # Holding the lock, no other daemon runs: the socket was left by one that died.
+            self.path.unlink()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         # The 0700 directory already shuts others out between bind and chmod.
         sock.bind(str(self.path))
         os.chmod(self.path, 0o600)
+        self._inode = os.lstat(self.path).st_ino
         sock.listen(8)
         self._sock = sock
         self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
@@ -123,7 +146,11 @@ class Server:
                 pass
             self._sock.close()
             self._sock = None
-            self.path.unlink(missing_ok=True)
+            try:  # only the socket this daemon made
+                if os.lstat(self.path).st_ino == self._inode:
+                    self.path.unlink()
+            except FileNotFoundError:
+                pass
         if self._thread is not None:
             self._thread.join(2.0)
 

@@ -66,12 +66,22 @@ def _connect() -> Iterator[DBusConnection | None]:
             conn.close()
 
 
-def _call(conn: DBusConnection, msg) -> tuple | None:
-    """The reply's body, or None when the call failed or timed out."""
+class NoReply(Exception):
+    """The call went out and no reply came in time (mate-screensaver's Lock never replies)."""
+
+
+def _call(conn: DBusConnection, msg, timeout: float = CALL_TIMEOUT_S, no_reply_ok: bool = False) -> tuple | None:
+    """The reply's body, or None when the call failed or timed out; with `no_reply_ok`, a call left
+    unanswered raises NoReply instead."""
     try:
-        reply = conn.send_and_get_reply(msg, timeout=CALL_TIMEOUT_S)
+        reply = conn.send_and_get_reply(msg, timeout=timeout)
+    except TimeoutError:
+        if no_reply_ok:
+            raise NoReply() from None
+        log.info("D-Bus call %s: no reply within %.1f s", msg.header.fields.get(HeaderFields.member), timeout)
+        return None
     except (OSError, ValueError) as e:
-        log.info("D-Bus call %s failed: %s", msg.header.fields.get(HeaderFields.member), e)
+        log.info("D-Bus call %s failed: %s", msg.header.fields.get(HeaderFields.member), e or type(e).__name__)
         return None
     if reply.header.message_type == MessageType.error:
         log.info("D-Bus call %s: %s %s", msg.header.fields.get(HeaderFields.member),
@@ -106,8 +116,12 @@ def notify(summary: str, body: str = "", urgency: str = "normal", timeout_ms: in
         return _call(conn, msg) is not None
 
 
+LOCK_REPLY_S = 0.5  # a Lock that has not answered by then is judged by the lock state it produces
+
+
 def screensaver_lock() -> bool:
-    """Lock the session through the desktop's screensaver service; whether one accepted."""
+    """Ask the desktop's screensaver service to lock; whether one took the request (replied, or
+    kept it without a reply: the lock state tells whether it locked)."""
     with _connect() as conn:
         if conn is None:
             return False
@@ -119,8 +133,13 @@ def screensaver_lock() -> bool:
             if not owned[name]:
                 continue
             msg = new_method_call(DBusAddress(path, bus_name=name, interface=interface), method, signature, args)
-            if _call(conn, msg) is not None:
-                log.info("locked through %s %s.%s", name, interface, method)
+            try:
+                replied = _call(conn, msg, LOCK_REPLY_S, no_reply_ok=True) is not None
+            except NoReply:
+                log.info("asked %s %s.%s to lock (it sends no reply)", name, interface, method)
+                return True
+            if replied:
+                log.info("asked %s %s.%s to lock", name, interface, method)
                 return True
         return False
 

@@ -1,8 +1,12 @@
 """Lock back-ends: the ways a session can be locked, one small interface each.
 
-Each says whether it can work here (`available`, which `doctor` shows), locks, and where it can
-tell, whether the session is locked now. The lock chain tries the configured ones in order; the
-first that verifiably worked wins.
+Each says whether it can work here (`available`, which `doctor` shows) and asks for a lock. A
+method's success is judged by the lock state it produces, not by its reply: the chain asks, then
+waits up to LOCK_CONFIRM_S for a lock-state source (logind's LockedHint, a screensaver's
+ActiveChanged or GetActive) to say the session is locked. mate-screensaver's `Lock` locks and never
+replies; loginctl returns 0 whether or not a locker reacted. Where no source can confirm anything,
+a method that says it locked is believed ("locked by facewarden, unconfirmed"); so is the user's
+own `lock.command`, which knows its locker better than any source.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ import logging
 import os
 import shutil
 import subprocess
-import time
 from typing import Callable, Protocol
 
 from ..config import LockConfig
@@ -20,8 +23,8 @@ from . import dbus
 log = logging.getLogger(__name__)
 
 COMMAND_TIMEOUT_S = 10.0
-# A screen locker sets logind's LockedHint once its lock is up, which can take a moment.
-LOCKED_HINT_WAIT_S = 3.0
+# A screen locker reports its lock once it is up, which can take a moment.
+LOCK_CONFIRM_S = 2.5
 
 
 def run(argv: list[str], capture: bool = True) -> subprocess.CompletedProcess | None:
@@ -49,19 +52,18 @@ def session_id() -> str:
 
 class LockBackend(Protocol):
     name: str
+    trusted: bool  # its own word that it locked counts even where a source could confirm
 
     def available(self) -> str | None:
-        """What would lock here (for doctor), or None when this back-end cannot work here."""
+        """What would lock here (for doctor), or None when this back-end cannot lock here."""
 
     def lock(self) -> bool:
-        """Lock the session; whether it verifiably worked."""
-
-    def is_locked(self) -> bool | None:
-        """Whether the session is locked now; None when this back-end cannot tell."""
+        """Ask for a lock; whether the request went out and was not refused."""
 
 
 class CommandLock:
     name = "command"
+    trusted = True
 
     def __init__(self, argv: list[str]):
         self.argv = list(argv)
@@ -73,12 +75,10 @@ class CommandLock:
         # The user's own command talks to the daemon's stdout and stderr (the journal), like a hook.
         return bool(self.argv) and succeeded(self.argv, capture=False)
 
-    def is_locked(self) -> bool | None:
-        return None
-
 
 class LoginctlLock:
     name = "loginctl"
+    trusted = False
 
     def available(self) -> str | None:
         if shutil.which("loginctl") is None:
@@ -88,26 +88,12 @@ class LoginctlLock:
         return "loginctl" if result is not None and result.returncode == 0 and result.stdout.strip() else None
 
     def lock(self) -> bool:
-        if shutil.which("loginctl") is None or not succeeded(["loginctl", "lock-session", session_id()]):
-            return False
-        # loginctl returns 0 whether or not a locker reacted: only LockedHint says it did.
-        deadline = time.monotonic() + LOCKED_HINT_WAIT_S
-        while not self.is_locked():
-            if time.monotonic() >= deadline:
-                log.info("loginctl lock-session: no screen locker set LockedHint")
-                return False
-            time.sleep(0.25)
-        return True
-
-    def is_locked(self) -> bool | None:
-        hint = run(["loginctl", "show-session", session_id(), "--property=LockedHint", "--value"])
-        if hint is None or hint.returncode != 0:
-            return None
-        return hint.stdout.strip() == "yes"
+        return shutil.which("loginctl") is not None and succeeded(["loginctl", "lock-session", session_id()])
 
 
 class ScreenSaverLock:
     name = "screensaver"
+    trusted = False
 
     def available(self) -> str | None:
         names = dbus.lock_services()
@@ -116,21 +102,31 @@ class ScreenSaverLock:
     def lock(self) -> bool:
         return dbus.screensaver_lock()
 
-    def is_locked(self) -> bool | None:
-        return dbus.screensaver_active()
+
+# Desktops whose own locker `xdg-screensaver lock` calls (its detectDE); elsewhere ("generic": i3,
+# sway, a bare window manager) it exits 4, "Unknown command 'lock'", unless a screensaver runs.
+XDG_DESKTOPS = {"gnome", "kde", "xfce", "mate", "cinnamon", "lxde", "lxqt", "enlightenment", "deepin"}
 
 
 class XdgScreensaverLock:
     name = "xdg-screensaver"
+    trusted = False
 
     def available(self) -> str | None:
-        return "xdg-screensaver" if shutil.which("xdg-screensaver") else None
+        if shutil.which("xdg-screensaver") is None:
+            return None
+        # What xdg-screensaver would lock through, asked as it asks (no lock is taken).
+        if shutil.which("xscreensaver-command") and succeeded(["xscreensaver-command", "-version"]):
+            return "xdg-screensaver (xscreensaver)"
+        names = dbus.lock_services()
+        if names:
+            return f"xdg-screensaver ({names[0]})"
+        desktop = (os.environ.get("XDG_CURRENT_DESKTOP") or os.environ.get("DESKTOP_SESSION") or "").lower()
+        known = [d for d in desktop.split(":") if d in XDG_DESKTOPS]
+        return f"xdg-screensaver ({known[0]})" if known else None
 
     def lock(self) -> bool:
-        return shutil.which("xdg-screensaver") is not None and succeeded(["xdg-screensaver", "lock"])
-
-    def is_locked(self) -> bool | None:
-        return None
+        return self.available() is not None and succeeded(["xdg-screensaver", "lock"])
 
 
 def backends(config: LockConfig) -> list[LockBackend]:
@@ -144,11 +140,20 @@ def backends(config: LockConfig) -> list[LockBackend]:
     return [make[method]() for method in config.methods]
 
 
-def lock_chain(chain: list[LockBackend]) -> bool:
-    """Try each back-end in order; the first that verifiably works wins."""
+def lock_chain(chain: list[LockBackend], confirmed: Callable[[float], bool],
+               can_confirm: Callable[[], bool]) -> tuple[str, bool] | None:
+    """Try each back-end in order until one locks: (its name, whether a source confirmed it), or
+    None. `confirmed(timeout)` waits for a lock-state source to report the session locked;
+    `can_confirm()` says whether any source is there to report it."""
     for backend in chain:
-        if backend.lock():
+        if not backend.lock():
+            continue
+        if confirmed(LOCK_CONFIRM_S):
             log.info("session locked (%s)", backend.name)
-            return True
+            return backend.name, True
+        if backend.trusted or not can_confirm():
+            log.info("session locked (%s; nothing here can confirm it)", backend.name)
+            return backend.name, False
+        log.info("%s: nothing reported the session locked within %.1f s", backend.name, LOCK_CONFIRM_S)
     log.error("no lock method worked (tried %s): the session is NOT locked", ", ".join(b.name for b in chain))
-    return False
+    return None

@@ -7,11 +7,14 @@ session; older logind refuses "auto" outside a session, so the `Display` propert
 object (`GetUser(uid)`) is the fallback. The session is resolved again whenever logind adds or
 removes a session or the user's display session changes (log out and in while the service runs).
 
-The lock state is `LockedHint`, which the desktop's locker sets. The `Lock` signal only *asks*
-lockers to lock (loginctl lock-session), so it alone never counts as locked: with a locker that
-never sets the hint (i3lock through xss-lock) nothing would ever say it was unlocked again, and a
-daemon believing the session locked would stop guarding an open one. `Unlock` counts at once (the
-safe direction: the daemon starts watching).
+The lock state is `LockedHint`, which the desktop's locker sets; it is reported, not kept here
+(`core.guard` keeps it). The `Lock` signal only *asks* lockers to lock (loginctl lock-session), so
+it alone never counts as locked: with a locker that never sets the hint (i3lock through xss-lock)
+nothing would ever say it was unlocked again, and a daemon believing the session locked would stop
+guarding an open one. `Unlock` counts at once (the safe direction: the daemon starts watching).
+A session that goes away reports None: its word no longer counts.
+
+LidClosed is read once and then follows `PropertiesChanged`, so that asking costs no bus call.
 
 Callbacks run on the bus's dispatcher thread; each list may have several subscribers.
 """
@@ -50,10 +53,10 @@ class Logind:
         self.problem: str | None = "not started"  # why it does not work here (for doctor), None when it does
         self.session: str | None = None  # the display session's object path
         self.user: str | None = None  # the user's object path
-        self._locked: bool | None = None
+        self.lid: bool | None = None  # LidClosed, as last announced
         self._resolve_lock = threading.Lock()
         # Subscribers: each gets the new value.
-        self.on_lock: list[Callable[[bool], None]] = []  # the session's lock state changed
+        self.on_lock: list[Callable[[bool | None], None]] = []  # LockedHint read or announced (None: no session)
         self.on_sleep: list[Callable[[bool], None]] = []  # PrepareForSleep: True before, False after
         self.on_lid: list[Callable[[bool], None]] = []  # LidClosed changed (where logind announces it)
         self.on_session: list[Callable[[str | None], None]] = []  # the display session changed
@@ -85,6 +88,8 @@ class Logind:
             bus.subscribe(MatchRule(type="signal", sender=LOGIND, interface=SESSION_IFACE, member=member,
                                     path_namespace=f"{ROOT}/session"), self._lock_signal)
         self.problem = None
+        lid = bus.get(MANAGER, "LidClosed")
+        self.lid = None if lid is None else bool(lid)
         self.resolve()
         if self.session is None:
             log.info("logind knows no display session of uid %d yet; following it", self.uid)
@@ -145,28 +150,15 @@ class Logind:
         value = self.bus.get(where, "LockedHint")
         return None if value is None else bool(value)
 
-    def locked(self) -> bool | None:
-        """Whether the display session is locked (LockedHint); None without logind or a session."""
-        return self._locked
-
     def _set_locked(self, locked: bool | None) -> None:
-        if locked is None or locked == self._locked:
-            self._locked = locked if locked is not None else self._locked
-            return
-        self._locked = locked
         for callback in self.on_lock:
             callback(locked)
 
     # -- queries ------------------------------------------------------------------------------
 
     def lid_closed(self) -> bool | None:
-        """The Manager's LidClosed, read now (logind does not announce every change of it);
-        None without logind."""
-        if not self.reachable:
-            return None
-        assert self.bus is not None
-        value = self.bus.get(MANAGER, "LidClosed")
-        return None if value is None else bool(value)
+        """The Manager's LidClosed as logind last announced it; None without logind."""
+        return self.lid if self.reachable else None
 
     def idle_since(self) -> float | None:
         """Unix time since which the session has been idle (IdleHint, IdleSinceHint); now-ish when it
@@ -223,9 +215,9 @@ class Logind:
             elif "LockedHint" in invalidated:
                 self._set_locked(self._read_locked())
         elif interface == MANAGER_IFACE and path == ROOT and "LidClosed" in changed:
-            closed = bool(changed["LidClosed"][1])
+            self.lid = bool(changed["LidClosed"][1])
             for callback in self.on_lid:
-                callback(closed)
+                callback(self.lid)
         elif interface == USER_IFACE and "Display" in {*changed, *invalidated}:
             self.resolve()
 

@@ -1,19 +1,19 @@
-"""The desktop session the daemon lives in: whether it is locked (whoever locked it), sleep and
-resume, idle input. Brings together logind on the system bus and, on the session bus, the
-screensaver's `ActiveChanged` (desktops whose locker does not set logind's LockedHint still announce
-it there) and the idle back-ends.
+"""The desktop session the daemon lives in: its lock-state sources, sleep and resume, idle input.
 
-Locked means: logind's LockedHint, or a screensaver service reports itself active. None means
-nothing here can tell (no logind session, no screensaver): the daemon then knows only its own locks.
+Lock-state sources report, they do not decide: logind's LockedHint (source "logind") and each
+screensaver service on the session bus (source: its bus name; desktops whose locker does not set
+LockedHint still announce `ActiveChanged` there). Each report goes to `report(source, locked)`, the
+daemon's one way into `core.guard`; `locked` None means the source went away (logind forgot the
+session, the screensaver's name lost its owner: a crash, a kill, a logout), so that what it said
+last no longer holds the session locked. A screensaver that (re)appears is asked `GetActive`.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Callable
 
-from jeepney import HeaderFields, MatchRule, Message
+from jeepney import MatchRule, Message
 
 from . import dbus, idle
 from .bus import Bus, method
@@ -21,71 +21,68 @@ from .logind import Logind
 
 log = logging.getLogger(__name__)
 
+Report = Callable[[str, "bool | None"], None]
+
+
+def screensaver_names() -> dict[str, list[tuple[str, str]]]:
+    """Each screensaver bus name with its (path, interface) pairs, in LOCK_CALLS order."""
+    names: dict[str, list[tuple[str, str]]] = {}
+    for name, path, interface, *_ in dbus.LOCK_CALLS:
+        if (path, interface) not in names.setdefault(name, []):
+            names[name].append((path, interface))
+    return names
+
 
 class Session:
     def __init__(self) -> None:
         self.logind = Logind()
         self.session_bus: Bus | None = None
         self.idle: idle.IdleSource | None = None
-        self._screensaver: bool | None = None  # the last ActiveChanged / GetActive
-        self._locked: bool | None = None
-        self._changing = threading.Lock()
-        self.on_lock: list[Callable[[bool], None]] = []  # the combined lock state changed
         self.on_sleep = self.logind.on_sleep
+        self._report: Report = lambda source, locked: None
 
-    def start(self) -> None:
-        """Connect to what is there; each absent piece says so once in the log."""
-        self.logind.on_lock.append(lambda _locked: self._changed())
+    def start(self, report: Report) -> None:
+        """Connect to what is there (each absent piece says so once in the log) and report what
+        each lock-state source says now, then every change."""
+        self._report = report
+        self.logind.on_lock.append(lambda locked: report("logind", locked))
         self.logind.start()
         self.session_bus = Bus.open(dbus.session_bus_address(), "session")
         if self.session_bus is not None:
-            self._watch_screensavers(self.session_bus)
+            for name, paths in screensaver_names().items():
+                self._watch_screensaver(self.session_bus, name, paths)
         self.idle = idle.detect(self.session_bus, self.logind)
-        self._locked = self.locked()
 
     def close(self) -> None:
         self.logind.close()
         if self.session_bus is not None:
             self.session_bus.close()
 
-    def _watch_screensavers(self, bus: Bus) -> None:
-        seen: set[str] = set()
-        for name, path, interface, *_ in dbus.LOCK_CALLS:
-            if name in seen:
-                continue
-            seen.add(name)
+    def _watch_screensaver(self, bus: Bus, name: str, paths: list[tuple[str, str]]) -> None:
+        def active_changed(msg: Message) -> None:
+            log.debug("%s: ActiveChanged %s", name, msg.body[0])
+            self._report(name, bool(msg.body[0]))
+
+        def owner_changed(owner: str) -> None:
+            if not owner:
+                log.warning("%s left the session bus: what it said of the lock no longer counts", name)
+                self._report(name, None)
+            else:
+                log.info("%s is on the session bus", name)
+                self._ask(bus, name, paths)
+
+        for _path, interface in paths:
             bus.subscribe(MatchRule(type="signal", sender=name, interface=interface, member="ActiveChanged"),
-                          self._active_changed)
-            if self._screensaver is None and bus.has_name(name):
-                body = bus.call(method(path, name, interface, "GetActive"))
-                if body is not None:
-                    self._screensaver = bool(body[0])
+                          active_changed)
+        if bus.watch_owner(name, owner_changed):
+            self._ask(bus, name, paths)
 
-    def _active_changed(self, msg: Message) -> None:
-        log.debug("%s: ActiveChanged %s", msg.header.fields.get(HeaderFields.interface), msg.body[0])
-        self._screensaver = bool(msg.body[0])
-        self._changed()
-
-    def _changed(self) -> None:
-        with self._changing:
-            locked = self.locked()
-            if locked is None or locked == self._locked:
+    def _ask(self, bus: Bus, name: str, paths: list[tuple[str, str]]) -> None:
+        for path, interface in paths:
+            body = bus.call(method(path, name, interface, "GetActive"))
+            if body is not None:
+                self._report(name, bool(body[0]))
                 return
-            self._locked = locked
-        for callback in self.on_lock:
-            callback(locked)
-
-    # -- queries ------------------------------------------------------------------------------
-
-    def locked(self) -> bool | None:
-        known = [v for v in (self.logind.locked(), self._screensaver) if v is not None]
-        return any(known) if known else None
-
-    def locked_via(self) -> str | None:
-        """Which source says the session is locked (or unlocked), for status."""
-        if self.logind.locked() is not None:
-            return "logind" if self.logind.locked() or not self._screensaver else "screensaver"
-        return None if self._screensaver is None else "screensaver"
 
     def idle_seconds(self) -> float | None:
         return None if self.idle is None else self.idle.idle_seconds()

@@ -1,0 +1,246 @@
+"""The per-sample step: read the camera, judge the frame, feed the guard.
+
+`Sampler.take` is the one per-sample call: the daemon's sampling job runs it, and so do the tests and
+the benches (with a hand-set clock). It reads the camera *outside* the daemon's lock, so that a read
+that hangs (a wedged USB camera blocks in the driver) blocks nothing else; a frame read while the
+guard's epoch moved on (locked, asleep, woken, paused, restarted) is stale and dropped.
+
+`Observer.observe(frame, now)` is the frame's judgement on its own (verifier, liveness tracker,
+onlookers' reach): frame -> Sample.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Callable, Protocol
+
+import numpy as np
+
+from ..config import Config
+from ..core.adapt import Track
+from ..core.guard import Guard, Input, Sampled, Tick
+from ..core.observation import Observation
+from ..core.onlooker import Reach
+from ..core.presence import Sample
+from ..errors import UserError
+from ..events import Event
+from ..model import adapt
+from ..paths import Paths
+from ..recognition import ownerfile, vision
+from .camera import Cameras
+
+log = logging.getLogger("facewarden")
+
+
+class Verify(Protocol):
+    def __call__(self, frame: np.ndarray, /) -> Observation: ...
+
+
+class LivenessCheck(Protocol):
+    def update(self, frame: np.ndarray, face, now: float) -> bool | None: ...
+    def reset(self) -> None: ...
+    @property
+    def reason(self) -> str | None: ...
+
+
+def build_verifier(config: Config, where: Paths) -> Verify:
+    from ..recognition.verifier import Verifier
+
+    return Verifier.from_config(config, where).observe
+
+
+def build_liveness(config: Config) -> LivenessCheck | None:
+    if not config.liveness.enabled:
+        return None
+    from ..recognition.liveness import LivenessTracker
+
+    return LivenessTracker(config.liveness)
+
+
+@dataclass(frozen=True)
+class Seen:
+    sample: Sample
+    observation: Observation | None = None  # None: no frame (the camera failed or is busy)
+
+
+class Observer:
+    """One frame -> Sample: faces and owner scores (the verifier), the owner face's liveness, and
+    which other faces could read the screen."""
+
+    def __init__(self, verify: Verify, liveness: LivenessCheck | None, reach: Reach):
+        self.verify, self.liveness, self.reach = verify, liveness, reach
+
+    def observe(self, frame: np.ndarray, now: float) -> Seen:
+        observation = self.verify(frame)
+        owner = observation.owner_face
+        live = None
+        if owner is not None:
+            live = True if self.liveness is None else self.liveness.update(frame, owner.face, now)
+        return Seen(Sample.of(observation, live, self.reach), observation)
+
+    def forget(self) -> None:
+        """The owner's face was lost: whoever comes next proves life afresh."""
+        if self.liveness is not None:
+            self.liveness.reset()
+
+    @property
+    def reason(self) -> str:
+        return "off" if self.liveness is None else self.liveness.reason or "-"
+
+
+class Core(Protocol):
+    """What a sample needs of the daemon: the guard (read holding `mutex`) and its one input."""
+
+    guard: Guard
+    mutex: threading.RLock
+
+    def feed(self, what: Input, frame: np.ndarray | None = None, epoch: int | None = None) -> list[Event] | None: ...
+
+
+class Sampler:
+    def __init__(self, config: Config, where: Paths, core: Core, observer: Observer, camera: Cameras,
+                 clock: Callable[[], float], idle: Callable[[], float | None]):
+        self.config, self.paths, self.core, self.observer, self.camera = config, where, core, observer, camera
+        self.clock, self.idle = clock, idle
+        self.retired: list[Cameras] = []  # replaced cameras, closed by the next sample (only it touches one)
+        self.track = Track()  # templates that keep up (config adapt)
+        self.samples = 0  # frames judged, and when the last one was (status, the bench)
+        self.sampled_at: float | None = None
+        self.released = threading.Event()  # the camera was let go because nothing needs it
+        self._epoch = -1
+        self._failing = False
+
+    def take(self) -> list[Event]:
+        """One sample; the events it caused. Raises ReplayEnded at a replay's end."""
+        for old in self.retired:
+            old.close()
+        self.retired.clear()
+        with self.core.mutex:
+            guard = self.core.guard
+            wants, wants_idle, epoch, camera = guard.wants_camera, guard.wants_idle, guard.epoch, self.camera
+        if epoch != self._epoch:
+            self.observer.forget()  # locked, woken, unlocked or paused since: fresh evidence
+            self.track = Track()
+            self._epoch = epoch
+        if not wants:
+            self.release()
+            return self.core.feed(Tick()) or []
+        self.released.clear()
+        frame = camera.read()
+        idle_s = self.idle() if (frame is None and camera.busy_by) or wants_idle else None
+        seen = self._judge(frame, camera, idle_s)
+        events = self.core.feed(Sampled(seen.sample), frame, epoch)
+        with self.core.mutex:
+            lost = not self.core.guard.owner_in_window
+            wants = self.core.guard.wants_camera
+        if not wants:
+            self.release()
+        if events is None:  # stale: locked, asleep, woken or restarted while the frame was read
+            if camera is not self.camera:
+                camera.close()
+            return []
+        self.samples += 1
+        self.sampled_at = time.time()
+        if lost:
+            self.observer.forget()
+        self._adapt(seen, frame)
+        return events
+
+    def _judge(self, frame: np.ndarray | None, camera: Cameras, idle_s: float | None) -> Seen:
+        if frame is None:  # busy (another program holds it) or failed
+            return Seen(Sample.camera_busy(idle_s) if camera.busy_by else Sample.camera_failed(idle_s))
+        try:
+            seen = self.observer.observe(frame, self.clock())
+        except Exception:
+            # A broken model or library must not keep the session open: judge the sample as "owner
+            # not verified", as for a failed camera, and say why once.
+            if not self._failing:
+                log.exception("sampling failed; treating the owner as not verified until it works again")
+            self._failing = True
+            return Seen(Sample(idle_s=idle_s))
+        if self._failing:
+            log.info("sampling works again")
+        self._failing = False
+        return replace(seen, sample=replace(seen.sample, idle_s=idle_s))
+
+    def release(self) -> None:
+        """Nothing needs the camera now: let it go (the LED goes off, a video call may have it)."""
+        self.camera.release()
+        self.released.set()
+
+    def _adapt(self, seen: Seen, frame: np.ndarray | None) -> None:
+        """Feed the track (config adapt.enabled); keep what it yields for the next `train`."""
+        if not self.config.adapt.enabled:
+            return
+        if seen.observation is None or frame is None:
+            self.track = Track()  # a failed camera or model breaks the track too
+            return
+        for person, crop in self.track.update(seen.observation, seen.sample.live, lambda f: vision.align(frame, f)):
+            try:
+                adapt.store(self.paths, person, crop)
+            except (OSError, UserError) as e:
+                log.warning("could not keep an adapted face of %s: %s", person, e)
+
+
+class ModelFollower:
+    """Switches the observer to the model `train` published last (models/current: one readlink a
+    check). One that does not load is logged once, and the model running stays."""
+
+    def __init__(self, config: Config, where: Paths, factory: Callable[[Config, Paths], Verify]):
+        self.config, self.paths, self.factory = config, where, factory
+        self.version = ownerfile.current_version(where)  # read before the model: never newer
+        self.refused: str | None = None
+
+    def load(self) -> Verify:
+        return self.factory(self.config, self.paths)
+
+    def check(self, observer: Observer) -> None:
+        version = ownerfile.current_version(self.paths)
+        if version in (self.version, self.refused):
+            return
+        try:
+            verify = self.factory(self.config, self.paths)
+        except Exception as e:  # a damaged or refused model must not stop the one that works
+            self.refused = version
+            log.error("owner model %s does not load; still running %s: %s", version, self.version, e)
+            return
+        observer.verify, self.version, self.refused = verify, version, None
+        log.info("owner model %s loaded", version)
+
+
+WATCHDOG_MIN_S = 5.0  # the watchdog acts when no sample completed for this long...
+WATCHDOG_INTERVALS = 3  # ...or this many sampling intervals, whichever is longer
+
+
+class Watchdog:
+    """When no sample has completed within a few sampling intervals, a camera read (or the model)
+    hangs: the daemon then locks, fires `camera_lost` and restarts the camera on a fresh job."""
+
+    def __init__(self) -> None:
+        self.interval = 0.0
+        self.due = time.monotonic() + WATCHDOG_MIN_S  # monotonic: acts when no sample completed by then
+        self.tripped = False
+        self.abandoned = False  # a hung sample was left behind
+
+    @property
+    def deadline(self) -> float:
+        return max(WATCHDOG_MIN_S, WATCHDOG_INTERVALS * self.interval)
+
+    def fed(self) -> None:
+        """A sample completed (or a long reload ended)."""
+        self.due = time.monotonic() + self.deadline
+        if self.tripped:
+            log.info("sampling steps complete again")
+            self.tripped = False
+
+    def hold(self) -> None:
+        """Loading a model on reload holds up samples for a while: not a hang."""
+        self.due = math.inf
+
+    def late(self) -> float:
+        """How long past due the next sample is (<= 0: in time)."""
+        return time.monotonic() - self.due

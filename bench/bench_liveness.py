@@ -1,8 +1,8 @@
 """Liveness on NUAA clips: does a printed photo of the owner produce `owner_arrived`?
 
-Each clip of ../shared/data/faces/nuaa-dev/sequences is replayed through the daemon's own sampling
-step (service.daemon.sample_once: camera.Camera on the image directory at 5 fps, the owner's Verifier, the
-LivenessTracker, the presence state machine) on a replay clock, at the cadence presence asks for
+Each clip of ../shared/data/faces/nuaa-dev/sequences is replayed through the daemon's own per-frame
+call (service.sampler.Observer: camera.Camera on the image directory at 5 fps, the owner's Verifier, the
+LivenessTracker) and its guard (core.guard) on a replay clock, at the cadence the guard asks for
 (fast while liveness is pending): each sample takes the frame a real-time replay would show at
 that moment, without waiting for it. A real-time replay samples different frames on every run, so
 every clip is replayed at PHASES offsets between the camera's frames and the daemon's samples; each
@@ -46,7 +46,9 @@ from facewarden.config import Config
 from facewarden.core import liveness as core_liveness
 from facewarden.core.liveness import Cues, LivenessThresholds as Thresholds
 from facewarden.core.observation import Observation
-from facewarden.core.presence import Presence
+from facewarden.core.guard import Guard, Sampled
+from facewarden.core.onlooker import Reach
+from facewarden.core.presence import Sample
 from facewarden.events import Event
 from facewarden.model import evaluate
 from facewarden.paths import paths
@@ -55,7 +57,7 @@ from facewarden.recognition.liveness import LivenessTracker
 from facewarden.recognition.verifier import Verifier
 from facewarden.recognition.vision import Detector
 from facewarden.service.camera import Camera, ReplayEnded
-from facewarden.service.daemon import sample_once
+from facewarden.service.sampler import Observer
 from train_liveness_texture import clip_features, fit_without
 
 REPO = Path(__file__).resolve().parent.parent
@@ -202,14 +204,14 @@ def owner_verifier(home: Path, config: Config):
 
 def replay(clip: Path, subject: str, kind: str, config: Config, verify, tracker: LivenessTracker,
            phase: float) -> Run:
-    """One clip through the daemon's sampling step (service.daemon.sample_once) on the replay clock,
-    the first sample `phase` seconds after the camera's first frame."""
+    """One clip through the daemon's per-frame call (service.sampler.Observer) and its guard on the
+    replay clock, the first sample `phase` seconds after the camera's first frame."""
     run = Run(clip.name, subject, kind, phase)
     clock = Clock()
     camera = Camera(config.camera.model_copy(update={"source": str(clip)}), clock)
     camera.read()  # starts the replay's clock at 0
     clock.now = phase
-    presence = Presence(config, clock.now)
+    guard = Guard(config, clock.now)
     tracker.reset()
     measured = Measured(tracker, run)
 
@@ -219,15 +221,19 @@ def replay(clip: Path, subject: str, kind: str, config: Config, verify, tracker:
         run.verify_ms.append((time.perf_counter() - start) * 1000)
         return observation
 
+    observer = Observer(timed_verify, measured, Reach(config.onlooker.min_relative_size, config.onlooker.max_yaw))
     while True:
         try:
-            step = sample_once(camera, timed_verify, presence, clock, measured)
+            frame = camera.read()
         except ReplayEnded:
             break
+        sample = observer.observe(frame, clock.now).sample if frame is not None else Sample.camera_failed()
         run.times.append(clock.now)
-        run.owner.append(bool(step.sample and step.sample.owner))
-        run.events += [(clock.now, e) for e in step.events]
-        clock.now += presence.interval()
+        run.owner.append(sample.owner)
+        run.events += [(clock.now, e) for e in guard.step(Sampled(sample), clock.now)]
+        if not guard.owner_in_window:
+            observer.forget()
+        clock.now += guard.interval()
     return run
 
 

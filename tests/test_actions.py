@@ -37,59 +37,72 @@ def fake_bin(tmp_path, monkeypatch):
     bin_dir.mkdir()
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
+    monkeypatch.delenv("XDG_CURRENT_DESKTOP", raising=False)
+    monkeypatch.delenv("DESKTOP_SESSION", raising=False)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "no-runtime"))
     monkeypatch.setenv("XDG_SESSION_ID", "c7")
-    monkeypatch.setattr(lock_module, "LOCKED_HINT_WAIT_S", 0.5)
     return bin_dir
 
 
-def make(home, **lock):
-    return Actions(parse({"lock": lock}), paths())
+def make(home, lock=lambda: False):
+    return Actions(parse({}), paths(), lock)
+
+
+def chain(confirms: bool | None = None, **lock):
+    """The lock chain over the configured methods; `confirms`: what the lock-state sources say after
+    each attempt (None: there is no source that could tell)."""
+    backends = lock_module.backends(parse({"lock": lock}).lock)
+    return lock_module.lock_chain(backends, lambda timeout: bool(confirms), lambda: confirms is not None)
 
 
 def ctx(event=Event.OWNER_LEFT, frame=None):
     return Context(event, 1700000000.25, "owner_absent", faces=1, score=0.3, frame=frame)
 
 
-def test_user_command_first(home, fake_bin, tmp_path):
+def test_the_lock_action_is_the_daemons_lock_sequence(home):
+    assert make(home, lock=lambda: True).run(Action.LOCK, ctx()) is True
+    assert make(home, lock=lambda: False).run(Action.LOCK, ctx()) is False
+
+
+def test_user_command_first_and_believed_where_nothing_confirms(home, fake_bin, tmp_path):
     marker = tmp_path / "locked-by-command"
     script = tool(fake_bin, "mylocker", f'echo "$@" > "{marker}"')
-    acts = make(home, command=[str(script), "-f", "a b"])
-    assert acts.run(Action.LOCK, ctx()) is True
+    assert chain(command=[str(script), "-f", "a b"]) == ("command", False)
     assert marker.read_text() == "-f a b\n"
+    # The user's own command is believed even where a source could have confirmed it (i3lock sets no hint).
+    assert chain(False, command=[str(script)]) == ("command", False)
 
 
-def test_failing_command_falls_through_to_the_next_method(home, fake_bin, tmp_path):
+def test_failing_command_falls_through_to_the_next_method(home, fake_bin, tmp_path, monkeypatch):
     marker = tmp_path / "xdg"
     tool(fake_bin, "false-locker", "exit 1")
     tool(fake_bin, "xdg-screensaver", f'echo "$@" > "{marker}"')
-    acts = make(home, command=["false-locker"], methods=["command", "xdg-screensaver"])
-    assert acts.lock() is True
+    monkeypatch.setenv("XDG_CURRENT_DESKTOP", "XFCE")
+    assert chain(command=["false-locker"], methods=["command", "xdg-screensaver"]) == ("xdg-screensaver", False)
     assert marker.read_text() == "lock\n"
 
 
-def test_loginctl_returning_0_without_a_locker_is_not_a_lock(home, fake_bin, tmp_path):
+def test_xdg_screensaver_is_not_offered_where_it_cannot_lock(home, fake_bin, tmp_path, monkeypatch):
+    marker = tmp_path / "xdg"
+    tool(fake_bin, "xdg-screensaver", f'echo "$@" > "{marker}"; exit 4')
+    monkeypatch.setenv("XDG_CURRENT_DESKTOP", "i3")
+    assert lock_module.XdgScreensaverLock().available() is None  # i3: "Unknown command 'lock'"
+    assert chain(methods=["xdg-screensaver"]) is None and not marker.exists()
+    monkeypatch.setenv("XDG_CURRENT_DESKTOP", "ubuntu:GNOME")
+    assert lock_module.XdgScreensaverLock().available() == "xdg-screensaver (gnome)"
+
+
+def test_loginctl_returning_0_is_a_lock_only_when_a_source_confirms_it(home, fake_bin, tmp_path, monkeypatch):
+    monkeypatch.setattr(lock_module, "LOCK_CONFIRM_S", 0.1)
     calls = tmp_path / "calls"
-    tool(fake_bin, "loginctl", f'echo "$@" >> "{calls}"\n[ "$1" = show-session ] && echo no\nexit 0')
-    assert make(home, methods=["loginctl"]).lock() is False
-    lines = calls.read_text().splitlines()
-    assert lines[0] == "lock-session c7"
-    assert lines[1] == "show-session c7 --property=LockedHint --value"
+    tool(fake_bin, "loginctl", f'echo "$@" >> "{calls}"\nexit 0')
+    assert chain(False, methods=["loginctl"]) is None  # logind is there and never saw a locker
+    assert calls.read_text().splitlines() == ["lock-session c7"]
+    assert chain(True, methods=["loginctl"]) == ("loginctl", True)
 
 
-def test_loginctl_with_a_locker_setting_the_hint(home, fake_bin, tmp_path):
-    state = tmp_path / "hint"
-    # Like a real locker: the hint turns "yes" a moment after lock-session.
-    tool(fake_bin, "loginctl", f"""
-case "$1" in
-  lock-session) (sleep 0.2; echo yes > "{state}") & ;;
-  show-session) cat "{state}" 2>/dev/null || echo no ;;
-esac""")
-    assert make(home, methods=["loginctl"]).lock() is True
-
-
-def test_nothing_works_is_false_not_an_exception(home, fake_bin):
-    assert make(home, methods=["command", "screensaver", "xdg-screensaver"]).run(Action.LOCK, ctx()) is False
+def test_nothing_works_is_none_not_an_exception(home, fake_bin):
+    assert chain(methods=["command", "screensaver", "xdg-screensaver"]) is None
 
 
 def test_screensaver_over_dbus(home, fake_bin, tmp_path, monkeypatch):
@@ -97,7 +110,7 @@ def test_screensaver_over_dbus(home, fake_bin, tmp_path, monkeypatch):
     with session_bus(tmp_path) as address:
         monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", address)
         with bus_server(address, record, "org.freedesktop.ScreenSaver"):
-            assert make(home, methods=["loginctl", "screensaver"]).lock() is True
+            assert chain(methods=["loginctl", "screensaver"]) == ("screensaver", False)
     (call,) = [json.loads(line) for line in record.read_text().splitlines()]
     assert call["member"] == "Lock"
 
@@ -127,7 +140,7 @@ def test_unlock_uses_loginctl(home, fake_bin, tmp_path):
 
 
 def test_snapshot_is_private_and_pruned(home, astronaut_bgr):
-    acts = Actions(parse({"snapshot": {"enabled": True, "keep": 3}}), paths())
+    acts = Actions(parse({"snapshot": {"enabled": True, "keep": 3}}), paths(), lambda: False)
     written = []
     for i in range(5):
         c = Context(Event.STRANGER_DETECTED, 1700000000.0 + i, "stranger", frame=astronaut_bgr)
@@ -148,7 +161,7 @@ def test_snapshot_off_by_default_writes_nothing(home, astronaut_bgr):
 
 
 def test_a_crashing_action_is_contained(home):
-    acts = Actions(parse({"snapshot": {"enabled": True}}), paths())
+    acts = Actions(parse({"snapshot": {"enabled": True}}), paths(), lambda: False)
     assert acts.run(Action.SNAPSHOT, ctx(Event.STRANGER_DETECTED, frame=np.zeros((0, 0), np.uint8))) is False
 
 

@@ -46,3 +46,36 @@ def test_not_toml_is_one_clear_error(tmp_path):
     bad.write_text("[camera\n")
     with pytest.raises(config.ConfigError, match="not valid TOML"):
         config.load(bad)
+
+
+def test_a_users_actions_table_changes_only_the_events_it_names():
+    cfg = config.parse({"actions": {"onlooker_detected": ["notify"]}})
+    assert cfg.actions[Event.OWNER_LEFT] == [Action.LOCK]
+    assert cfg.actions[Event.STRANGER_DETECTED] == [Action.SNAPSHOT, Action.LOCK]
+    assert cfg.actions[Event.SPOOF_SUSPECTED] == [Action.NOTIFY, Action.LOCK]
+    assert cfg.actions[Event.ONLOOKER_DETECTED] == [Action.NOTIFY]
+    # Setting only owner_left keeps the onlooker notification; [] takes an event's actions away on purpose.
+    cfg = config.parse({"actions": {"owner_left": ["notify", "lock"], "camera_lost": []}})
+    assert cfg.actions[Event.ONLOOKER_DETECTED] == [Action.SNAPSHOT, Action.NOTIFY]
+    assert cfg.actions[Event.CAMERA_LOST] == []
+
+
+def readme_example() -> dict:
+    """The config example under the README's "Configure it"."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Configure it"):]
+    return tomllib.loads(section.split("```toml\n", 1)[1].split("```", 1)[0])
+
+
+def test_the_readmes_example_still_locks_and_doctor_fails_a_config_where_nothing_does():
+    from facewarden.desktop.doctor import check_locking
+
+    example = config.parse(readme_example())
+    assert example.actions[Event.OWNER_LEFT] == [Action.LOCK]
+    (ok,) = check_locking(example)
+    assert ok.ok and ok.line().startswith("ok   locking: locks on owner_left, stranger_detected")
+    (warned,) = check_locking(config.parse({"actions": {"stranger_detected": ["snapshot"]}}))
+    assert warned.line().startswith("warn locking:") and "not on stranger_detected" in warned.line()
+    (failed,) = check_locking(config.parse({"actions": {e: [] for e in ("owner_left", "stranger_detected",
+                                                                       "spoof_suspected")}}))
+    assert failed.line().startswith("FAIL locking: no event locks the session")

@@ -186,7 +186,7 @@ def test_snapshots_never_prune_through_a_link_or_what_they_did_not_name(home, tm
     p = paths.paths()
     paths.private_dir(p.state_dir)
     p.snapshots_dir.symlink_to(holiday)
-    actions = Actions(config.parse({"snapshot": {"enabled": True, "keep": 20}}), p)
+    actions = Actions(config.parse({"snapshot": {"enabled": True, "keep": 20}}), p, lambda: False)
     assert actions.run(Action.SNAPSHOT, snapshot_context(astronaut_bgr, 1.0)) is False
     assert len(list(holiday.iterdir())) == 26  # not one photo gone, nothing written there
 
@@ -194,7 +194,7 @@ def test_snapshots_never_prune_through_a_link_or_what_they_did_not_name(home, tm
     paths.private_dir(p.snapshots_dir)
     mine = p.snapshots_dir / "my-favourite.jpg"  # the user's own file in facewarden's folder
     mine.write_bytes(b"x")
-    actions = Actions(config.parse({"snapshot": {"enabled": True, "keep": 1}}), p)
+    actions = Actions(config.parse({"snapshot": {"enabled": True, "keep": 1}}), p, lambda: False)
     for t in (1.0, 2.0, 3.0):
         assert actions.snapshot(snapshot_context(astronaut_bgr, 1_700_000_000 + t))
     left = sorted(f.name for f in p.snapshots_dir.iterdir())
@@ -342,6 +342,7 @@ def test_a_socket_that_is_a_directory_or_a_run_that_is_a_file(home, home_env):
     assert p.socket_path.is_dir()
     one_line(cli(home_env, "status"), "daemon not running")
     p.socket_path.rmdir()
+    (p.runtime_dir / "daemon.lock").unlink()
     p.runtime_dir.rmdir()
     p.runtime_dir.write_text("")
     with pytest.raises(UserError, match="not a directory"):

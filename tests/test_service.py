@@ -259,3 +259,28 @@ def test_unlock_enabled_warns_at_every_start(owner_home, replay, caplog):
         caplog.clear()
         assert daemon.server.controller.reload()["ok"] is True
         assert "the unlock action is enabled" in caplog.text
+
+
+def test_the_readmes_example_config_locks_when_the_owner_leaves(owner_home, astronaut_bgr, tmp_path):
+    from test_config import readme_example
+
+    frames = tmp_path / "leaves"
+    write_replay(frames, [("owner", 2, [[astronaut_bgr]]), ("empty", 30, [[]])])
+    marker = tmp_path / "locked"
+    lock = tmp_path / "lock.sh"
+    lock.write_text(f'#!/bin/sh\necho "$@" >> "{marker}"\n')
+    lock.chmod(0o755)
+    example = readme_example()
+    example["lock"]["command"] = [str(lock), "-f"]  # the README's swaylock, recorded instead
+    cfg = parse({**example, "camera": {"source": str(frames)}, "liveness": {"enabled": False}})
+    clock = Clock()
+    daemon = sampling(cfg, clock)
+    events = []
+    with pytest.raises(ReplayEnded):
+        while True:
+            events += daemon.sampler.take()
+            clock.t += daemon.guard.interval()
+    assert events[:2] == [Event.OWNER_ARRIVED, Event.OWNER_LEFT]
+    daemon.fanout.shutdown()
+    assert marker.read_text() == "-f\n"
+    assert daemon.guard.locked and daemon.guard.locked_by == "facewarden"

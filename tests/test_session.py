@@ -51,16 +51,19 @@ def events_of(callbacks: list):
 def test_auto_session_lock_state_and_signals(bus, tmp_path, client):
     with logind(bus, tmp_path / "logind.jsonl"):
         c = client()
+        locks = events_of(c.on_lock)
         assert c.start() is True
         assert c.session == "/org/freedesktop/login1/session/c1"
         assert c.available() == "logind (session /org/freedesktop/login1/session/c1)"
-        assert c.locked() is False
-        locks = events_of(c.on_lock)
+        assert locks.get(timeout=5) is False  # reported as found
         drive_logind(bus, "SetLocked", "b", True)  # a locker set LockedHint
-        assert locks.get(timeout=5) is True and c.locked() is True
+        assert locks.get(timeout=5) is True
         drive_logind(bus, "EmitUnlock")  # Unlock counts at once
-        assert locks.get(timeout=5) is False and c.locked() is False
-        drive_logind(bus, "EmitLock")  # only a request: nobody set the hint, so not locked
+        assert locks.get(timeout=5) is False
+        drive_logind(bus, "SetLocked", "b", False)  # the locker let go and cleared the hint
+        assert locks.get(timeout=5) is False
+        drive_logind(bus, "EmitLock")  # only a request: nobody set the hint, so still not locked
+        assert locks.get(timeout=5) is False
         drive_logind(bus, "SetLocked", "b", True)
         assert locks.get(timeout=5) is True
         assert locks.empty()
@@ -88,7 +91,9 @@ def test_follows_a_new_display_session(bus, tmp_path, client):
         assert locks.get(timeout=5) is True
         drive_logind(bus, "NewSession", "s", "c7")  # logged out and in again: the new one is unlocked
         assert sessions.get(timeout=5) == "/org/freedesktop/login1/session/c7"
-        assert locks.get(timeout=5) is False
+        while (locked := locks.get(timeout=5)) is True:
+            pass  # the old session's word, read again while it went
+        assert locked is False
         drive_logind(bus, "SetLocked", "b", True)  # and its signals are the ones followed now
         assert locks.get(timeout=5) is True
 
@@ -133,8 +138,7 @@ def test_no_system_bus_says_so_once(tmp_path, monkeypatch, client, caplog):
     with caplog.at_level(logging.INFO):
         assert c.start() is False
     assert c.problem.startswith("no system bus at unix:path=")
-    assert (c.available(), c.locked(), c.lid_closed(), c.idle_since(), c.inhibit("sleep", "a", "b")) == (
-        None, None, None, None, None)
+    assert (c.available(), c.lid_closed(), c.idle_since(), c.inhibit("sleep", "a", "b")) == (None, None, None, None)
     said = [r for r in caplog.records if "system bus" in r.getMessage()]
     assert len(said) == 1 and not any(r.exc_info for r in caplog.records)
 
@@ -143,8 +147,7 @@ def test_a_bus_without_logind(bus, client, caplog):
     c = client()
     with caplog.at_level(logging.INFO):
         assert c.start() is False
-    assert c.problem == "logind is not on the system bus"
-    assert c.locked() is None
+    assert c.problem == "logind is not on the system bus" and c.lid_closed() is None
 
 
 def test_the_bus_going_away_is_logged_not_raised(tmp_path, monkeypatch, client, caplog):
@@ -154,8 +157,7 @@ def test_the_bus_going_away_is_logged_not_raised(tmp_path, monkeypatch, client, 
             c = client()
             assert c.start() is True
     wait_for(lambda: not c.reachable, "the client to notice the bus is gone")
-    assert c.locked() is False  # the last known state is kept, queries answer None
-    assert c.lid_closed() is None
+    assert c.lid_closed() is None  # queries answer None
     assert not any(r.exc_info for r in caplog.records)
 
 

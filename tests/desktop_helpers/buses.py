@@ -76,11 +76,11 @@ def logind(address: str, record: Path, uid: int | None = None, auto: bool = True
 
 
 @contextmanager
-def desktop(address: str, *names: str) -> Iterator[None]:
-    """desktop_server.py owning `names` on the session bus at `address`."""
+def desktop(address: str, *names: str) -> Iterator[subprocess.Popen]:
+    """desktop_server.py owning `names` on the session bus at `address` (options first: --silent-lock)."""
     proc = _helper("desktop_server.py", dict(os.environ, DBUS_SESSION_BUS_ADDRESS=address), *names)
     try:
-        yield
+        yield proc
     finally:
         _stop(proc)
 

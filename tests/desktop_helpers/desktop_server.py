@@ -1,11 +1,13 @@
 """A test desktop on a private session bus: a screensaver and GNOME's idle monitor, for the idle
 back-ends and the session's lock state.
 
-Run as `python desktop_server.py NAME...` with DBUS_SESSION_BUS_ADDRESS pointing at a private bus;
-NAME is org.freedesktop.ScreenSaver or org.gnome.Mutter.IdleMonitor. Serves
-org.freedesktop.ScreenSaver's GetSessionIdleTime (ms, as KDE answers), GetActive, Lock (active,
-ActiveChanged) and org.gnome.Mutter.IdleMonitor's GetIdletime (ms), and org.facewarden.Test on /
-for the test: SetIdle(t ms), SetActive(b) (ActiveChanged). Prints "ready".
+Run as `python desktop_server.py [--silent-lock] NAME...` with DBUS_SESSION_BUS_ADDRESS pointing at a
+private bus; NAME is a screensaver's (org.freedesktop.ScreenSaver, org.mate.ScreenSaver) or
+org.gnome.Mutter.IdleMonitor. Serves the screensaver's GetSessionIdleTime (ms, as KDE answers),
+GetActive, Lock (active, ActiveChanged on the name's own path and interface; with --silent-lock
+it sends no reply, as mate-screensaver 1.26 does) and org.gnome.Mutter.IdleMonitor's GetIdletime
+(ms), and org.facewarden.Test on / for the test: SetIdle(t ms), SetActive(b) (ActiveChanged).
+Prints "ready".
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from jeepney.io.blocking import open_dbus_connection
 
 
 def main(names: list[str]) -> None:
+    silent_lock = "--silent-lock" in names
+    names = [n for n in names if n != "--silent-lock"]
+    saver = next((n for n in names if n.endswith(".ScreenSaver")), "org.freedesktop.ScreenSaver")
     conn = open_dbus_connection("SESSION")
     for name in names:
         if conn.send_and_get_reply(message_bus.RequestName(name, 4)).body != (1,):
@@ -27,8 +32,8 @@ def main(names: list[str]) -> None:
     def set_active(value: bool) -> None:
         nonlocal active
         active = value
-        conn.send(new_signal(DBusAddress("/org/freedesktop/ScreenSaver", interface="org.freedesktop.ScreenSaver"),
-                             "ActiveChanged", "b", (value,)))
+        path = "/" + saver.replace(".", "/")
+        conn.send(new_signal(DBusAddress(path, interface=saver), "ActiveChanged", "b", (value,)))
 
     print("ready", flush=True)
     while True:
@@ -43,6 +48,8 @@ def main(names: list[str]) -> None:
             reply = new_method_return(msg, "b", (active,))
         elif member == "Lock":
             set_active(True)
+            if silent_lock:
+                continue
         elif member == "SetIdle":
             idle_ms = msg.body[0]
         elif member == "SetActive":

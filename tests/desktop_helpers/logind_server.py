@@ -4,11 +4,13 @@ Run as `python logind_server.py RECORD UID [--no-auto]` with DBUS_SYSTEM_BUS_ADD
 private bus. It owns org.freedesktop.login1 and serves:
 - Manager: GetSession("auto") (refused with --no-auto, like a logind too old to resolve "auto"
   outside a session), GetUser(uid), Inhibit (a real pipe: the caller gets the write end, this side
-  notices when it is closed, as logind does with its FIFOs), LockSession, properties LidClosed;
+  notices when it is closed, as logind does with its FIFOs), LockSession(id) (as real logind: it
+  only emits the session's Lock; the locker sets LockedHint), properties LidClosed;
   signals PrepareForSleep, SessionNew, SessionRemoved.
-- /org/freedesktop/login1/session/<id>: properties Id, LockedHint, IdleHint, IdleSinceHint;
-  signals Lock, Unlock; PropertiesChanged for LockedHint and IdleHint.
-- /org/freedesktop/login1/user/_<uid>: property Display (so).
+- /org/freedesktop/login1/session/<id> (and session/auto, the caller's): properties Id, LockedHint,
+  IdleHint, IdleSinceHint; methods Lock (emits Lock, no hint) and SetLockedHint(b) (what a locker
+  calls); signals Lock, Unlock; PropertiesChanged for LockedHint and IdleHint.
+- /org/freedesktop/login1/user/_<uid>: properties Display (so), Sessions a(so).
 - org.facewarden.Test on / for the test to drive it: SetLocked(b) (as a locker would: hint and
   PropertiesChanged), EmitLock(), EmitUnlock(), Sleep(b) (PrepareForSleep), SetLid(b),
   SetIdle(b, t usec), NewSession(s id) (the user's display session moves there).
@@ -65,11 +67,12 @@ class Logind:
     def properties(self, path: str) -> tuple[str, dict] | None:
         if path == ROOT:
             return MANAGER, {"LidClosed": ("b", self.lid)}
-        if path == self.session_path:
+        if path in (self.session_path, f"{ROOT}/session/auto"):
             return SESSION, {"Id": ("s", self.session_id), "LockedHint": ("b", self.locked),
                              "IdleHint": ("b", self.idle[0]), "IdleSinceHint": ("t", self.idle[1])}
         if path == self.user_path:
-            return USER, {"Display": ("(so)", (self.session_id, self.session_path))}
+            return USER, {"Display": ("(so)", (self.session_id, self.session_path)),
+                          "Sessions": ("a(so)", [(self.session_id, self.session_path)])}
         return None
 
     def set_locked(self, locked: bool) -> None:
@@ -108,9 +111,11 @@ class Logind:
             self.note("inhibit", args=list(args))
             self.sent_fds.append(write)  # ours is closed once sent: only the caller holds it then
             return new_method_return(msg, "h", (write,))
-        if member == "LockSession":
-            self.signal(self.session_path, SESSION, "Lock")
-            self.set_locked(True)
+        if member == "LockSession" or (interface == SESSION and member == "Lock"):
+            self.signal(self.session_path, SESSION, "Lock")  # a locker may react; logind sets no hint
+            return new_method_return(msg)
+        if interface == SESSION and member == "SetLockedHint":
+            self.set_locked(args[0])
             return new_method_return(msg)
         # org.facewarden.Test
         if member == "SetLocked":

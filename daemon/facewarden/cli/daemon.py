@@ -52,8 +52,12 @@ def format_status(status: dict) -> str:
     if status["state"] == "paused":
         until = status.get("paused_until")
         lines.append("paused:  until " + (time.strftime("%H:%M:%S", time.localtime(until)) if until else "resumed"))
-    lines.append(f"locked:  {'yes' if status['locked'] else 'no'}"
-                 + (f" (the session says so: {status['locked_via']})" if status.get("session_locked") else ""))
+    locked = "no"
+    if status.get("session_locked"):
+        locked = f"yes (the session says so: {status['locked_via']})"
+    elif status["locked"]:
+        locked = "yes (by facewarden, unconfirmed: nothing here reports the session's lock)"
+    lines.append(f"locked:  {locked}")
     if status.get("sampling") not in (None, "on"):
         lines.append(f"sampling: {status['sampling']}")
     camera = status["camera"]
@@ -88,11 +92,10 @@ def run(args) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # One line per sample would flood the journal; the scheduler's warnings still get through.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    # A kick to sample at once can meet a step that just began; its "skipped" warning means nothing.
-    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
     where = paths()
     config = config_module.load(where.config_file)
-    daemon = Daemon(config, where)
+    # Before anything is loaded: a second daemon says so at once, even while the first is stopped.
+    daemon = Daemon(config, where, lock=control.one_daemon(where.socket_path))
     code = daemon.run()
     if daemon.stuck:
         # A thread hung in a camera read would keep the interpreter from exiting (it joins them).

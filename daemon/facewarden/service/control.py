@@ -87,10 +87,12 @@ def handle_request(controller: Controller, line: bytes) -> dict:
 LOCK_NAME = "daemon.lock"
 
 
-def one_daemon(path: Path) -> int:
-    """Take the one-daemon-per-user lock (flock on `path` in the private runtime directory) and keep
-    it for the process's life (the kernel lets go when it exits, however it exits). A daemon that
-    is stopped (SIGSTOP) or hung still holds it, so a second `run` never takes over its socket."""
+def one_daemon(socket_path: Path) -> int:
+    """Take the one-daemon-per-user lock (flock on a file beside the socket, in the private runtime
+    directory) and keep it for the process's life (the kernel lets go when it exits, however it
+    exits). A daemon that is stopped (SIGSTOP) or hung still holds it, so a second `run` never takes
+    over its socket. Its descriptor."""
+    path = private_dir(socket_path.parent) / LOCK_NAME
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as e:
@@ -107,26 +109,23 @@ def one_daemon(path: Path) -> int:
 
 
 class Server:
-    def __init__(self, path: Path, controller: Controller):
+    def __init__(self, path: Path, controller: Controller, lock: int | None = None):
+        """`lock`: the one-daemon lock, if the caller took it already (`one_daemon`)."""
         self.path = path
         self.controller = controller
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
-        self._lock: int | None = None  # the one-daemon lock's descriptor, held for the daemon's life
+        self._lock = lock  # the one-daemon lock's descriptor, held for the daemon's life
         self._inode = 0
 
     def start(self) -> None:
-        private_dir(self.path.parent)
-        self._lock = one_daemon(self.path.parent / LOCK_NAME)
+        if self._lock is None:
+            self._lock = one_daemon(self.path)
         try:
-            st = os.lstat(self.path)
-        except FileNotFoundError:
-            st = None
-        if st is not None:
-            if not stat.S_ISSOCK(st.st_mode):
-                raise UserError(f"{self.path} is not a socket; move it away")
-            # Holding the lock, no other daemon runs: the socket was left by one that died.
-            self.path.unlink()
+            self._clear_leftover()
+        except BaseException:
+            self._let_go()
+            raise
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         # The 0700 directory already shuts others out between bind and chmod.
         sock.bind(str(self.path))
@@ -136,6 +135,21 @@ class Server:
         self._sock = sock
         self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
         self._thread.start()
+
+    def _clear_leftover(self) -> None:
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(st.st_mode):
+            raise UserError(f"{self.path} is not a socket; move it away")
+        # Holding the lock, no other daemon runs: the socket was left by one that died.
+        self.path.unlink()
+
+    def _let_go(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # the file stays: removing it would let two daemons lock two files
+            self._lock = None
 
     def stop(self) -> None:
         if self._sock is not None:
@@ -153,6 +167,7 @@ class Server:
                 pass
         if self._thread is not None:
             self._thread.join(2.0)
+        self._let_go()
 
     def _serve(self) -> None:
         while self._sock is not None:

@@ -50,7 +50,8 @@ SAMPLE_DRAIN_S = 5.0  # at shutdown, how long a running camera read may take
 
 class Daemon:
     def __init__(self, config: Config, where: Paths, clock: Callable[[], float] = time.time,
-                 verifier_factory: Callable[[Config, Paths], Verify] = build_verifier):
+                 verifier_factory: Callable[[Config, Paths], Verify] = build_verifier, lock: int | None = None):
+        """`lock`: the one-daemon lock (control.one_daemon), when `run` took it before loading anything."""
         self.config, self.paths, self.clock = config, where, clock
         self.mutex = threading.RLock()
         self._changed = threading.Condition(self.mutex)
@@ -61,7 +62,7 @@ class Daemon:
         observer = Observer(self.model.load(), build_liveness(config), self.reach(config))
         self.sampler = Sampler(config, where, self, observer, camera, clock, self.session.idle_seconds)
         self.fanout = Fanout(config, where, self, clock)
-        self.server = Server(where.socket_path, Api(self))
+        self.server = Server(where.socket_path, Api(self), lock)
         self.scheduler = BackgroundScheduler(daemon=True)
         self.watchdog = Watchdog()
         self.notifier = Notifier()
@@ -182,10 +183,11 @@ class Daemon:
         else:
             self.sampler.camera = camera  # the hung one is left to its read
         # A fresh job, on a fresh scheduler thread: the old one is stuck in its sample.
-        if self._job is not None:
-            self._job.remove()
-        self._running = threading.Lock()
-        self._add_job()
+        with self.mutex:
+            if self._job is not None:
+                self._job.remove()
+            self._running = threading.Lock()
+            self._add_job()
 
     # -- the session (on its bus threads) -----------------------------------------------------
 
@@ -254,6 +256,8 @@ class Daemon:
         self.stopping.set()
 
     def _shutdown(self) -> None:
+        with self.mutex:
+            self._job = None  # a sample still running must not pace a job that is gone
         self.scheduler.shutdown(wait=False)
         self.server.stop()
         finished = self._running.acquire(timeout=SAMPLE_DRAIN_S)  # a running sample finishes first

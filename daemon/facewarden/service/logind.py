@@ -88,9 +88,9 @@ class Logind:
             bus.subscribe(MatchRule(type="signal", sender=LOGIND, interface=SESSION_IFACE, member=member,
                                     path_namespace=f"{ROOT}/session"), self._lock_signal)
         self.problem = None
+        self.resolve()
         lid = bus.get(MANAGER, "LidClosed")
         self.lid = None if lid is None else bool(lid)
-        self.resolve()
         if self.session is None:
             log.info("logind knows no display session of uid %d yet; following it", self.uid)
         return True

@@ -24,7 +24,6 @@ from desktop_helpers.buses import desktop, drive, drive_logind, logind, system_b
 from desktop_helpers.procs import session_bus, wait_for
 from facewarden.cli.demo import write_replay
 from facewarden.service.control import request
-from facewarden.service.sampler import WATCHDOG_MIN_S
 
 PYTHON = [sys.executable, "-m", "facewarden"]
 INTERVAL_S = 1.0

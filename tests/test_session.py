@@ -188,3 +188,25 @@ def test_doctor_says_which_idle_source_and_whether_logind_answers(bus, tmp_path)
     assert lines["logind"].startswith(f"warn logind: no system bus at unix:path={tmp_path / 'nobus'} -- fix: ")
     assert lines["idle"].startswith("warn idle: no idle-input source here")
     assert r.stderr == ""
+
+
+def test_the_real_loginctl_against_the_test_logind(bus, tmp_path):
+    """`loginctl lock-session` only asks: logind emits Lock, and nothing counts until a locker sets
+    the hint. Run against the test logind where loginctl will run at all."""
+    import shutil
+    import subprocess
+
+    if shutil.which("loginctl") is None:
+        pytest.skip("loginctl is not installed (Debian's systemd package)")
+    rec = tmp_path / "logind.jsonl"
+    with logind(bus, rec):
+        env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": bus}
+        result = subprocess.run(["loginctl", "lock-session", "c1"], env=env, capture_output=True, text=True,
+                                timeout=30)
+        if "not been booted with systemd" in result.stderr:
+            pytest.skip("loginctl refuses to run where systemd is not PID 1 (this container)")
+        assert result.returncode == 0, result.stderr
+        assert [r["member"] for r in record(rec) if r["what"] == "call"][-1] == "LockSession"
+        shown = subprocess.run(["loginctl", "show-session", "c1", "-p", "LockedHint", "--value"], env=env,
+                               capture_output=True, text=True, timeout=30)
+        assert shown.stdout.strip() == "no"  # asked, not locked: no locker set the hint

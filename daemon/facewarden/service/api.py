@@ -7,18 +7,47 @@ input through the daemon, like everything else.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import threading
+from typing import Callable, Protocol
 
 from .. import config as config_module
-from ..core.guard import Pause, Resume
+from ..config import Config
+from ..core.guard import Guard, Input, Pause, Resume
+from ..core.onlooker import Reach
 from ..errors import UserError
+from ..events import Event
+from ..paths import Paths
 from ..recognition import ownerfile
-from .sampler import Observer, build_liveness
-
-if TYPE_CHECKING:
-    from .daemon import Daemon
+from .camera import Cameras
+from .fanout import Fanout
+from .sampler import ModelFollower, Observer, Sampler, Watchdog, build_liveness
+from .session import Session
 
 log = logging.getLogger("facewarden")
+
+
+class Daemon(Protocol):
+    """What the API needs of the daemon (service/daemon.py)."""
+
+    config: Config
+    paths: Paths
+    clock: Callable[[], float]
+    mutex: threading.RLock
+    guard: Guard
+    session: Session
+    model: ModelFollower
+    sampler: Sampler
+    fanout: Fanout
+    watchdog: Watchdog
+
+    def feed(self, what: Input) -> list[Event] | None: ...
+    def busy_by(self) -> str | None: ...
+    def liveness_reason(self) -> str: ...
+    def cameras(self, config: Config) -> Cameras: ...
+    def reach(self, config: Config) -> Reach: ...
+    def watches_while_locked(self) -> bool: ...
+    def pace(self, kick: bool = False) -> None: ...
+    def warn_unlock(self) -> None: ...
 
 
 class Api:

@@ -160,7 +160,7 @@ def test_menu_entries_reach_the_daemon_through_the_socket(served):
     for _label, what in tray.MENU:
         if isinstance(what, dict):
             t.activate(what)
-    assert daemon.calls == [("pause", 300.0), ("pause", 1800.0), ("pause", None), ("resume",), ("lock-now",)]
+    assert daemon.calls == [("pause", 300.0), ("pause", 900.0), ("pause", 3600.0), ("pause", None), ("resume",), ("lock-now",)]
     assert t.current.colour == tray.RED  # locked
     assert "session locked" in t.current.tooltip
 
@@ -310,8 +310,8 @@ def test_right_click_menu_reaches_the_daemon(x_tray, served, tray_process):
                        env=env, check=True)
         wait_for(lambda: menu_window(x_tray) is None, "the menu to close")
 
-    choose("Pause 30 min")
-    wait_for(lambda: daemon.calls == [("pause", 1800.0)], "pause 30 min to reach the daemon")
+    choose("Pause 15 min")
+    wait_for(lambda: daemon.calls == [("pause", 900.0)], "pause 15 min to reach the daemon")
     shows(x_tray, tray.AMBER, "menu_paused", "facewarden: paused until ")
     choose("Lock now")
     wait_for(lambda: daemon.calls[-1:] == [("lock-now",)], "lock now to reach the daemon")

@@ -28,6 +28,12 @@ def need(program: str, package: str) -> str:
     return path
 
 
+def user_group(uid: int) -> int:
+    import pwd
+
+    return pwd.getpwuid(uid).pw_gid
+
+
 def wait_for(check, what: str, timeout: float = WAIT_S):
     deadline = time.monotonic() + timeout
     while True:
@@ -50,11 +56,12 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextmanager
-def dbus_daemon(*args: str) -> Iterator[str]:
-    """A private `dbus-daemon ARGS...`; yields the address it prints."""
+def dbus_daemon(*args: str, user: int | None = None) -> Iterator[str]:
+    """A private `dbus-daemon ARGS...` (as uid `user` and its group, if given); yields the address it prints."""
     exe = need("dbus-daemon", "dbus")
+    as_user = {} if user is None else {"user": user, "group": user_group(user), "extra_groups": []}
     proc = subprocess.Popen([exe, *args, "--nofork", "--nopidfile", "--print-address=1"], stdout=subprocess.PIPE,
-                            text=True)
+                            text=True, **as_user)
     try:
         printed = proc.stdout.readline().strip()
         assert printed.startswith("unix:path="), f"dbus-daemon said {printed!r}"

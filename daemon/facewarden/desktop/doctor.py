@@ -142,12 +142,12 @@ def check_notifications() -> Check:
 
 
 def check_tray() -> Check:
-    from .tray import sni_watcher, x_tray_owner
+    from .sni import which
 
-    hosts = [h for h, ok in (("StatusNotifierWatcher on D-Bus", sni_watcher()),
-                             ("X system tray (_NET_SYSTEM_TRAY)", x_tray_owner())) if ok]
-    return Check("tray", bool(hosts), ", ".join(hosts) or "no tray host", essential=False,
-                 fix="GNOME: enable the AppIndicator extension; elsewhere add a system tray to the panel")
+    found = which()
+    return Check("tray", found is not None, "no tray host" if found is None else f"{found[0]}: {found[1]}",
+                 essential=False, fix="GNOME: enable the AppIndicator extension; elsewhere add a system tray "
+                 "(waybar's tray module, a notification area) to the panel")
 
 
 def check_session() -> list[Check]:

@@ -2,8 +2,10 @@
 
 The daemon runs headless under systemd; the tray lives in the graphical session and may come and go
 (or the daemon may restart under it) without either caring. The state -> picture/tooltip/menu logic
-is pure (`view`, `draw`, `MENU`); only `run` touches pystray, which connects to the display as soon
-as it is imported, so it is imported there and nowhere else.
+is pure (`view`, `draw`, `MENU`) and shared with the StatusNotifierItem tray (`sni.py`, what
+`facewarden tray` shows wherever a StatusNotifierWatcher is on the session bus). Only `run` touches
+pystray, which connects to the display as soon as it is imported, so it is imported there and
+nowhere else.
 """
 
 from __future__ import annotations
@@ -120,7 +122,8 @@ def draw(v: View, size: int = 64) -> Image.Image:
 PAUSE_5 = {"cmd": "pause", "seconds": 300}
 MENU: list[tuple[str, dict | str]] = [
     ("Pause 5 min", PAUSE_5),
-    ("Pause 30 min", {"cmd": "pause", "seconds": 1800}),
+    ("Pause 15 min", {"cmd": "pause", "seconds": 900}),
+    ("Pause 1 h", {"cmd": "pause", "seconds": 3600}),
     ("Pause until resumed", {"cmd": "pause", "seconds": None}),
     ("Resume", {"cmd": "resume"}),
     ("Lock now", {"cmd": "lock-now"}),

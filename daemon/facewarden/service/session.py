@@ -3,19 +3,20 @@ resume, idle input. Brings together logind on the system bus and, on the session
 screensaver's `ActiveChanged` (desktops whose locker does not set logind's LockedHint still announce
 it there) and the idle back-ends.
 
-Locked means: logind's LockedHint, or a screensaver service reports itself active. None means
-nothing here can tell (no logind session, no screensaver): the daemon then knows only its own locks.
+Locked means: logind's LockedHint, or a screensaver service reports itself active, or a screen
+locker process runs (`lockers.py`: lockers that tell neither). None means nothing here can tell
+(no logind session, no screensaver, no locker installed): the daemon then knows only its own locks.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
+from typing import Callable, Iterable
 
 from jeepney import HeaderFields, MatchRule, Message
 
-from . import dbus, idle
+from . import dbus, idle, lockers
 from .bus import Bus, method
 from .logind import Logind
 
@@ -23,8 +24,9 @@ log = logging.getLogger(__name__)
 
 
 class Session:
-    def __init__(self) -> None:
+    def __init__(self, locker_names: Iterable[str] = ()) -> None:
         self.logind = Logind()
+        self.lockers = lockers.Lockers(locker_names)
         self.session_bus: Bus | None = None
         self.idle: idle.IdleSource | None = None
         self._screensaver: bool | None = None  # the last ActiveChanged / GetActive
@@ -41,9 +43,11 @@ class Session:
         if self.session_bus is not None:
             self._watch_screensavers(self.session_bus)
         self.idle = idle.detect(self.session_bus, self.logind)
+        self.lockers.start(lambda _locked: self._changed())
         self._locked = self.locked()
 
     def close(self) -> None:
+        self.lockers.close()
         self.logind.close()
         if self.session_bus is not None:
             self.session_bus.close()
@@ -78,11 +82,13 @@ class Session:
     # -- queries ------------------------------------------------------------------------------
 
     def locked(self) -> bool | None:
-        known = [v for v in (self.logind.locked(), self._screensaver) if v is not None]
+        known = [v for v in (self.logind.locked(), self._screensaver, self.lockers.locked()) if v is not None]
         return any(known) if known else None
 
     def locked_via(self) -> str | None:
         """Which source says the session is locked (or unlocked), for status."""
+        if self.lockers.locked():
+            return f"locker {self.lockers.which()}"
         if self.logind.locked() is not None:
             return "logind" if self.logind.locked() or not self._screensaver else "screensaver"
         return None if self._screensaver is None else "screensaver"

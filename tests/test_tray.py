@@ -11,11 +11,10 @@ from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from desktop_helpers.daemon_side import TestDaemon, serving
-from desktop_helpers.procs import wait_for
+from desktop_helpers.procs import pixels, wait_for
 from facewarden.desktop import tray
 
 NOW = datetime(2026, 11, 28, 9, 30).timestamp()
@@ -55,13 +54,6 @@ def test_tooltip_names_who_holds_a_busy_camera():
     busy = tray.view(status(camera="busy", camera_busy_by="zoom (pid 4242)"), NOW)
     assert busy.tooltip == "facewarden: owner present since 09:20; camera busy: zoom (pid 4242)"
     assert not busy.camera_lost  # busy is not lost: the camera is not struck through
-
-
-def pixels(img, colour, tolerance=0):
-    """Opaque pixels of `colour`; a tolerance absorbs the tray's resampling of the icon."""
-    a = np.asarray(img.convert("RGBA")).astype(int)
-    near = (abs(a[..., :3] - colour) <= tolerance).all(axis=-1)
-    return int((near & (a[..., 3] == 255)).sum())
 
 
 def test_icons_differ_per_state_and_camera_loss():

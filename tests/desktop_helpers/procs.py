@@ -155,3 +155,12 @@ def screenshot(display: str):
         return Image.frombytes("RGB", (geo.width, geo.height), raw.data, "raw", "BGRX")
     finally:
         d.close()
+
+
+def pixels(img, colour, tolerance=0) -> int:
+    """Opaque pixels of `colour` in a Pillow image; a tolerance absorbs a tray's resampling of the icon."""
+    import numpy as np
+
+    a = np.asarray(img.convert("RGBA")).astype(int)
+    near = (abs(a[..., :3] - colour) <= tolerance).all(axis=-1)
+    return int((near & (a[..., 3] == 255)).sum())

@@ -84,6 +84,11 @@ class Sway:
             raise AssertionError(f"waybar exited {proc.returncode}: {self.log('waybar')[-2000:]}")
         return proc
 
+    def swaymsg(self, *args: str) -> None:
+        """A sway IPC command (`seat - cursor move 5 5` is input, as a mouse gives it)."""
+        (sock,) = self.runtime.glob("sway-ipc.*.sock")
+        subprocess.run([need("swaymsg", "sway"), "-s", str(sock), *args], check=True, timeout=30, capture_output=True)
+
     def stop(self, name: str) -> None:
         _stop(self.procs.pop(name))
 

@@ -9,7 +9,6 @@ its entry. `changed()` tells hosts to read the layout again.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -27,7 +26,7 @@ class Item:
     id: int
     label: str = ""
     enabled: bool = True
-    action: Callable[[], None] | None = None  # run on a thread of its own when the entry is clicked
+    action: Callable[[], None] | None = None  # run on a thread of its own (Server.later) when clicked
     children: list[Item] = field(default_factory=list)
     separator: bool = False
 
@@ -97,8 +96,7 @@ class Menu(Exported):
     def event(self, id: int, kind: str) -> None:
         item = self._item(id)
         if kind == "clicked" and item.enabled and item.action is not None:
-            # Off the bus's thread: a lock takes seconds, and the host waits for no answer.
-            threading.Thread(target=item.action, name=f"menu-{id}", daemon=True).start()
+            self.server.later(item.action)  # a lock takes seconds: not on the bus's thread
 
     def call(self, member: str, body: tuple) -> tuple[str | None, tuple]:
         if member == "GetLayout":

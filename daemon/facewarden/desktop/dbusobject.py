@@ -3,13 +3,16 @@
 jeepney has no server side: `Server` routes the method calls that arrive on a `service.bus.Bus`
 to the exported object at their path, answers the standard interfaces (Properties, Introspectable,
 Peer) from what each object declares, and sends its signals. Calls run on the bus's dispatcher
-thread, one at a time: a handler that may take long (a lock) must hand its work to a thread.
+thread, one at a time: a handler whose work may take long (a lock) hands it to `later`, which runs
+it on a thread of its own once the reply is sent (so the caller gets its answer even when the work
+ends the process, as "Quit" does).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import threading
+from typing import Any, Callable
 
 from jeepney import DBusAddress, HeaderFields, MatchRule, Message, new_error, new_method_return, new_signal
 from jeepney.bus_messages import message_bus
@@ -64,6 +67,7 @@ class Server:
     def __init__(self, bus: Bus):
         self.bus = bus
         self.objects: dict[str, Exported] = {}
+        self._later: list[Callable[[], None]] = []  # only touched on the bus's dispatcher thread
         bus.subscribe(MatchRule(type="method_call"), self._route)
 
     def export(self, obj: Exported) -> None:
@@ -73,6 +77,10 @@ class Server:
         """Own the well-known `name` (not queued behind another owner); whether we do now."""
         body = self.bus.call(message_bus.RequestName(name, 4))
         return body is not None and body[0] in (1, 4)  # primary owner, or already were
+
+    def later(self, work: Callable[[], None]) -> None:
+        """Run `work` on a thread of its own after the reply to the call being handled is sent."""
+        self._later.append(work)
 
     def signal(self, obj: Exported, member: str, signature: str | None = None, body: tuple = (),
                interface: str | None = None) -> None:
@@ -113,6 +121,9 @@ class Server:
             self.bus.conn.send(reply)
         except OSError as e:
             log.debug("reply to %s: %s", member, e)
+        work, self._later = self._later, []
+        for w in work:
+            threading.Thread(target=w, name=f"dbus-{member}", daemon=True).start()
 
     @staticmethod
     def _properties(obj: Exported, member: str, body: tuple) -> tuple[str, tuple]:

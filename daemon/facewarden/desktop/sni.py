@@ -126,8 +126,7 @@ class StatusNotifierItem(Exported):
 
     def call(self, member: str, body: tuple) -> tuple[str | None, tuple]:
         if member == "Activate":  # a left click: pause for 5 minutes, or resume
-            threading.Thread(target=self.tray.activate, args=(tray_mod.click_request(self.tray.current),),
-                             daemon=True).start()
+            self.server.later(partial(self.tray.activate, tray_mod.click_request(self.tray.current)))
             return None, ()
         if member in ("SecondaryActivate", "ContextMenu", "Scroll"):
             return None, ()  # hosts show `Menu` themselves; nothing else to do here

@@ -144,9 +144,9 @@ class Lockers:
         """Follow the lockers in /proc not yet followed; whether one was found."""
         binaries = programs(self.names)
         new = {}
-        for pid in os.listdir(self.proc):
-            if pid.isdigit() and int(pid) not in self.running and (name := self._name_of(pid, binaries)):
-                new[int(pid)] = name
+        for entry in os.listdir(self.proc):
+            if entry.isdigit() and int(entry) not in self.running and (name := self._name_of(entry, binaries)):
+                new[int(entry)] = name
         for pid, name in new.items():
             try:
                 fd = os.pidfd_open(pid)

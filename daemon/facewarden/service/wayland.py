@@ -20,7 +20,7 @@ import socket
 import struct
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class WaylandError(Exception):
     """The compositor is not there, or refused what we asked (a protocol error)."""
 
 
-def socket_path(env: dict[str, str] | None = None) -> Path | None:
+def socket_path(env: Mapping[str, str] | None = None) -> Path | None:
     """The compositor's socket: WAYLAND_DISPLAY, absolute or in XDG_RUNTIME_DIR; None outside Wayland."""
     env = os.environ if env is None else env
     name = env.get("WAYLAND_DISPLAY")

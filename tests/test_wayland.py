@@ -133,8 +133,8 @@ def test_tray_in_waybar_shows_the_state_and_its_menu_acts(desk, served, home):
         assert any(name.startswith(host.item.bus_name) for name in registered(desk))
         props = host.props()
         assert props["Title"] == "facewarden" and props["Status"] == "Active" and props["Menu"] == "/MenuBar"
-        assert props["ToolTip"][2:] == ("facewarden", props["ToolTip"][3]) and \
-            props["ToolTip"][3].startswith("owner present since ")
+        _icon, _pixmaps, title, text = props["ToolTip"]
+        assert title == "facewarden" and text.startswith("owner present since ")
         assert sorted(w for w, h, data in props["IconPixmap"] if len(data) == 4 * w * h) == [16, 22, 32, 48, 64]
 
         daemon.state |= {"state": "stranger"}

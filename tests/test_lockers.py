@@ -54,11 +54,9 @@ def test_only_installed_lockers_are_watched(locker, tmp_path):
 def test_a_locker_locks_from_its_start_to_its_exit(watching, locker):
     source, changes = watching
     assert source.locked() is False and changes == []
-    started = time.monotonic()
     proc = sleeping(locker)
     try:
         wait_for(lambda: source.locked(), "the locker to be seen")
-        assert time.monotonic() - started < 1.0  # inotify, not a poll
         assert changes == [True] and source.which() == "fakelock"
     finally:
         proc.kill()

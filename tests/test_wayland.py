@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -203,13 +204,20 @@ def test_doctor_names_the_tray_and_idle_source_sway_gets(desk, home):
 
 
 # -- swaylock and the real daemon -------------------------------------------------------------------
+# Debian's swaylock, run from a copy named LOCKER and listed in the daemon's lock.lockers: every
+# daemon of this user watches /usr/bin/swaylock, and the daemons of tests running beside this one
+# (pytest-xdist) must not see this test's lock. The copy is the same program; the default list is
+# the same code path with another name (test_lockers.py).
+
+LOCKER = "fw-swaylock"
+
 
 def swaylocks() -> list[int]:
-    """Running swaylock processes that lead their session: the locker itself, not its password helper."""
+    """Running LOCKER processes that lead their session: the locker itself, not its password helper."""
     found = []
     for pid in os.listdir("/proc"):
         try:
-            if pid.isdigit() and Path(f"/proc/{pid}/comm").read_text().strip() == "swaylock" and \
+            if pid.isdigit() and Path(f"/proc/{pid}/comm").read_text().strip() == LOCKER and \
                     Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3] == pid and \
                     os.readlink(f"/proc/{pid}/exe"):
                 found.append(int(pid))
@@ -226,16 +234,18 @@ def unlock() -> None:
 
 @pytest.fixture
 def daemon_desk(desk, owner_home, tmp_path, monkeypatch):
+    """(Desk, the system bus, the swaylock copy) with the daemon's config to be written by the test."""
     from desktop_helpers.buses import logind, system_bus
     from test_daemon_session import Desk
 
-    need("swaylock", "swaylock")
+    locker = tmp_path / LOCKER
+    shutil.copy2(need("swaylock", "swaylock"), locker)
     for key, value in desk.env.items():
         monkeypatch.setenv(key, value)
     with system_bus(tmp_path) as system, logind(system, tmp_path / "logind.jsonl"):
         d = Desk(owner_home, tmp_path)
         try:
-            yield d, system
+            yield d, system, locker
         finally:
             if swaylocks():
                 unlock()
@@ -250,18 +260,18 @@ def daemon_desk(desk, owner_home, tmp_path, monkeypatch):
 def test_swaylock_locks_the_session_for_the_daemon(desk, daemon_desk, video):  # noqa: F811
     from test_daemon_session import camera_open
 
-    d, system = daemon_desk
-    d.configure(video)
+    d, system, locker = daemon_desk
+    d.configure(video, f'lockers = ["{locker}"]')
     d.start(system, desk.bus)
     wait_for(lambda: d.status()["state"] == "owner_present", "the owner", timeout=60)
     assert camera_open(d, video) and d.status()["session_locked"] is False
 
     # As swayidle runs it on logind's Lock (or a key binding does): `swaylock -f`, which forks to
     # the background and sets no LockedHint.
-    subprocess.run(["swaylock", "-f", "-c", "202020"], env=desk.env, check=True, timeout=30)
+    subprocess.run([str(locker), "-f", "-c", "202020"], env=desk.env, check=True, timeout=30)
     wait_for(lambda: not camera_open(d, video), "the camera to be let go")
     status = d.status()
-    assert status["locked"] is True and status["locked_via"] == "locker swaylock"
+    assert status["locked"] is True and status["locked_via"] == f"locker {LOCKER}"
     assert status["sampling"] == "off (locked)"
     wait_for(lambda: d.hooks() and d.hooks()[-1][0] == "locked", "the locked hook")
     assert d.hooks()[-1][:2] == ["locked", "session"]
@@ -277,14 +287,14 @@ def test_facewarden_lock_succeeds_when_the_chain_starts_a_locker_without_a_hint(
                                                                                  tmp_path, monkeypatch):
     # loginctl lock-session as on sway: logind emits Lock, swayidle starts swaylock, nobody sets
     # LockedHint (so `show-session` keeps saying "no"). A stand-in loginctl does both halves.
-    d, system = daemon_desk
+    d, system, locker = daemon_desk
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
-    (fake_bin / "loginctl").write_text('#!/bin/sh\ncase "$1" in\n  lock-session) exec swaylock -f -c 202020 ;;\n'
+    (fake_bin / "loginctl").write_text(f'#!/bin/sh\ncase "$1" in\n  lock-session) exec {locker} -f -c 202020 ;;\n'
                                        '  show-session) echo no ;;\nesac\n')
     (fake_bin / "loginctl").chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
-    d.configure(video)
+    d.configure(video, f'lockers = ["{locker}"]')
     config = d.home / "config.toml"
     config.write_text(config.read_text().replace('methods = ["command"]', 'methods = ["loginctl"]'))
     d.start(system, desk.bus)
@@ -293,6 +303,6 @@ def test_facewarden_lock_succeeds_when_the_chain_starts_a_locker_without_a_hint(
     r = subprocess.run([sys.executable, "-m", "facewarden", "lock"], env={**os.environ, "FACEWARDEN_HOME": str(d.home)},
                        capture_output=True, text=True, timeout=60)
     assert (r.returncode, r.stdout) == (0, "locked\n"), r.stderr
-    assert swaylocks() and d.status()["locked_via"] == "locker swaylock"
+    assert swaylocks() and d.status()["locked_via"] == f"locker {LOCKER}"
     wait_for(lambda: d.hooks() and d.hooks()[-1][0] == "locked", "the locked hook")
     assert d.hooks()[-1][:2] == ["locked", "facewarden"]

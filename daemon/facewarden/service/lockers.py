@@ -55,8 +55,8 @@ def programs(names: Iterable[str]) -> dict[str, str]:
 class Lockers:
     name = "locker"
 
-    def __init__(self, names: Iterable[str] = (), proc: str = "/proc"):
-        self.names = list(dict.fromkeys([*DEFAULT, *names]))
+    def __init__(self, names: Iterable[str], proc: str = "/proc"):
+        self.names = list(dict.fromkeys(names))  # DEFAULT and lock.lockers, for the daemon
         self.proc = proc
         self.uid = os.getuid()
         self.running: dict[int, str] = {}  # pid -> locker name

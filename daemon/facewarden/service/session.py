@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 class Session:
     def __init__(self, locker_names: Iterable[str] = ()) -> None:
         self.logind = Logind()
-        self.lockers = lockers.Lockers(locker_names)
+        self.lockers = lockers.Lockers([*lockers.DEFAULT, *locker_names])
         self.session_bus: Bus | None = None
         self.idle: idle.IdleSource | None = None
         self._screensaver: bool | None = None  # the last ActiveChanged / GetActive

@@ -34,7 +34,7 @@ IN_ATTRIB, IN_DELETE_SELF, IN_MOVE_SELF = 0x04, 0x400, 0x800
 # The file was replaced (a package upgrade): watch the new one at the same path.
 REPLACED = IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED
 # After an open, look for the new locker at these delays (exec finishes a moment after the open).
-SETTLE_S = (0.0, 0.02, 0.1, 0.5)
+SETTLE_S = (0.0, 0.005, 0.02, 0.1, 0.5)
 COMM_LEN = 15  # /proc/PID/comm holds the first 15 bytes of the program's name
 
 

@@ -156,7 +156,7 @@ def test_tray_in_waybar_shows_the_state_and_its_menu_acts(desk, served, home):
         entries = host.entries()
         status_line = next(label for label in entries if label.startswith("owner present"))
         assert entries[status_line][1] is False  # a line to read, not to click
-        clock = tray._clock(NOW - 60, NOW)
+        clock = tray.short_time(NOW - 60, NOW)
         assert entries["Recent events"][2][0] == f"{clock} unlocked"
         assert entries["Recent events"][2][1].endswith(" locked (session)")
         for label, call in [("Pause 15 min", ("pause", 900.0)), ("Pause 1 h", ("pause", 3600.0)),

@@ -64,7 +64,8 @@ def recent_events(now: float) -> list[str]:
     lines = []
     for r in reversed(records[-RECENT_EVENTS:]):
         by = r.get("locked_by") or r.get("camera_busy_by")
-        lines.append(f"{tray_mod._clock(r['time'], now)} {r['event'].replace('_', ' ')}" + (f" ({by})" if by else ""))
+        line = f"{tray_mod.short_time(r['time'], now)} {r['event'].replace('_', ' ')}"
+        lines.append(line + (f" ({by})" if by else ""))
     return lines
 
 

@@ -59,7 +59,8 @@ class View:
     tooltip: str
 
 
-def _clock(t: float, now: float) -> str:
+def short_time(t: float, now: float) -> str:
+    """`t` as "09:41" today, with the date on other days."""
     at, today = datetime.fromtimestamp(t), datetime.fromtimestamp(now)
     return at.strftime("%H:%M") if at.date() == today.date() else at.strftime("%Y-%m-%d %H:%M")
 
@@ -85,9 +86,9 @@ def view(status: dict | None, now: float) -> View:
     words = STATE_WORDS.get(state, state or "unknown")
     if paused:
         until = status.get("paused_until")
-        words += f" until {_clock(until, now)}" if until else " until resumed"
+        words += f" until {short_time(until, now)}" if until else " until resumed"
     elif status.get("since"):
-        words += f" since {_clock(status['since'], now)}"
+        words += f" since {short_time(status['since'], now)}"
     busy = f"camera busy: {status.get('camera_busy_by') or 'another program'}"
     extras = [e for e, on in (("session locked", locked), ("camera lost", lost),
                               (busy, status.get("camera") == "busy")) if on]

@@ -159,6 +159,13 @@ def test_tray_in_waybar_shows_the_state_and_its_menu_acts(desk, served, home):
         clock = tray.short_time(NOW - 60, NOW)
         assert entries["Recent events"][2][0] == f"{clock} unlocked"
         assert entries["Recent events"][2][1].endswith(" locked (session)")
+        # A new event and no state change: opening the submenu (AboutToShow) says the layout is stale.
+        about = new_method_call(host.menu, "AboutToShow", "i", (entries["Recent events"][0],))
+        assert host.call(about) == (False,)
+        with open(home / "state" / "events.jsonl", "a") as log:
+            log.write(json.dumps({"time": NOW, "event": "owner_arrived", "state": "owner_present"}) + "\n")
+        assert host.call(about) == (True,)
+        assert host.entries()["Recent events"][2][0] == f"{tray.short_time(NOW, NOW)} owner arrived"
         for label, call in [("Pause 15 min", ("pause", 900.0)), ("Pause 1 h", ("pause", 3600.0)),
                             ("Pause until resumed", ("pause", None)), ("Resume", ("resume",)),
                             ("Lock now", ("lock-now",))]:

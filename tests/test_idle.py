@@ -88,4 +88,4 @@ def test_detect_picks_the_first_that_answers(session, monkeypatch):
             assert idle.detect(bus, None, display="").name == "mutter"
             with xvfb() as display:
                 assert idle.detect(bus, None, display=display).name == "x11"
-    assert [s.name for s in idle.sources(None, None)] == ["x11", "mutter", "screensaver", "logind"]
+    assert [s.name for s in idle.sources(None, None)] == ["x11", "mutter", "screensaver", "wayland", "logind"]

@@ -11,11 +11,10 @@ from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from desktop_helpers.daemon_side import TestDaemon, serving
-from desktop_helpers.procs import wait_for
+from desktop_helpers.procs import pixels, wait_for
 from facewarden.desktop import tray
 
 NOW = datetime(2026, 11, 28, 9, 30).timestamp()
@@ -55,13 +54,6 @@ def test_tooltip_names_who_holds_a_busy_camera():
     busy = tray.view(status(camera="busy", camera_busy_by="zoom (pid 4242)"), NOW)
     assert busy.tooltip == "facewarden: owner present since 09:20; camera busy: zoom (pid 4242)"
     assert not busy.camera_lost  # busy is not lost: the camera is not struck through
-
-
-def pixels(img, colour, tolerance=0):
-    """Opaque pixels of `colour`; a tolerance absorbs the tray's resampling of the icon."""
-    a = np.asarray(img.convert("RGBA")).astype(int)
-    near = (abs(a[..., :3] - colour) <= tolerance).all(axis=-1)
-    return int((near & (a[..., 3] == 255)).sum())
 
 
 def test_icons_differ_per_state_and_camera_loss():
@@ -160,7 +152,7 @@ def test_menu_entries_reach_the_daemon_through_the_socket(served):
     for _label, what in tray.MENU:
         if isinstance(what, dict):
             t.activate(what)
-    assert daemon.calls == [("pause", 300.0), ("pause", 1800.0), ("pause", None), ("resume",), ("lock-now",)]
+    assert daemon.calls == [("pause", 300.0), ("pause", 900.0), ("pause", 3600.0), ("pause", None), ("resume",), ("lock-now",)]
     assert t.current.colour == tray.RED  # locked
     assert "session locked" in t.current.tooltip
 
@@ -310,8 +302,8 @@ def test_right_click_menu_reaches_the_daemon(x_tray, served, tray_process):
                        env=env, check=True)
         wait_for(lambda: menu_window(x_tray) is None, "the menu to close")
 
-    choose("Pause 30 min")
-    wait_for(lambda: daemon.calls == [("pause", 1800.0)], "pause 30 min to reach the daemon")
+    choose("Pause 15 min")
+    wait_for(lambda: daemon.calls == [("pause", 900.0)], "pause 15 min to reach the daemon")
     shows(x_tray, tray.AMBER, "menu_paused", "facewarden: paused until ")
     choose("Lock now")
     wait_for(lambda: daemon.calls[-1:] == [("lock-now",)], "lock now to reach the daemon")

@@ -103,6 +103,8 @@ class LockConfig(Section):
     command: list[str] = []  # argv, no shell; tried first when set
     methods: list[LockMethod] = ["command", "loginctl", "screensaver", "xdg-screensaver"]
     before_sleep: bool = True  # lock when logind announces sleep (as xss-lock does)
+    # More screen lockers (names or absolute paths) whose running process means locked (service/lockers.py).
+    lockers: list[Annotated[str, StringConstraints(min_length=1)]] = []
 
 
 class Onlooker(Section):

@@ -28,6 +28,12 @@ def need(program: str, package: str) -> str:
     return path
 
 
+def user_group(uid: int) -> int:
+    import pwd
+
+    return pwd.getpwuid(uid).pw_gid
+
+
 def wait_for(check, what: str, timeout: float = WAIT_S):
     deadline = time.monotonic() + timeout
     while True:
@@ -50,11 +56,12 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextmanager
-def dbus_daemon(*args: str) -> Iterator[str]:
-    """A private `dbus-daemon ARGS...`; yields the address it prints."""
+def dbus_daemon(*args: str, user: int | None = None) -> Iterator[str]:
+    """A private `dbus-daemon ARGS...` (as uid `user` and its group, if given); yields the address it prints."""
     exe = need("dbus-daemon", "dbus")
+    as_user = {} if user is None else {"user": user, "group": user_group(user), "extra_groups": []}
     proc = subprocess.Popen([exe, *args, "--nofork", "--nopidfile", "--print-address=1"], stdout=subprocess.PIPE,
-                            text=True)
+                            text=True, **as_user)
     try:
         printed = proc.stdout.readline().strip()
         assert printed.startswith("unix:path="), f"dbus-daemon said {printed!r}"
@@ -148,3 +155,12 @@ def screenshot(display: str):
         return Image.frombytes("RGB", (geo.width, geo.height), raw.data, "raw", "BGRX")
     finally:
         d.close()
+
+
+def pixels(img, colour, tolerance=0) -> int:
+    """Opaque pixels of `colour` in a Pillow image; a tolerance absorbs a tray's resampling of the icon."""
+    import numpy as np
+
+    a = np.asarray(img.convert("RGBA")).astype(int)
+    near = (abs(a[..., :3] - colour) <= tolerance).all(axis=-1)
+    return int((near & (a[..., 3] == 255)).sum())

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 
 def tray(args) -> int:
-    from ..desktop import tray as tray_app
+    from ..desktop import sni
 
-    tray_app.run()
+    sni.run_tray()
     return 0
 
 

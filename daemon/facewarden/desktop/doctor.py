@@ -3,10 +3,15 @@ code the daemon runs (the config loader, the camera, the verifier, the lock back
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import logging
 import os
+import re
+import struct
 from dataclasses import dataclass
+
+import numpy as np
 
 from .. import paths
 from ..errors import UserError
@@ -70,10 +75,86 @@ def check_camera(cfg, status: dict | None) -> Check:
                          fix="the daemon takes it back once that program lets go")
         return Check("camera", False, f"cannot read a frame from {source}",
                      fix="connect the webcam, close programs using it, and check you are in the `video` group")
-    return Check("camera", True, f"{cams.in_use.source} gives {frame.shape[1]}x{frame.shape[0]} frames")
+    return check_dark(cfg, frame, cams.in_use) or \
+        Check("camera", True, f"{cams.in_use.source} gives {frame.shape[1]}x{frame.shape[0]} frames")
 
 
-def check_devices(dev: str = "/dev") -> Check:
+# -- IR cameras ---------------------------------------------------------------------------------
+# Face-unlock laptops have a second, infrared camera, which delivers dark frames until its emitter
+# is switched on by a vendor-specific UVC control that Linux does not send by itself.
+
+SYS_V4L = "/sys/class/video4linux"
+IR_NAME = re.compile(r"(?<![a-z])(ir|infra-?red)(?![a-z])", re.IGNORECASE)
+GREY_FORMATS = {"GREY", "Y10 ", "Y12 ", "Y16 ", "Y10B", "Y8I ", "Y12I", "Y16I"}  # V4L2 fourccs, luma only
+VIDIOC_ENUM_FMT = 0xC0405602  # _IOWR('V', 2, struct v4l2_fmtdesc), 64 bytes
+EMITTER_FIX = ("switch its emitter on with linux-enable-ir-emitter (`sudo linux-enable-ir-emitter configure`, "
+               "github.com/EmixamPP/linux-enable-ir-emitter), or set camera.source to the colour camera")
+
+
+def v4l2_formats(node: str) -> list[str]:
+    """The capture formats (fourcc) `node` offers; [] when it is not a V4L2 device or cannot be opened."""
+    try:
+        fd = os.open(node, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return []
+    found = []
+    try:
+        for index in range(64):
+            desc = bytearray(struct.pack("=II", index, 1) + bytes(56))  # index, V4L2_BUF_TYPE_VIDEO_CAPTURE
+            try:
+                fcntl.ioctl(fd, VIDIOC_ENUM_FMT, desc)
+            except OSError:  # EINVAL past the last format; ENOTTY for anything not V4L2
+                break
+            found.append(desc[44:48].decode("ascii", "replace"))
+    finally:
+        os.close(fd)
+    return found
+
+
+def camera_name(node: str, sys_root: str = SYS_V4L) -> str:
+    """The driver's name for a /dev/videoN node ("Integrated IR Camera"); "" when unknown."""
+    try:
+        with open(os.path.join(sys_root, os.path.basename(os.path.realpath(node)), "name"), encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def ir_evidence(node: str | None, frame: np.ndarray | None, sys_root: str = SYS_V4L) -> str | None:
+    """What says this is an IR camera: its name, grey-only formats, grey frames; None if nothing does."""
+    found = []
+    if node is not None:
+        name = camera_name(node, sys_root)
+        if IR_NAME.search(name):
+            found.append(f"named {name!r}")
+        formats = v4l2_formats(node)
+        if formats and set(formats) <= GREY_FORMATS:
+            found.append("grey-only formats " + ", ".join(f.strip() for f in formats))
+    # Colour noise shows in a colour camera's dark frames; identical channels with some signal in
+    # them come from a grey sensor. (An all-black frame says nothing either way.)
+    if frame is not None and frame.ndim == 3 and frame.max() >= 16 and \
+            np.array_equal(frame[..., 0], frame[..., 1]) and np.array_equal(frame[..., 1], frame[..., 2]):
+        found.append("grey frames")
+    return "; ".join(found) or None
+
+
+def check_dark(cfg, frame: np.ndarray, camera) -> Check | None:
+    """A camera that delivers frames too dark to judge: an IR camera with its emitter off, or a dark room."""
+    from ..recognition.vision import brightness
+
+    level, limit = brightness(frame), cfg.camera.dark_threshold
+    if level >= limit:
+        return None
+    dark = f"dark frames (mean grey {level:.0f} < camera.dark_threshold {limit:g})"
+    ir = ir_evidence(camera.target if camera.device is not None else None, frame)
+    if ir is not None:
+        return Check("camera", False, f"{camera.source} is an IR camera ({ir}) giving {dark}: its emitter is off",
+                     fix=EMITTER_FIX)
+    return Check("camera", False, f"{camera.source} gives {dark}", essential=False,
+                 fix="light the room, uncover the camera or open the lid")
+
+
+def check_devices(dev: str = "/dev", sys_root: str = SYS_V4L) -> Check:
     """The V4L2 cameras here, their stable names, and who else holds one."""
     from ..service.holders import holders
 
@@ -86,7 +167,10 @@ def check_devices(dev: str = "/dev") -> Check:
                      fix="connect a webcam (a replayed camera.source needs none)")
     listed, held = [], []
     for node in nodes:
-        listed.append(node + "".join(f" ({n})" for n in names.get(node, [])))
+        # By name only: opening the node to list its formats would look, to a running daemon, like
+        # another program taking the camera.
+        ir = " [IR]" if IR_NAME.search(camera_name(node, sys_root)) else ""
+        listed.append(node + "".join(f" ({n})" for n in names.get(node, [])) + ir)
         held += [f"{node} held by {h}" for h in holders(node)]
     held_text = "; ".join(held) if held else "none held by another program"
     return Check("cameras", True, f"{', '.join(listed)}; {held_text}", essential=False)
@@ -158,12 +242,12 @@ def check_notifications() -> Check:
 
 
 def check_tray() -> Check:
-    from .tray import sni_watcher, x_tray_owner
+    from .sni import which
 
-    hosts = [h for h, ok in (("StatusNotifierWatcher on D-Bus", sni_watcher()),
-                             ("X system tray (_NET_SYSTEM_TRAY)", x_tray_owner())) if ok]
-    return Check("tray", bool(hosts), ", ".join(hosts) or "no tray host", essential=False,
-                 fix="GNOME: enable the AppIndicator extension; elsewhere add a system tray to the panel")
+    found = which()
+    return Check("tray", found is not None, "no tray host" if found is None else f"{found[0]}: {found[1]}",
+                 essential=False, fix="GNOME: enable the AppIndicator extension; elsewhere add a system tray "
+                 "(waybar's tray module, a notification area) to the panel")
 
 
 def check_session() -> list[Check]:
@@ -186,7 +270,9 @@ def check_session() -> list[Check]:
     text = answers[0] + (f" (also: {', '.join(answers[1:])})" if answers[1:] else "") if answers else \
         "no idle-input source here"
     idle_check = Check("idle", bool(answers), text, essential=False,
-                       fix="an X11 session, GNOME, KDE, or a logind session that sets IdleHint")
+                       fix="an X11 session, GNOME, KDE, a Wayland compositor with ext-idle-notify-v1 or "
+                       "org_kde_kwin_idle (the service needs WAYLAND_DISPLAY: `systemctl --user import-environment "
+                       "WAYLAND_DISPLAY`), or a logind session that sets IdleHint")
     return [reachable, idle_check]
 
 

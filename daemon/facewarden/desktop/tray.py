@@ -2,8 +2,10 @@
 
 The daemon runs headless under systemd; the tray lives in the graphical session and may come and go
 (or the daemon may restart under it) without either caring. The state -> picture/tooltip/menu logic
-is pure (`view`, `draw`, `MENU`); only `run` touches pystray, which connects to the display as soon
-as it is imported, so it is imported there and nowhere else.
+is pure (`view`, `draw`, `MENU`) and shared with the StatusNotifierItem tray (`sni.py`, what
+`facewarden tray` shows wherever a StatusNotifierWatcher is on the session bus). Only `run` touches
+pystray, which connects to the display as soon as it is imported, so it is imported there and
+nowhere else.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ class View:
     tooltip: str
 
 
-def _clock(t: float, now: float) -> str:
+def short_time(t: float, now: float) -> str:
+    """`t` as "09:41" today, with the date on other days."""
     at, today = datetime.fromtimestamp(t), datetime.fromtimestamp(now)
     return at.strftime("%H:%M") if at.date() == today.date() else at.strftime("%Y-%m-%d %H:%M")
 
@@ -83,9 +86,9 @@ def view(status: dict | None, now: float) -> View:
     words = STATE_WORDS.get(state, state or "unknown")
     if paused:
         until = status.get("paused_until")
-        words += f" until {_clock(until, now)}" if until else " until resumed"
+        words += f" until {short_time(until, now)}" if until else " until resumed"
     elif status.get("since"):
-        words += f" since {_clock(status['since'], now)}"
+        words += f" since {short_time(status['since'], now)}"
     busy = f"camera busy: {status.get('camera_busy_by') or 'another program'}"
     extras = [e for e, on in (("session locked", locked), ("camera lost", lost),
                               (busy, status.get("camera") == "busy")) if on]
@@ -120,7 +123,8 @@ def draw(v: View, size: int = 64) -> Image.Image:
 PAUSE_5 = {"cmd": "pause", "seconds": 300}
 MENU: list[tuple[str, dict | str]] = [
     ("Pause 5 min", PAUSE_5),
-    ("Pause 30 min", {"cmd": "pause", "seconds": 1800}),
+    ("Pause 15 min", {"cmd": "pause", "seconds": 900}),
+    ("Pause 1 h", {"cmd": "pause", "seconds": 3600}),
     ("Pause until resumed", {"cmd": "pause", "seconds": None}),
     ("Resume", {"cmd": "resume"}),
     ("Lock now", {"cmd": "lock-now"}),

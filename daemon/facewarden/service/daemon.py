@@ -55,7 +55,7 @@ class Daemon:
         self.config, self.paths, self.clock = config, where, clock
         self.mutex = threading.RLock()
         self._changed = threading.Condition(self.mutex)
-        self.session = Session()
+        self.session = Session(config.lock.lockers)
         self.guard = Guard(config, clock(), self.watches_while_locked())
         camera = self.cameras(config)  # a bad camera.source is one line, before a model is loaded
         self.model = ModelFollower(config, where, verifier_factory)

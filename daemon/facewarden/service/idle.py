@@ -6,6 +6,10 @@ one back-end per way a desktop tells it; `detect` picks the first that works her
 - `mutter`: GNOME's `org.gnome.Mutter.IdleMonitor.GetIdletime` (milliseconds), X11 or Wayland.
 - `screensaver`: `org.freedesktop.ScreenSaver.GetSessionIdleTime` (KDE and others). The draft
   spec says seconds, KDE (its main provider) answers milliseconds, like KIdleTime: milliseconds here.
+- `wayland`: the compositor's idle-notification protocol, `ext-idle-notify-v1` (sway 1.8+, KWin,
+  Hyprland, niri, labwc, COSMIC) or `org_kde_kwin_idle` where only that is offered (sway 1.7,
+  older KWin), over `wayland.py`'s wire client. On Wayland nothing else answers on wlroots
+  compositors, and XWayland sees only input sent to X clients.
 - `logind`: the session's `IdleHint`/`IdleSinceHint`, coarse (the desktop sets the hint after its
   own idle delay; 0 until then), the last resort.
 """
@@ -14,10 +18,12 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import threading
 import time
 from typing import Any, Protocol
 
+from . import wayland
 from .bus import Bus, method
 from .logind import Logind
 
@@ -111,6 +117,94 @@ class ScreenSaverIdle(_BusIdle):
     calls = SCREENSAVERS
 
 
+class WaylandIdle:
+    """These protocols only tell "no input for T" (idled) and "input again" (resumed), so a
+    notification with a short T gives the idle time to within T: 0 until T passes without input,
+    then T plus the time since. The compositor starts counting when we connect.
+
+    ext-idle-notify-v1's version 2 has an *input* idle notification, which ignores idle inhibitors
+    (a video player or a call in the browser keeps the screen awake, and the owner may still have
+    left): used where offered. Version 1 and org_kde_kwin_idle count an inhibited session as
+    active (sway disables its idle timers while something inhibits), as the screen blanker does.
+    """
+
+    name = "wayland"
+    RESOLUTION_S = 1.0
+    RETRY_S = 30.0  # a compositor that did not answer is asked again at most this often
+
+    def __init__(self, env: dict[str, str] | None = None):
+        self.path = wayland.socket_path(env)
+        self.protocol = ""
+        self._conn: wayland.Connection | None = None
+        self._idled_at: float | None = None  # monotonic time of the last `idled`; None after input
+        self._tried_at = -self.RETRY_S
+        self._lock = threading.Lock()
+
+    def _event(self, opcode: int, _args: bytes) -> None:
+        # Both protocols: event 0 is idled (idle for ext, idle for kde), event 1 resumed.
+        self._idled_at = time.monotonic() if opcode == 0 else None
+
+    def _connect(self) -> wayland.Connection:
+        assert self.path is not None
+        conn = wayland.Connection.open(self.path)
+        try:
+            if "wl_seat" not in conn.globals:
+                raise wayland.WaylandError("the compositor offers no seat")
+            seat = conn.bind("wl_seat", 1)
+            timeout_ms = int(self.RESOLUTION_S * 1000)
+            # Ids are handed out in order and the compositor insists on that order: the notification's
+            # after the global it comes from.
+            if "ext_idle_notifier_v1" in conn.globals:
+                notifier = conn.bind("ext_idle_notifier_v1", 2)
+                notification = conn.new_object(self._event)
+                version = conn.globals["ext_idle_notifier_v1"][1]
+                # get_input_idle_notification (v2, opcode 2) or get_idle_notification (opcode 1)
+                conn.request(notifier, 2 if version >= 2 else 1, struct.pack("=III", notification, timeout_ms, seat))
+                self.protocol = "ext-idle-notify-v1" + (" input idle" if version >= 2 else "")
+            elif "org_kde_kwin_idle" in conn.globals:
+                idle = conn.bind("org_kde_kwin_idle", 1)
+                notification = conn.new_object(self._event)
+                conn.request(idle, 0, struct.pack("=III", notification, seat, timeout_ms))  # get_idle_timeout
+                self.protocol = "org_kde_kwin_idle"
+            else:
+                raise wayland.WaylandError("the compositor offers neither ext-idle-notify-v1 nor org_kde_kwin_idle")
+            conn.roundtrip()  # a refusal arrives as a protocol error now, not later
+        except (OSError, wayland.WaylandError):
+            conn.close()
+            raise
+        self._idled_at = None
+        conn.listen(lambda why: log.warning("Wayland idle input lost: %s", why))
+        return conn
+
+    def _connection(self) -> wayland.Connection | None:
+        with self._lock:
+            if self._conn is not None and not self._conn.closed:
+                return self._conn
+            if self.path is None or time.monotonic() - self._tried_at < self.RETRY_S:
+                return None
+            self._tried_at = time.monotonic()
+            try:
+                self._conn = self._connect()
+            except (OSError, wayland.WaylandError) as e:
+                log.debug("Wayland idle on %s: %s", self.path, e)
+                self._conn = None
+            return self._conn
+
+    def available(self) -> str | None:
+        return f"wayland ({self.protocol} on {self.path})" if self._connection() is not None else None
+
+    def idle_seconds(self) -> float | None:
+        if self._connection() is None:
+            return None
+        idled_at = self._idled_at
+        return 0.0 if idled_at is None else self.RESOLUTION_S + time.monotonic() - idled_at
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+
+
 class LogindIdle:
     name = "logind"
 
@@ -129,7 +223,8 @@ class LogindIdle:
 
 def sources(session_bus: Bus | None, logind: Logind | None, display: str | None = None) -> list[IdleSource]:
     """Every back-end, in the order `detect` tries them."""
-    return [X11Idle(display), MutterIdle(session_bus), ScreenSaverIdle(session_bus), LogindIdle(logind)]
+    return [X11Idle(display), MutterIdle(session_bus), ScreenSaverIdle(session_bus), WaylandIdle(),
+            LogindIdle(logind)]
 
 
 def detect(session_bus: Bus | None, logind: Logind | None, display: str | None = None) -> IdleSource | None:

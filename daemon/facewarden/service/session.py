@@ -2,7 +2,8 @@
 
 Lock-state sources report, they do not decide: logind's LockedHint (source "logind") and each
 screensaver service on the session bus (source: its bus name; desktops whose locker does not set
-LockedHint still announce `ActiveChanged` there). Each report goes to `report(source, locked)`, the
+LockedHint still announce `ActiveChanged` there), and a running screen locker of this user
+(source "locker", `lockers.py`: lockers that tell neither). Each report goes to `report(source, locked)`, the
 daemon's one way into `core.guard`; `locked` None means the source went away (logind forgot the
 session, the screensaver's name lost its owner: a crash, a kill, a logout), so that what it said
 last no longer holds the session locked. A screensaver that (re)appears is asked `GetActive`.
@@ -11,11 +12,11 @@ last no longer holds the session locked. A screensaver that (re)appears is asked
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import Callable, Iterable
 
 from jeepney import MatchRule, Message
 
-from . import dbus, idle
+from . import dbus, idle, lockers
 from .bus import Bus, method
 from .logind import Logind
 
@@ -34,8 +35,9 @@ def screensaver_names() -> dict[str, list[tuple[str, str]]]:
 
 
 class Session:
-    def __init__(self) -> None:
+    def __init__(self, locker_names: Iterable[str] = ()) -> None:
         self.logind = Logind()
+        self.lockers = lockers.Lockers([*lockers.DEFAULT, *locker_names])
         self.session_bus: Bus | None = None
         self.idle: idle.IdleSource | None = None
         self.on_sleep = self.logind.on_sleep
@@ -52,8 +54,11 @@ class Session:
             for name, paths in screensaver_names().items():
                 self._watch_screensaver(self.session_bus, name, paths)
         self.idle = idle.detect(self.session_bus, self.logind)
+        if self.lockers.start(lambda locked: report("locker", locked)):
+            report("locker", self.lockers.locked())
 
     def close(self) -> None:
+        self.lockers.close()
         self.logind.close()
         if self.session_bus is not None:
             self.session_bus.close()

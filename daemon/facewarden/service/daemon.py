@@ -18,7 +18,7 @@ import os
 import signal
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 import numpy as np
@@ -123,17 +123,22 @@ class Daemon:
         camera = self.sampler.camera
         return camera.busy_by or next((c.busy_by for c in camera.cameras if c.busy_by), None)
 
-    def pace(self, kick: bool = False) -> None:
-        """Follow the guard's pace (holding `mutex`); with `kick`, sample now (to let the camera go,
-        or to look again at once after an unlock, a wake, a resume)."""
+    def pace(self, kick: bool = False, after_sample: bool = False) -> None:
+        """Follow the guard's pace (holding `mutex`): a new pace is a new trigger. `after_sample`: the
+        next sample comes one interval after this one ended, so that a slow sample never meets the
+        next one; `kick`: sample now (to let the camera go, or to look again at once after an unlock,
+        a wake, a resume)."""
         if self._job is None:
             return
         interval = self.guard.interval()
+        now = datetime.now(timezone.utc)
         if interval != self.watchdog.interval:
             self.watchdog.interval = interval
             self._job.reschedule("interval", seconds=interval)
+        elif after_sample:
+            self._job.modify(next_run_time=now + timedelta(seconds=interval))
         if kick and not self._running.locked():  # a running sample ends by looking again
-            self._job.modify(next_run_time=datetime.now(timezone.utc))
+            self._job.modify(next_run_time=now)
 
     # -- sampling -----------------------------------------------------------------------------
 
@@ -151,7 +156,7 @@ class Daemon:
             self._ready = True
             self.notifier.send("READY=1")
         with self.mutex:
-            self.pace()
+            self.pace(after_sample=True)
 
     def _add_job(self) -> None:
         self.watchdog.interval = self.guard.interval()

@@ -5,11 +5,37 @@ from __future__ import annotations
 import os
 import pwd
 import stat
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 # The real command, as systemd or a user would start it, in a child process.
 PYTHON = [sys.executable, "-m", "facewarden"]
+
+
+def cli(home: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    """`facewarden ARGS` as a child process, as a user would run it, with FACEWARDEN_HOME=home."""
+    env = {**os.environ, "FACEWARDEN_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "3", **kwargs.pop("env", {})}
+    return subprocess.run(PYTHON + list(args), env=env, capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def wait_for(check, what: str, timeout: float = 60.0, every: float = 0.05):
+    """Poll `check()` until it is true (its value) or `timeout` seconds pass (an AssertionError)."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every)
+    return result
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def mode(path: Path) -> int:

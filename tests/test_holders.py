@@ -8,7 +8,10 @@ import os
 import shutil
 import threading
 import time
+from functools import partial
 from pathlib import Path
+
+import support
 
 import cv2
 import numpy as np
@@ -23,12 +26,7 @@ from facewarden.service.holders import Holder, Watcher, holders
 WAIT_S = 10.0
 
 
-def wait_for(check, what: str, timeout: float = WAIT_S):
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.0005)
-    return result
+wait_for = partial(support.wait_for, timeout=WAIT_S, every=0.0005)  # latencies are measured in ms here
 
 
 def frame(value: int) -> np.ndarray:

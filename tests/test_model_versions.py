@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from facewarden import paths
 from facewarden.errors import UserError
 from facewarden.recognition import assets, ownerfile
 from facewarden.service.control import request
-from support import PYTHON
+from support import cli
 from test_service import WAIT_S, start_daemon, wait_for, write_config
 
 
@@ -111,11 +110,6 @@ def at(home: Path) -> paths.Paths:
     return paths.Paths(home, home, home / "state", home / "cache", home / "run")
 
 
-def run_cli(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "FACEWARDEN_HOME": str(home)}
-    return subprocess.run(PYTHON + list(args), env=env, capture_output=True, text=True, timeout=300)
-
-
 def test_score_run_and_doctor_refuse_a_threshold_of_minus_5(astronaut_home, tmp_path, astronaut_bgr):
     import cv2
 
@@ -127,10 +121,10 @@ def test_score_run_and_doctor_refuse_a_threshold_of_minus_5(astronaut_home, tmp_
     photo = tmp_path / "astronaut.jpg"
     cv2.imwrite(str(photo), astronaut_bgr)
     for args in (["score", str(photo)], ["run"]):
-        r = run_cli(home, *args)
+        r = cli(home, *args)
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
         assert r.stdout == "" and r.stderr.count("\n") == 1 and "owner.json: threshold:" in r.stderr, r.stderr
-    r = run_cli(home, "doctor")
+    r = cli(home, "doctor")
     model = [line for line in r.stdout.splitlines() if " model: " in line]
     assert model and model[0].startswith("FAIL model:") and "owner.json: threshold:" in model[0], r.stdout
 
@@ -154,7 +148,7 @@ def test_a_running_daemon_follows_train(astronaut_home, tmp_path, astronaut_bgr)
         first = request({"cmd": "status"}, sock)["model"]
         assert first == ownerfile.current_version(p)
 
-        trained = run_cli(home, "train")  # the real command, with the daemon running
+        trained = cli(home, "train")  # the real command, with the daemon running
         assert trained.returncode == 0, trained.stderr[-2000:]
         second = ownerfile.current_version(p)
         assert second != first and f"the running daemon switched to model {second}" in trained.stdout
@@ -174,7 +168,7 @@ def test_a_running_daemon_follows_train(astronaut_home, tmp_path, astronaut_bgr)
         assert f"owner model {third} loaded" in log.read_text()
 
         ownerfile.activate(p, second)
-        r = run_cli(home, "reload")
+        r = cli(home, "reload")
         assert r.returncode == 0 and f"owner model {second}" in r.stdout, r.stderr
         wait_for(lambda: request({"cmd": "status"}, sock)["state"] == "owner_present", "the owner again")
     finally:

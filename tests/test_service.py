@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from support import PYTHON, Clock
+from support import PYTHON, Clock, wait_for
 from facewarden import config as config_module
 from facewarden.service.camera import ReplayEnded
 from facewarden.config import parse
@@ -158,23 +158,16 @@ def test_the_daemon_follows_the_owners_track_only_when_adapt_is_on(owner_home, r
 def start_daemon(home: Path, log: Path) -> subprocess.Popen:
     env = {**os.environ, "FACEWARDEN_HOME": str(home)}
     proc = subprocess.Popen(PYTHON + ["run"], env=env, stderr=open(log, "w"), stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + WAIT_S
-    while True:
+
+    def up() -> bool:
+        assert proc.poll() is None, f"the daemon exited ({proc.poll()}):\n{log.read_text()[-3000:]}"
         try:
-            request({"cmd": "status"}, home / "run" / "control.sock")
-            return proc
+            return bool(request({"cmd": "status"}, home / "run" / "control.sock"))
         except UserError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise AssertionError(f"daemon did not come up (exit {proc.poll()}):\n{log.read_text()[-3000:]}") from None
-            time.sleep(0.2)
+            return False
 
-
-def wait_for(check, what: str):
-    deadline = time.monotonic() + WAIT_S
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+    wait_for(up, "the daemon's control socket", WAIT_S)
+    return proc
 
 
 def test_daemon_process_signals_socket_and_no_tensorflow(owner_home, replay, tmp_path, astronaut_bgr):

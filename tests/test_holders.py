@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-import time
 from functools import partial
 from pathlib import Path
 
@@ -99,10 +98,8 @@ def test_camera_lets_go_at_the_other_open_and_takes_it_back(video):
     cams = Cameras(parse({"camera": {"source": str(video), "replay_loop": True}}).camera)
     try:
         assert cams.read() is not None and we_hold(video)
-        with holding(video) as (proc, opened_at):
+        with holding(video) as (proc, _opened_at):  # how soon: bench/bench_call.py
             wait_for(lambda: not we_hold(video), "the camera to let go")
-            # The daemon-level 100 ms target is measured by bench/bench_call.py; here: well inside 1 s.
-            assert time.monotonic() - opened_at < 1.0
             assert cams.read() is None and cams.busy_by == f"holder (pid {proc.pid})"
             assert not we_hold(video)  # a read while busy does not reopen it
         wait_for(lambda: cams.read() is not None, "the camera back")
@@ -116,10 +113,9 @@ def test_a_short_probe_costs_a_moment(video):
     cams = Cameras(parse({"camera": {"source": str(video), "replay_loop": True}}).camera)
     try:
         cams.read()
-        with holding(video, for_s=0.3) as (proc, opened_at):
+        with holding(video, for_s=0.3) as (proc, _opened_at):
             assert proc.stdout.readline().startswith("closed")
-            back = wait_for(lambda: cams.read() is not None and time.monotonic(), "the camera back")
-        assert back - opened_at < 0.3 + 1.0
+            wait_for(lambda: cams.read() is not None, "the camera back")
     finally:
         cams.close()
 

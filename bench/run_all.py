@@ -22,6 +22,7 @@ def main() -> int:
         ["bench_liveness.py"],
         ["bench_daemon.py", "--minutes", "2" if quick else "10"],
         ["bench_day.py", "--minutes", "2" if quick else "10"],
+        ["bench_lock.py"],
     ]
     failed = []
     for script, *args in runs:

@@ -263,9 +263,10 @@ def train(p: paths.Paths, say: Callable[[str], None] = print, verbose: int = 1, 
         paths.write_private(staged / "owner.json", (json.dumps(meta, indent=2) + "\n").encode())
         version = ownerfile.publish(p, staged)
     # The bank is what the model holds now: the rest of what was offered goes (once published).
+    banked = {}
     for person, files in waiting.items():
-        kept = {files[i] for i in added.get(person, [])}
+        banked[person] = [files[i] for i in added.get(person, [])]
         for f in files:
-            if f not in kept:
+            if f not in banked[person]:
                 f.unlink(missing_ok=True)
-    return {**meta, "version": version}
+    return {**meta, "version": version, "adapted_files": banked}

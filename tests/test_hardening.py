@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from facewarden import config, paths
+from facewarden.cli.demo import install_hooks
 from facewarden.config import Log
 from facewarden.errors import UserError
 from facewarden.events import Action, Event
@@ -208,7 +209,7 @@ def fill_home(home: Path) -> paths.Paths:
     """A FACEWARDEN_HOME with every kind of file facewarden makes, by facewarden's own code."""
     p = paths.paths()
     config.write_default(p.config_file)
-    paths.write_private(p.hooks_dir / "locked", b"#!/bin/sh\n")
+    install_hooks(home)  # the hooks facewarden itself installs (the demo's)
     paths.write_private(p.enroll_dir / "0123456789abcdef.png", b"png")
     meta = json.dumps({"threshold": 0.45, "threshold_grey": 0.48, "encoder_sha256": assets.SFACE.sha256}).encode()
     version = p.models_dir / "versions" / "0001-20260101T000000Z"  # as `train` publishes a model

@@ -16,7 +16,8 @@ from .. import paths
 from ..errors import UserError
 from ..recognition import vision
 from ..config import OWNER
-from ..model.enroll import MIN_ENROLLED, Subject, check_name, enroll_dir, enroll_frames, enrolled_when, person_dir
+from ..model.enroll import (MIN_ENROLLED, Subject, check_name, enroll_dir, enroll_frames, enrolled_when, own_folder,
+                            person_dir)
 from ..model.enroll import forget as forget_person
 from ..model.enroll import people as enrolled_people
 from ..recognition.vision import read_image
@@ -147,14 +148,18 @@ def forget(args) -> int:
 
     p = paths.paths()
     person = check_name(args.person)
+    folders = (person_dir(p, person), adapt.adapt_dir(p, person))
+    for folder in folders:  # a link at either refuses the whole command, before anything is deleted
+        own_folder(p, folder)
     removed, left = (0, []) if args.adapted else forget_person(p, person)
     adapted, left_adapted = adapt.forget(p, person)
     if not removed and not adapted:
-        kept = "adapted faces of" if args.adapted else "faces of anyone called"
-        raise UserError(f"no {kept} {person!r} are kept (`facewarden people` lists who is)")
+        if args.adapted:
+            raise UserError(f"no adapted faces of {person!r} are kept (`facewarden people` lists them)")
+        raise UserError(f"nobody called {person!r} is enrolled or adapted (`facewarden people` lists who is)")
     print(f"forgot {person}: {removed} enrolled face(s) deleted, {adapted} adapted; run `facewarden train` to take "
           "them out of the model (until then it still knows them)")
-    for folder, names in ((person_dir(p, person), left), (adapt.adapt_dir(p, person), left_adapted)):
+    for folder, names in zip(folders, (left, left_adapted)):
         if names:
             print(f"kept {folder}: it holds what facewarden did not write ({', '.join(names[:5])}"
                   f"{f' and {len(names) - 5} more' if names[5:] else ''})")

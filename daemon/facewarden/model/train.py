@@ -209,6 +209,7 @@ def train(p: paths.Paths, say: Callable[[str], None] = print, verbose: int = 1, 
     from ..recognition import ownerfile, runtime
     from . import encoder as enc
 
+    adapt.people(p)  # refuses a link at adapt/ or in it before anything is read, adaptation on or off
     everyone = enrolled_people(p)
     if not everyone:
         raise UserError(

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..paths import untrusted
+
 log = logging.getLogger(__name__)
 
 KILL_GRACE_S = 1.0  # between SIGTERM and SIGKILL of a hook's process group
@@ -26,13 +28,27 @@ TAIL_BYTES = 2048  # of a hook's output, kept for its log line
 OUTPUT = "; output: "  # in a hook's log line, before the tail of what it printed
 
 
-def scripts(hooks_dir: Path, event: str) -> list[Path]:
-    """The executable hooks for `event`, in the order they run. Hidden files (editor swap files) are not hooks."""
+def sorted_out(hooks_dir: Path, event: str) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The executable hooks for `event` in the order they run, and those refused with why: a hook
+    (or the script a link of it points to, or a directory above it) that another user owns or can
+    write would run their code as the user. Hidden files (editor swap files) are not hooks."""
     candidates = [hooks_dir / event]
     folder = hooks_dir / f"{event}.d"
     if folder.is_dir():
         candidates += sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-    return [p for p in candidates if p.is_file() and os.access(p, os.X_OK)]
+    found = [p for p in candidates if p.is_file() and os.access(p, os.X_OK)]
+    why = {p: untrusted(p, hooks_dir.parent) for p in found}
+    return [p for p in found if why[p] is None], [(p, w) for p, w in why.items() if w is not None]
+
+
+def scripts(hooks_dir: Path, event: str) -> list[Path]:
+    """The hooks that run for `event`, in order."""
+    return sorted_out(hooks_dir, event)[0]
+
+
+def refused(hooks_dir: Path, events: list[str]) -> list[tuple[Path, str]]:
+    """Every hook of `events` that is not run, with why (for doctor)."""
+    return [r for event in events for r in sorted_out(hooks_dir, event)[1]]
 
 
 @dataclass(frozen=True)
@@ -80,7 +96,10 @@ class Runner:
         self._lock = threading.Lock()
 
     def run(self, event: str, env: dict[str, str]) -> list[Result]:
-        return [self._run_one(script, env) for script in scripts(self.hooks_dir, event)]
+        runs, skipped = sorted_out(self.hooks_dir, event)
+        for script, why in skipped:
+            log.warning("hook %s skipped: %s", script, why)
+        return [self._run_one(script, env) for script in runs]
 
     def _run_one(self, script: Path, env: dict[str, str]) -> Result:
         try:

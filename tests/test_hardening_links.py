@@ -179,15 +179,3 @@ def test_every_count_has_an_upper_bound(home, home_env, section, key, value):
     (home / "config.toml").write_text(f"[{section}]\n{key} = {value}\n")
     one_line(cli(home_env, "people"), f"{section}.{key}", "less than or equal")
 
-
-# -- 11. score on what is not a file ------------------------------------------------------------------
-
-
-def test_score_says_what_a_fifo_or_a_directory_is(owner_home, tmp_path):
-    import json
-
-    fifo = tmp_path / "pipe"
-    os.mkfifo(fifo)
-    r = cli({**os.environ, "FACEWARDEN_HOME": str(owner_home)}, "score", str(fifo), str(tmp_path), timeout=60)
-    errors = [json.loads(line)["error"] for line in r.stdout.splitlines()]
-    assert r.returncode == 2 and errors == ["a FIFO (named pipe), not an image file", "a directory, not an image file"]

@@ -124,9 +124,14 @@ def test_a_full_state_disk_still_runs_every_hook(owner_home, full_state, owner_f
 # -- 8, 9, 10. hooks: their children, their output, the ones dropped at shutdown ------------------
 
 
-def test_a_hooks_background_child_ends_with_the_hook(owner_home, owner_frames, tmp_path):
+@pytest.mark.parametrize("starts", [
+    'sleep 300 &\necho $! > "{pid_file}"\n',
+    # issue 23: a double fork into a session of its own leaves the hook's process group
+    '( setsid sleep 300 >/dev/null 2>&1 & echo $! > "{pid_file}" ) &\nwait\n',
+], ids=["background", "double-fork-setsid"])
+def test_a_hooks_background_child_ends_with_the_hook(owner_home, owner_frames, tmp_path, starts):
     pid_file = tmp_path / "child.pid"
-    hook(owner_home, "owner_arrived", f'sleep 300 &\necho $! > "{pid_file}"\nexit 0\n')
+    hook(owner_home, "owner_arrived", starts.format(pid_file=pid_file) + "exit 0\n")
     write_config(owner_home, base_config(owner_frames))
     proc = start_daemon(owner_home, tmp_path / "daemon.log")
     try:

@@ -30,9 +30,10 @@ import numpy as np
 
 from .observation import Face, FaceVerdict, Observation, is_grey
 
-# Strangers' scores against owner models, 99.9th percentile (bench/calibrate_thresholds.py, and
-# bench_adapt.py prints the band): LFW colour 0.394; grey 0.408 (LFW) and 0.425 (ORL). Below these
-# strangers are common: 3% of LFW strangers score 0.30-0.45, the old floor's band.
+# Each threshold less its 0.05 margin: the 99.9th percentile of strangers' scores against owner
+# models it was calibrated on (ownerfile.THRESHOLD_METHOD: colour 0.394, grey 0.425). bench_adapt.py
+# measures the band again: 99.9th percentile 0.394 (LFW colour), 0.394 (LFW grey), 0.397 (ORL);
+# 2.5% of LFW strangers score 0.30-0.45 (the old floor's band), 0.075% from 0.40 up.
 FLOOR = 0.40
 FLOOR_GREY = 0.43
 NOVELTY = 0.70  # a face this close to a template already adds nothing

@@ -39,7 +39,8 @@ def alive(pid: int) -> bool:
 
 
 def mode(path: Path) -> int:
-    return stat.S_IMODE(path.stat().st_mode)
+    """The permission bits of `path` itself (a link's own, not its target's)."""
+    return stat.S_IMODE(os.lstat(path).st_mode)
 
 
 class Clock:

@@ -25,7 +25,7 @@ import pytest
 import test_hardening
 from facewarden.cli.demo import write_replay
 from facewarden.service.control import request
-from support import PYTHON, as_nobody
+from support import PYTHON, alive, as_nobody
 from test_hardening import as_nobody_server, one_line, png_claiming, root_only
 from test_service import WAIT_S, start_daemon, wait_for, write_config
 
@@ -54,13 +54,6 @@ def hook(home: Path, name: str, body: str) -> Path:
     path.write_text("#!/bin/sh\n" + body)
     path.chmod(0o755)
     return path
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
 
 
 def stop(proc: subprocess.Popen) -> int:
@@ -124,9 +117,14 @@ def test_a_full_state_disk_still_runs_every_hook(owner_home, full_state, owner_f
 # -- 8, 9, 10. hooks: their children, their output, the ones dropped at shutdown ------------------
 
 
-def test_a_hooks_background_child_ends_with_the_hook(owner_home, owner_frames, tmp_path):
+@pytest.mark.parametrize("starts", [
+    'sleep 300 &\necho $! > "{pid_file}"\n',
+    # issue 23: a double fork into a session of its own leaves the hook's process group
+    '( setsid sleep 300 >/dev/null 2>&1 & echo $! > "{pid_file}" ) &\nwait\n',
+], ids=["background", "double-fork-setsid"])
+def test_a_hooks_background_child_ends_with_the_hook(owner_home, owner_frames, tmp_path, starts):
     pid_file = tmp_path / "child.pid"
-    hook(owner_home, "owner_arrived", f'sleep 300 &\necho $! > "{pid_file}"\nexit 0\n')
+    hook(owner_home, "owner_arrived", starts.format(pid_file=pid_file) + "exit 0\n")
     write_config(owner_home, base_config(owner_frames))
     proc = start_daemon(owner_home, tmp_path / "daemon.log")
     try:

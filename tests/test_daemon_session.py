@@ -198,6 +198,8 @@ def test_lock_releases_the_camera_and_unlock_samples_at_once(desk, video):
     assert desk.status()["locked_via"] == "org.freedesktop.ScreenSaver"
     drive(desk.session, "org.freedesktop.ScreenSaver", "SetActive", "b", False)
     wait_for(lambda: camera_open(desk, video), "the camera back (screensaver)")
+    # Hooks run off the sampling thread: the last one may still be starting as the camera comes back.
+    wait_for(lambda: len(desk.hooks()) == 4, "the unlocked hook (screensaver)")
     assert [h[0] for h in desk.hooks()] == ["locked", "unlocked", "locked", "unlocked"]
     assert not desk.lock_log.exists()  # facewarden itself never locked
     assert desk.stop() == 0

@@ -12,7 +12,6 @@ import os
 import pwd
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import numpy as np
 import pytest
 
 from facewarden import config, paths
+from facewarden.cli.demo import install_hooks
 from facewarden.config import Log
 from facewarden.errors import UserError
 from facewarden.events import Action, Event
@@ -32,14 +32,11 @@ from facewarden.service.actions import Actions, Context
 from facewarden.service.control import Server, handle_request
 from facewarden.service import eventlog
 from facewarden.service.eventlog import EventLog
+from support import mode
 from test_control import STATUS, recorder
 
 PYTHON = [sys.executable, "-m", "facewarden"]
 root_only = pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as a second local user (nobody)")
-
-
-def mode(path: Path) -> int:
-    return stat.S_IMODE(os.lstat(path).st_mode)
 
 
 def cli(env_home: dict, *args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -208,7 +205,7 @@ def fill_home(home: Path) -> paths.Paths:
     """A FACEWARDEN_HOME with every kind of file facewarden makes, by facewarden's own code."""
     p = paths.paths()
     config.write_default(p.config_file)
-    paths.write_private(p.hooks_dir / "locked", b"#!/bin/sh\n")
+    install_hooks(home)  # the hooks facewarden itself installs (the demo's)
     paths.write_private(p.enroll_dir / "0123456789abcdef.png", b"png")
     meta = json.dumps({"threshold": 0.45, "threshold_grey": 0.48, "encoder_sha256": assets.SFACE.sha256}).encode()
     version = p.models_dir / "versions" / "0001-20260101T000000Z"  # as `train` publishes a model

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import pwd
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-from facewarden.service.hooks import Runner, scripts
+import pytest
+
+from facewarden.desktop import doctor
+from support import alive
+from facewarden.service.hooks import Runner, refused, scripts
 
 
 def script(path: Path, body: str, mode: int = 0o755) -> Path:
@@ -14,15 +23,6 @@ def script(path: Path, body: str, mode: int = 0o755) -> Path:
     path.write_text("#!/bin/sh\n" + body + "\n")
     path.chmod(mode)
     return path
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purpose (its parent has not reaped it yet).
-    return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
 
 
 def test_order_and_selection(tmp_path):
@@ -114,3 +114,96 @@ def test_kill_running_ends_a_hook_at_shutdown(tmp_path):
 
 def test_no_hooks_dir_is_fine(tmp_path):
     assert Runner(tmp_path / "missing", 1).run("owner_left", {}) == []
+
+
+# -- issue 23: a hook's descendants, however detached; hooks others can write -------------------------
+
+DETACHES = """
+( setsid sleep 300 >/dev/null 2>&1 & echo $! > "{pids}" ) &
+wait
+{then}
+"""
+
+
+def wait_dead(pid: int, within_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not alive(pid)
+
+
+def grandchild(pids: Path) -> int:
+    deadline = time.monotonic() + 5
+    while not (pids.exists() and pids.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return int(pids.read_text())
+
+
+def test_a_double_forked_child_in_its_own_session_ends_with_the_hook(tmp_path):
+    hooks, pids = tmp_path / "hooks", tmp_path / "pids"
+    script(hooks / "owner_left", DETACHES.format(pids=pids, then="exit 0"))
+    script(hooks / "locked", DETACHES.format(pids=tmp_path / "pids2", then="sleep 300"))
+    try:
+        assert [r.ok for r in Runner(hooks, 5).run("owner_left", {})] == [True]
+        detached = grandchild(pids)
+        assert wait_dead(detached), "the hook's detached grandchild outlived it"
+        started = time.monotonic()
+        timed = Runner(hooks, 1.0).run("locked", {})  # and when the hook times out
+        assert timed[0].timed_out and time.monotonic() - started < 6
+        assert wait_dead(grandchild(tmp_path / "pids2"))
+    finally:
+        for f in (pids, tmp_path / "pids2"):
+            if f.exists() and f.read_text().strip() and alive(int(f.read_text())):
+                os.kill(int(f.read_text()), signal.SIGKILL)
+
+
+def test_a_hooks_detached_child_ends_when_the_daemon_is_killed(tmp_path):
+    """The runner in a process of its own, SIGKILLed while its hook runs: nothing the hook started stays."""
+    hooks, pids = tmp_path / "hooks", tmp_path / "pids"
+    script(hooks / "paused", DETACHES.format(pids=pids, then="sleep 300"))
+    daemon = subprocess.Popen([sys.executable, "-c", "import sys; from facewarden.service.hooks import Runner; "
+                               f"Runner(__import__('pathlib').Path({str(hooks)!r}), 600).run('paused', {{}})"])
+    try:
+        detached = grandchild(pids)
+        daemon.kill()
+        daemon.wait()
+        assert wait_dead(detached), "the hook's detached grandchild outlived the daemon"
+    finally:
+        daemon.kill()
+        if alive(grandchild(pids)):
+            os.kill(grandchild(pids), signal.SIGKILL)
+
+
+def test_hooks_others_can_write_are_skipped_with_one_line_each(tmp_path, caplog):
+    hooks, log = tmp_path / "hooks", tmp_path / "log"
+    script(hooks / "owner_left", f'echo mine >> "{log}"')
+    script(hooks / "owner_left.d" / "10-anyone-writes", f'echo 0777 >> "{log}"', mode=0o777)
+    group_writable = script(tmp_path / "shared" / "theirs", f'echo linked >> "{log}"')
+    (hooks / "owner_left.d" / "20-link").symlink_to(group_writable)
+    group_writable.parent.chmod(0o775)  # the linked script's folder: anyone in the group may swap it
+    script(hooks / "locked.d" / "1-fine", "exit 0")
+    (hooks / "locked.d").chmod(0o777)  # a folder others can write: any hook could be put in it
+    with caplog.at_level(logging.WARNING):
+        results = Runner(hooks, 5).run("owner_left", {})
+        assert Runner(hooks, 5).run("locked", {}) == []
+    assert [r.script.name for r in results] == ["owner_left"] and log.read_text() == "mine\n"
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(skipped) == 3 and all("chmod go-w" in line for line in skipped), skipped
+    assert [p.name for p, _ in refused(hooks, ["owner_left", "locked"])] == ["10-anyone-writes", "20-link", "1-fine"]
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to give a hook to another user (nobody)")
+def test_a_hook_another_user_owns_is_skipped_and_doctor_lists_it(tmp_path, caplog, monkeypatch):
+    nobody = pwd.getpwnam("nobody").pw_uid
+    monkeypatch.setenv("FACEWARDEN_HOME", str(tmp_path))
+    hooks, log = tmp_path / "hooks", tmp_path / "log"
+    theirs = script(hooks / "owner_left.d" / "10-nobody", f'echo nobody >> "{log}"')
+    os.chown(theirs, nobody, -1)
+    elsewhere = script(tmp_path / "other" / "script", f'echo linked >> "{log}"')
+    os.chown(elsewhere, nobody, -1)
+    (hooks / "owner_left.d" / "20-link").symlink_to(elsewhere)
+    with caplog.at_level(logging.WARNING):
+        assert Runner(hooks, 5).run("owner_left", {}) == []
+    assert not log.exists() and sum("skipped" in r.getMessage() for r in caplog.records) == 2
+    check = doctor.check_hooks()
+    assert not check.ok and "2 skipped" in check.text and f"uid {nobody}" in check.text, check.text

@@ -100,7 +100,7 @@ def test_trained_files_are_private_and_described(orl_owner):
         assert mode(published / name) == 0o600
     assert sorted(f.name for f in published.iterdir()) == ["owner.h5", "owner.json", "owner.tflite"]
     on_disk = json.loads((published / "owner.json").read_text())
-    assert {**on_disk, "version": meta["version"]} == meta
+    assert {**on_disk, "version": meta["version"], "adapted_files": {}} == meta  # adaptation off: none named
     assert meta["enrolled"] == 5 and meta["input_size"] == [112, 112, 3]
     assert "0.1%" in meta["threshold_method"] and len(meta["encoder_sha256"]) == 64
     assert meta["tflite_max_abs_diff"] < 1e-3
@@ -185,7 +185,7 @@ def test_damaged_enrollment_or_metadata_is_a_clear_error(home, astronaut_bgr):
     paths.write_private(p.models_dir / "owner.json", b"{not json")
     with pytest.raises(UserError, match="damaged"):
         ownerfile.read_meta(p)
-    paths.write_private(p.enroll_dir / "0000.png", b"garbage")
+    paths.write_private(p.enroll_dir / "0123456789abcdef.png", b"garbage")  # named as enroll names its crops
     with pytest.raises(UserError, match="damaged enrollment image"):
         enroll.load_crops(enroll.enrolled(p))
 

@@ -6,6 +6,7 @@ file only needs the keys it changes. Every error is reported at once, each with 
 
 from __future__ import annotations
 
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -21,6 +22,7 @@ from .paths import write_private
 # Upper bounds for durations: far above any sensible value, low enough that no clock overflows.
 HOUR_S = 3600.0
 DAY_S = 86400.0
+MAX_WINDOW = 100  # presence: samples a decision may look back on
 
 
 class Section(BaseModel):
@@ -82,8 +84,10 @@ class Model(Section):
 
 
 class PresenceConfig(Section):
-    window: int = Field(5, ge=1)  # decisions use k of the last n frames
-    required: int = Field(3, ge=1)
+    # Decisions use k of the last n frames. 100 frames is 25 s of doubt sampling: far above any
+    # sensible window, and the owner is still verified (1e9 would never verify anyone).
+    window: int = Field(5, ge=1, le=MAX_WINDOW)
+    required: int = Field(3, ge=1, le=MAX_WINDOW)
 
     @model_validator(mode="after")
     def _k_of_n(self) -> "PresenceConfig":
@@ -111,13 +115,19 @@ class Onlooker(Section):
     enabled: bool = True
     # A second face counts only when it could read the screen: at least this wide relative to the
     # owner's face (as near as the owner, or nearly) and turned towards it (yaw, `core/onlooker.py`).
-    min_relative_size: float = Field(0.6, gt=0)
-    max_yaw: float = Field(0.3, ge=0)
+    min_relative_size: float = Field(0.6, gt=0, le=10)
+    max_yaw: float = Field(0.3, ge=0, le=1)
 
 
-PERSON_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"
+_NAME = r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}"
+PERSON_NAME = f"^{_NAME}$"  # for pydantic, whose (Rust) `$` is the end of the text
 OWNER = "owner"  # the person `enroll` takes without --person; enrolled in enroll/ itself
 Role = Literal["owner", "trusted"]
+
+
+def is_person_name(name: str) -> bool:
+    """The one check of a person's name: a whole match (Python's `$` would let "bob\\n" through)."""
+    return re.fullmatch(_NAME, name) is not None
 
 
 class People(Section):
@@ -143,7 +153,7 @@ class Adapt(Section):
 
 class Snapshot(Section):
     enabled: bool = False
-    keep: int = Field(20, ge=1)
+    keep: int = Field(20, ge=1, le=10_000)  # 10,000 snapshots of ~50 KB: 500 MB, the most a user could want
 
 
 class Hooks(Section):
@@ -151,8 +161,8 @@ class Hooks(Section):
 
 
 class Log(Section):
-    max_bytes: int = Field(1_000_000, ge=1024)
-    keep: int = Field(3, ge=1)
+    max_bytes: int = Field(1_000_000, ge=1024, le=1 << 30)
+    keep: int = Field(3, ge=1, le=100)
 
 
 DEFAULT_ACTIONS: dict[Event, list[Action]] = {

@@ -126,3 +126,38 @@ def write_private(path: Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _distrust(path: Path, st: os.stat_result, owners: tuple[int, ...]) -> str | None:
+    if st.st_uid not in owners:
+        return f"{path} belongs to uid {st.st_uid}, not to you (uid {os.getuid()}): move it away"
+    if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o022:
+        return f"{path} is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o}): chmod go-w {path}"
+    return None
+
+
+def untrusted(path: Path, top: Path) -> str | None:
+    """Why `path` could have been written by someone else, or None (sshd's StrictModes): it, a link's
+    target, or a directory from it up to `top` (and on up to the home directory when `top` is in
+    it) belongs to another user or is writable by group or others. Root's are trusted: root could
+    write anything anyway. The reason ends with how to fix it."""
+    mine = (os.getuid(), 0)
+    try:
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):  # a link of ours to a script: the script is what runs
+            target = Path(os.path.realpath(path))
+            why = _distrust(path, st, mine) or _distrust(target, os.stat(target), mine)
+            if why or (why := _distrust(target.parent, os.stat(target.parent), mine)):
+                return why
+        elif why := _distrust(path, st, mine):
+            return why
+        home = Path.home()
+        stop = home if top == home or home in top.parents else top
+        for d in path.parents:
+            if why := _distrust(d, os.stat(d), mine):
+                return why
+            if d == stop or d == d.parent:
+                return None
+    except OSError as e:
+        return f"{path}: {e.strerror or e}"
+    return None

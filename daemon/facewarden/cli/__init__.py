@@ -39,9 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--person", default="owner", metavar="NAME",
                    help="whose face (default: owner); their role is people.roles in config.toml")
     p.set_defaults(func=_lazy("model", "enroll"))
-    sub.add_parser("people", help="who is enrolled: faces, role, when").set_defaults(func=_lazy("model", "people"))
-    p = sub.add_parser("forget", help="delete a person's enrolled faces (then `train` again)")
+    sub.add_parser("people", help="who is enrolled: faces, adapted faces, role, when").set_defaults(
+        func=_lazy("model", "people"))
+    p = sub.add_parser("forget", help="delete every face kept of a person, enrolled and adapted (then `train` again)")
     p.add_argument("person", metavar="NAME")
+    p.add_argument("--adapted", action="store_true",
+                   help="delete only the faces adaptation kept (adapt.enabled), not the enrolled")
     p.set_defaults(func=_lazy("model", "forget"))
     p = sub.add_parser("model", help="the published model versions: history, rollback")
     versions = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")

@@ -4,6 +4,7 @@ embed and evaluate import TensorFlow."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -15,7 +16,8 @@ from .. import paths
 from ..errors import UserError
 from ..recognition import vision
 from ..config import OWNER
-from ..model.enroll import MIN_ENROLLED, Subject, check_name, enroll_dir, enroll_frames, enrolled_when, person_dir
+from ..model.enroll import (MIN_ENROLLED, Subject, check_name, enroll_dir, enroll_frames, enrolled_when, own_folder,
+                            person_dir)
 from ..model.enroll import forget as forget_person
 from ..model.enroll import people as enrolled_people
 from ..recognition.vision import read_image
@@ -111,37 +113,56 @@ def enroll(args) -> int:
 
 
 def people(args) -> int:
-    """Who is enrolled: faces, role, when, and whether the current model knows them."""
+    """Who is enrolled or adapted: faces, adapted faces, role, when, and whether the current model knows them."""
+    from ..model import adapt
     from ..recognition import ownerfile
 
     p = paths.paths()
     cfg = _config()
     everyone = enrolled_people(p)
-    if not everyone:
+    adapted = adapt.people(p)
+    if not everyone and not adapted:
         print(f"nobody is enrolled in {p.enroll_dir}: run `facewarden enroll`")
         return 0
     try:
         in_model = set(ownerfile.read_meta(p).people)
     except UserError:
         in_model = set()
-    print(f"{'person':<20} {'role':<8} {'faces':>5}  {'enrolled (UTC)':<35} in model")
-    for person, files in everyone.items():
-        first, last = enrolled_when(files)
+    print(f"{'person':<20} {'role':<8} {'faces':>5} {'adapted':>7}  {'enrolled (UTC)':<35} in model")
+    for person in [*everyone, *sorted(set(adapted) - set(everyone))]:
+        files = everyone.get(person, [])
+        first, last = enrolled_when(files) if files else ("-", "-")
         span = first if first == last else f"{first} .. {last}"
-        print(f"{person:<20} {cfg.people.role(person):<8} {len(files):>5}  {span:<35} "
-              f"{'yes' if person in in_model else 'no: run `facewarden train`'}")
+        known = "yes" if person in in_model else "no: run `facewarden train`" if files else "no: not enrolled"
+        print(f"{person:<20} {cfg.people.role(person):<8} {len(files):>5} {len(adapted.get(person, [])):>7}  "
+              f"{span:<35} {known}")
+    if adapted:
+        print("adapted: faces kept by adapt.enabled for the next `train` (or added by the last); "
+              "`facewarden forget NAME --adapted` deletes them")
     return 0
 
 
 def forget(args) -> int:
-    p = paths.paths()
-    person = check_name(args.person)
+    """Delete every face kept of a person, whatever made it (enroll or adaptation); only adapted ones with --adapted."""
     from ..model import adapt
 
-    removed = forget_person(p, person)
-    adapted = adapt.forget(p, person)
-    print(f"forgot {person}: {removed} enrolled face(s) deleted" + (f", {adapted} adapted" if adapted else "")
-          + "; run `facewarden train` to take them out of the model (until then it still knows them)")
+    p = paths.paths()
+    person = check_name(args.person)
+    folders = (person_dir(p, person), adapt.adapt_dir(p, person))
+    for folder in folders:  # a link at either refuses the whole command, before anything is deleted
+        own_folder(p, folder)
+    removed, left = (0, []) if args.adapted else forget_person(p, person)
+    adapted, left_adapted = adapt.forget(p, person)
+    if not removed and not adapted:
+        if args.adapted:
+            raise UserError(f"no adapted faces of {person!r} are kept (`facewarden people` lists them)")
+        raise UserError(f"nobody called {person!r} is enrolled or adapted (`facewarden people` lists who is)")
+    print(f"forgot {person}: {removed} enrolled face(s) deleted, {adapted} adapted; run `facewarden train` to take "
+          "them out of the model (until then it still knows them)")
+    for folder, names in zip(folders, (left, left_adapted)):
+        if names:
+            print(f"kept {folder}: it holds what facewarden did not write ({', '.join(names[:5])}"
+                  f"{f' and {len(names) - 5} more' if names[5:] else ''})")
     return 0
 
 
@@ -156,6 +177,9 @@ def train(args) -> int:
         f"owner model written to {p.models_dir} as version {meta['version']} (owner.h5, owner.tflite, owner.json) "
         f"from {meta['enrolled']} faces ({faces}); threshold {meta['threshold']} (grey frames {meta['threshold_grey']})"
     )
+    for person, files in meta["adapted_files"].items():
+        print(f"{person}: {len(files)} adapted face(s) added as templates"
+              + (f" ({', '.join(str(f) for f in files)})" if files else ""))
     print(_daemon_switch(meta["version"]))
     return 0
 
@@ -243,6 +267,10 @@ def score(args) -> int:
     unreadable: list[str] = []
     for name, image in _readable(args.images, unreadable):
         verdict = verifier.score_image(image)
+        if verdict is not None and verdict.score is not None and not math.isfinite(verdict.score):
+            # A cosine is in [-1, 1]: anything else is a damaged model file, not a verdict (NaN is not even JSON).
+            raise UserError(f"{name}: the owner model gives a non-finite score ({verdict.score}); it is damaged: "
+                            "re-create the model with facewarden train")
         score = None if verdict is None or verdict.score is None else round(verdict.score, 6)
         _emit({"path": name, "face": verdict is not None, "score": score, "owner": bool(verdict and verdict.owner),
                "person": verdict.person if verdict is not None else None})

@@ -205,6 +205,21 @@ def check_model(cfg) -> Check:
                  f"threshold {t.colour:.3f} (grey/IR frames {t.grey:.3f}), {where}")
 
 
+def check_hooks() -> Check:
+    """The hooks the daemon would skip (another user owns or can write them), each with its fix."""
+    from ..events import Event
+    from ..service.hooks import refused, scripts
+
+    hooks_dir = paths.paths().hooks_dir
+    events = [e.value for e in Event]
+    skipped = refused(hooks_dir, events)
+    if skipped:
+        return Check("hooks", False, f"{len(skipped)} skipped, not yours alone: " + "; ".join(w for _, w in skipped),
+                     essential=False, fix="make each yours and not writable by others, or remove it")
+    runs = sum(len(scripts(hooks_dir, e)) for e in events)
+    return Check("hooks", True, f"{runs} hook(s) in {hooks_dir}, all yours alone", essential=False)
+
+
 def lock_methods(cfg) -> list[str]:
     """The configured lock back-ends that can work here, in the configured order (none is tried)."""
     return [what for what in (b.available() for b in lock.backends(cfg.lock)) if what]
@@ -298,4 +313,4 @@ def checks(status: dict | None) -> list[Check]:
     if cfg is not None:
         found += [check_camera(cfg, status), check_devices(), check_when_busy(cfg, session[1]), check_model(cfg),
                   *check_locking(cfg), check_lock(cfg)]
-    return found + [check_notifications(), check_tray(), *session, check_units()]
+    return found + [check_hooks(), check_notifications(), check_tray(), *session, check_units()]

@@ -11,29 +11,30 @@ import numpy as np
 
 from .. import paths
 from ..core.adapt import FLOOR, MAX_ADDED, NOVELTY
-from .enroll import check_name, store_crop
+from .enroll import check_name, crops_in, names_in, remove_crops, store_crop
 
 MAX_CANDIDATES = 100  # crops waiting per person for the next `train`; the oldest go first
 
 
-def adapt_dir(p: paths.Paths, person: str) -> Path:
-    return p.data_dir / "adapt" / check_name(person)
+def adapt_dir(p: paths.Paths, person: str | None = None) -> Path:
+    """adapt/, or a person's folder in it."""
+    return p.data_dir / "adapt" / (check_name(person) if person is not None else "")
 
 
 def candidates(p: paths.Paths, person: str) -> list[Path]:
     """A person's stored crops, oldest first."""
-    folder = adapt_dir(p, person)
-    if not folder.is_dir() or folder.is_symlink():
-        return []
-    return sorted(folder.glob("*.png"), key=lambda f: (f.stat().st_mtime, f.name))
+    return sorted(crops_in(p, adapt_dir(p, person)), key=lambda f: (f.stat().st_mtime, f.name))
 
 
-def forget(p: paths.Paths, person: str) -> int:
-    """Delete the crops kept for a person's templates; how many."""
-    files = candidates(p, person)
-    for f in files:
-        f.unlink()
-    return len(files)
+def people(p: paths.Paths) -> dict[str, list[Path]]:
+    """Everyone with adapted faces waiting or kept, by name."""
+    return {name: files for name in names_in(p, adapt_dir(p)) if (files := candidates(p, name))}
+
+
+def forget(p: paths.Paths, person: str) -> tuple[int, list[str]]:
+    """Delete the crops kept for a person's templates, and their folder once empty; (how many, what
+    else was left in it)."""
+    return remove_crops(p, adapt_dir(p, person), whole=True)
 
 
 def store(p: paths.Paths, person: str, crop_rgb: np.ndarray) -> Path | None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import os
 import re
-import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -20,7 +21,7 @@ import cv2
 import numpy as np
 
 from .. import paths
-from ..config import OWNER, PERSON_NAME
+from ..config import OWNER, is_person_name
 from ..core.observation import Face, face_problem
 from ..errors import UserError
 from ..recognition import vision
@@ -84,7 +85,7 @@ def subject(frame: np.ndarray, detector: vision.Detector) -> Subject:
 
 
 def check_name(name: str) -> str:
-    if not re.match(PERSON_NAME, name):
+    if not is_person_name(name):
         raise UserError(f"{name!r} is not a usable person name: letters, digits, - and _, up to 32, "
                         "starting with a letter or digit")
     return name
@@ -94,19 +95,71 @@ def person_dir(p: paths.Paths, person: str = OWNER) -> Path:
     return p.enroll_dir if person == OWNER else p.enroll_dir / check_name(person)
 
 
+# What store_crop names a face: the first 16 hex digits of its PNG's sha256. Only files so named are
+# faces facewarden wrote; only those are listed, trained on, or deleted.
+CROP_NAME = re.compile(r"[0-9a-f]{16}\.png")
+
+
+def own_folder(p: paths.Paths, folder: Path) -> bool:
+    """Whether `folder` (inside the data dir) exists; UserError when it or a directory between it and
+    the data dir is a symbolic link or not a directory. A link where facewarden keeps its own files
+    (enroll/, adapt/, a person's folder) points at someone else's files: listing, training on or
+    deleting through it would take them for faces of ours."""
+    parts = folder.relative_to(p.data_dir).parts
+    for d in [p.data_dir.joinpath(*parts[:i]) for i in range(len(parts) + 1)]:
+        try:
+            st = os.lstat(d)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISLNK(st.st_mode):
+            raise UserError(f"{d} is a symbolic link; facewarden keeps its files only in a directory it made: "
+                            "move the link away")
+        if not stat.S_ISDIR(st.st_mode):
+            raise UserError(f"{d} is not a directory; move it away")
+    return True
+
+
+def crops_in(p: paths.Paths, folder: Path) -> list[Path]:
+    """The faces facewarden wrote in `folder`: plain files named as store_crop names them, by name."""
+    if not own_folder(p, folder):
+        return []
+    return sorted(Path(e.path) for e in os.scandir(folder)
+                  if CROP_NAME.fullmatch(e.name) and e.is_file(follow_symlinks=False))
+
+
+def remove_crops(p: paths.Paths, folder: Path, whole: bool) -> tuple[int, list[str]]:
+    """Delete the faces facewarden wrote in `folder`, and with `whole` the folder too unless something
+    else is in it: (how many deleted, with `whole` the names of what was left in it)."""
+    files = crops_in(p, folder)
+    for f in files:
+        f.unlink()
+    if not whole or not own_folder(p, folder):
+        return len(files), []
+    left = sorted(os.listdir(folder))
+    if not left:
+        folder.rmdir()
+    return len(files), left
+
+
 def enrolled(p: paths.Paths, person: str = OWNER) -> list[Path]:
-    folder = person_dir(p, person)
-    return sorted(folder.glob("*.png")) if folder.is_dir() else []
+    return crops_in(p, person_dir(p, person))
+
+
+def names_in(p: paths.Paths, folder: Path) -> list[str]:
+    """The person folders in `folder` (enroll/ or adapt/): directories with a person's name; a link
+    with such a name is refused."""
+    if not own_folder(p, folder):
+        return []
+    return sorted(e.name for e in os.scandir(folder)
+                  if is_person_name(e.name) and e.is_dir() and own_folder(p, Path(e.path)))
 
 
 def people(p: paths.Paths) -> dict[str, list[Path]]:
     """Everyone with enrolled faces, the owner first, then by name: the model's output order."""
     found = {OWNER: enrolled(p)} if enrolled(p) else {}
-    if p.enroll_dir.is_dir():
-        for d in sorted(p.enroll_dir.iterdir()):
-            if d.is_dir() and not d.is_symlink() and re.match(PERSON_NAME, d.name) and d.name != OWNER:
-                if files := enrolled(p, d.name):
-                    found[d.name] = files
+    for name in names_in(p, p.enroll_dir):
+        if name != OWNER and (files := enrolled(p, name)):
+            found[name] = files
     return found
 
 
@@ -117,20 +170,10 @@ def enrolled_when(files: list[Path]) -> tuple[str, str]:
     return day[0], day[1]
 
 
-def forget(p: paths.Paths, person: str) -> int:
-    """Delete a person's enrolled faces; how many. The owner's are only enroll/*.png (the other
-    people's folders stay)."""
-    files = enrolled(p, person)
-    if not files:
-        raise UserError(f"nobody called {person!r} is enrolled (`facewarden people` lists who is)")
-    if person == OWNER:
-        for f in files:
-            f.unlink()
-    elif person_dir(p, person).is_symlink():  # not a folder enroll made: leave what it points to alone
-        raise UserError(f"{person_dir(p, person)} is a link, not an enrollment folder; remove it yourself")
-    else:
-        shutil.rmtree(person_dir(p, person))
-    return len(files)
+def forget(p: paths.Paths, person: str) -> tuple[int, list[str]]:
+    """Delete a person's enrolled faces (the owner's: enroll/ itself, the other people's folders
+    stay), and a person's folder once empty; (how many, what was left in it that was not ours)."""
+    return remove_crops(p, person_dir(p, person), whole=person != OWNER)
 
 
 def store_crop(crop_rgb: np.ndarray, folder: Path) -> Path | None:

@@ -209,6 +209,7 @@ def train(p: paths.Paths, say: Callable[[str], None] = print, verbose: int = 1, 
     from ..recognition import ownerfile, runtime
     from . import encoder as enc
 
+    adapt.people(p)  # refuses a link at adapt/ or in it before anything is read, adaptation on or off
     everyone = enrolled_people(p)
     if not everyone:
         raise UserError(
@@ -263,9 +264,10 @@ def train(p: paths.Paths, say: Callable[[str], None] = print, verbose: int = 1, 
         paths.write_private(staged / "owner.json", (json.dumps(meta, indent=2) + "\n").encode())
         version = ownerfile.publish(p, staged)
     # The bank is what the model holds now: the rest of what was offered goes (once published).
+    banked = {}
     for person, files in waiting.items():
-        kept = {files[i] for i in added.get(person, [])}
+        banked[person] = [files[i] for i in added.get(person, [])]
         for f in files:
-            if f not in kept:
+            if f not in banked[person]:
                 f.unlink(missing_ok=True)
-    return {**meta, "version": version}
+    return {**meta, "version": version, "adapted_files": banked}

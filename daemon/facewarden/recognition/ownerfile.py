@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from ..config import PERSON_NAME, _describe
 from ..errors import UserError
-from ..paths import Paths, private_dir
+from ..paths import Paths, private_dir, untrusted
 from . import assets
 
 INPUT_SIZE = 112
@@ -114,13 +114,23 @@ def current_version(p: Paths) -> str | None:
     return name if head == VERSIONS and _VERSION.match(name) else None
 
 
+def _trusted(p: Paths, directory: Path) -> Path:
+    """`directory`, once it and its model files are this user's alone (sshd's StrictModes): a model
+    another user can write decides who the owner is (an owner.json with threshold 0.01)."""
+    for f in [directory, *(directory / n for n in MODEL_FILES if os.path.lexists(directory / n))]:
+        if why := untrusted(f, p.data_dir):
+            raise UserError(f"the owner model is not yours alone, so it is not used: {why}")
+    return directory
+
+
 def model_dir(p: Paths) -> Path:
     """The directory of the model to run: the current version's (its link checked to be ours, into
-    models/versions/), or models/ itself for the layout before versions. UserError otherwise."""
+    models/versions/), or models/ itself for the layout before versions; the files checked to be
+    the user's alone. UserError otherwise."""
     link = p.models_dir / CURRENT
     if not os.path.lexists(link):
         if _legacy(p):
-            return p.models_dir
+            return _trusted(p, p.models_dir)
         raise _no_model(p)
     name = current_version(p)
     if name is None or os.lstat(link).st_uid != os.getuid():
@@ -130,7 +140,7 @@ def model_dir(p: Paths) -> Path:
     if not _own_dir(directory):
         raise UserError(f"{link} points to {directory}, which is not a model directory of yours; "
                         "run `facewarden train` again")
-    return directory
+    return _trusted(p, directory)
 
 
 def meta_of(directory: Path) -> OwnerMeta:

@@ -3,6 +3,8 @@ reading image files."""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import cv2
@@ -153,14 +155,28 @@ def header_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket",
+          stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
+
+
 def read_image(path: Path) -> np.ndarray:
     """An image file as a BGR (or grey) array; UserError with a one-line reason otherwise."""
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; what it is, is asked of what was opened.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
     except OSError as e:
         raise UserError(f"{path}: cannot read ({e.strerror})") from None
+    kind = os.fstat(fd).st_mode
+    if not stat.S_ISREG(kind):
+        os.close(fd)
+        raise UserError(f"{path}: {_KINDS.get(stat.S_IFMT(kind), 'not a plain file')}, not an image file")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            data = np.frombuffer(f.read(), dtype=np.uint8)
+        except OSError as e:
+            raise UserError(f"{path}: cannot read ({e.strerror})") from None
     size = header_size(data[:65536].tobytes())
     if size is not None and size[0] * size[1] > MAX_PIXELS:
         raise UserError(f"{path}: not a readable image (it claims {size[0]} x {size[1]} pixels)")

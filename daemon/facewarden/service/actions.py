@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from ..config import Config
+from ..errors import UserError
 from ..events import Action, Event
 from ..paths import Paths, write_private
 from . import dbus
@@ -131,11 +132,14 @@ class Actions:
             return False
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(context.time)) + f"{context.time % 1:.3f}"[1:]
         folder = self.paths.snapshots_dir
-        path = write_private(folder / f"{stamp}-{context.event.value}.jpg", jpeg.tobytes())
-        context.frame_path = path
-        # write_private refused a link at the folder; within it, only plain files we named go.
-        ours = sorted(n for n in os.listdir(folder)
-                      if SNAPSHOT_NAME.fullmatch(n) and stat.S_ISREG(os.lstat(folder / n).st_mode))
-        for old in ours[: -self.config.snapshot.keep]:
-            (folder / old).unlink(missing_ok=True)
+        try:
+            context.frame_path = write_private(folder / f"{stamp}-{context.event.value}.jpg", jpeg.tobytes())
+            # write_private refused a link at the folder; within it, only plain files we named go.
+            ours = sorted(n for n in os.listdir(folder)
+                          if SNAPSHOT_NAME.fullmatch(n) and stat.S_ISREG(os.lstat(folder / n).st_mode))
+            for old in ours[: -self.config.snapshot.keep]:
+                (folder / old).unlink(missing_ok=True)
+        except (OSError, UserError) as e:  # a link planted at snapshots/, a full disk: said, not a traceback
+            log.error("cannot keep a snapshot of %s in %s: %s", context.event.value, folder, e)
+            return context.frame_path is not None  # written, only not pruned
         return True

@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 
 def _open(path: Path, flags: int, mode: int = 0o600) -> int:
-    """os.open without following a link at `path`; UserError when it is a link or not a plain file."""
+    """os.open without following a link at `path`; UserError when it is a link (symbolic or hard) or
+    not a plain file."""
     try:
         fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     except OSError as e:
@@ -34,9 +35,14 @@ def _open(path: Path, flags: int, mode: int = 0o600) -> int:
         if e.errno == errno.EISDIR:
             raise UserError(f"{path} is not a file (a directory); move it away") from None
         raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise UserError(f"{path} is not a plain file; move it away")
+    if st.st_nlink > 1:  # a hard link is a link too: another name for someone's file (a victim.txt)
+        os.close(fd)
+        raise UserError(f"{path} has {st.st_nlink} hard links; facewarden neither reads nor writes a file "
+                        "that has another name: move it away")
     return fd
 
 

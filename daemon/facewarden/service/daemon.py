@@ -40,6 +40,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from .. import config as config_module
 from ..config import Config
 from ..core.adapt import Track
+from ..core.attention import Attention, Look
 from ..core.observation import Observation
 from ..core.presence import Presence, Sample, State
 from ..errors import UserError
@@ -53,6 +54,7 @@ from .control import Server
 from .eventlog import EventLog
 from .hooks import Runner, scripts
 from .session import Session
+from .surroundings import Surroundings
 from .systemd import Notifier
 
 log = logging.getLogger("facewarden")
@@ -110,8 +112,9 @@ def busy_sample(frame: np.ndarray | None, camera: Camera | Cameras, idle: IdleSe
 
 
 def judge(frame: np.ndarray | None, verify: Verify, presence: Presence, now: float,
-          liveness: LivenessCheck | None = None, busy: Sample | None = None) -> Step:
-    """Judge one frame (None: the camera failed, or is `busy`) and feed presence."""
+          liveness: LivenessCheck | None = None, busy: Sample | None = None, inhibited: bool = False) -> Step:
+    """Judge one frame (None: the camera failed, or is `busy`) and feed presence; `inhibited`: an
+    application holds an idle inhibitor."""
     observation = None
     if frame is None:
         sample = busy or Sample.camera_failed()
@@ -121,7 +124,7 @@ def judge(frame: np.ndarray | None, verify: Verify, presence: Presence, now: flo
         live = None
         if owner is not None:
             live = True if liveness is None else liveness.update(frame, owner.face, now)
-        sample = Sample.of(observation, live, presence.reach)
+        sample = Sample.of(observation, live, presence.reach, inhibited)
     events = presence.observe(sample, now)
     if liveness is not None and not presence.owner_in_window:
         liveness.reset()  # the face was lost: whoever comes next proves life afresh
@@ -194,6 +197,8 @@ class Daemon:
         self.liveness = build_liveness(config)
         self.track = Track()  # templates that keep up (config adapt)
         self.presence = Presence(config, clock())
+        self.attention = Attention(config)
+        self.surroundings = Surroundings(config.dim.sysfs)
         self.actions = Actions(config, where)
         self.hooks = Runner(where.hooks_dir, config.hooks.timeout_s)
         self.eventlog = EventLog(where.events_file, config.log)
@@ -284,7 +289,11 @@ class Daemon:
             try:
                 if error is not None:
                     raise error
-                step = judge(frame, self.verify, self.presence, self.clock(), self.liveness, busy)
+                around = self.surroundings
+                step = judge(frame, self.verify, self.presence, self.clock(), self.liveness, busy, around.inhibited)
+                look = Look.of(self.presence.state == State.OWNER_PRESENT, step.observation, around.inhibited,
+                               self.presence.camera_busy, around.monitors)
+                step.events.extend(self.attention.observe(look, self.clock()))
             except Exception:
                 # A broken model or library must not keep the session open: judge the sample as
                 # "owner not verified", as for a failed camera, and say why once.
@@ -373,12 +382,13 @@ class Daemon:
 
     def _next_interval(self) -> float:
         sampling = self.config.sampling
+        stretch = self.surroundings.interval_factor(sampling.battery_factor)
         if not self._wants_camera():
-            return sampling.paused_interval_s  # steps only tick the clock then
+            return sampling.paused_interval_s * stretch  # steps only tick the clock then
         interval = self.presence.interval()
         if self._session_locked and interval >= sampling.interval_s:
-            return sampling.locked_interval_s
-        return interval
+            return sampling.locked_interval_s * stretch
+        return interval * stretch
 
     def _schedule(self, interval: float, now: bool = False) -> None:
         if self._job is None or (interval == self._interval and not now):
@@ -517,6 +527,10 @@ class Daemon:
                 "sampling": self._sampling_word(), "samples": self.samples, "sampled_at": self.sampled_at,
                 "idle_s": idle_s, "idle_source": None if self.session.idle is None else self.session.idle.name,
                 "liveness": self._liveness_reason(),
+                "on_battery": self.surroundings.on_battery,
+                "interval_factor": self.surroundings.interval_factor(self.config.sampling.battery_factor),
+                "warning": "owner_leaving" if p.warned else "owner_looking_away" if self.attention.away else None,
+                "dimmed": (self.actions.dimmer.state() or {}).get("reasons", []),
             }
 
     def _sampling_word(self) -> str:
@@ -569,6 +583,7 @@ class Daemon:
                 self.config, self.camera, self.verify, self.liveness = new, camera, verify, liveness
                 self.model_version, self._model_refused = version, None
                 self.presence.configure(new)
+                self.attention.configure(new)
                 self.actions = Actions(new, self.paths)
                 self.hooks = Runner(self.paths.hooks_dir, new.hooks.timeout_s)
                 self.eventlog = EventLog(self.paths.events_file, new.log)
@@ -591,6 +606,8 @@ class Daemon:
         signal.signal(signal.SIGINT, lambda *_: self.stop(0))
         signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=self.reload, daemon=True).start())
         self._start_session()
+        self.surroundings.start(self.session.logind.bus, self.session.session_bus)
+        self.actions.dimmer.restore()  # a dim that a daemon before this one left behind
         with self._mutex:
             self._interval = self._next_interval()
             self._add_job()
@@ -680,6 +697,8 @@ class Daemon:
         deadline = self.config.hooks.timeout_s + DRAIN_GRACE_S
         start = time.monotonic()
         self._actions.drain(deadline)
+        self.actions.dimmer.restore()  # leave the screen as bright as it was found
+        self.surroundings.close()
         if not self._hooks.drain(max(0.1, deadline - (time.monotonic() - start))):
             dropped = self._hooks.drop()  # before the kill, or the worker would start the next one
             log.warning("hooks still running at shutdown, %.0f s after it began: the running one killed, "

@@ -1,0 +1,77 @@
+"""Attention: is the verified owner facing the screen? Pure, fed once a sample; events come out.
+
+The owner verified (presence says present) but turned from the screen, head yaw past
+`attention.max_yaw` (`core/onlooker.yaw`: 0 frontal, 0.45 about 45 degrees), or with no owner face
+in the frame while presence still holds them present, for `attention.dim_after_s`:
+`owner_looking_away` (its default action dims). Facing it again, or anything that switches
+attention off: `owner_looking_back` (restores) on that very sample. Never a lock: the absence
+warning and lock are presence's.
+
+Off while the camera is busy (nothing to see), while an application holds an idle inhibitor (a film
+watched from the sofa, a presentation) and, unless `attention.with_monitors`, while more than one
+monitor is connected (the owner may be looking at the other one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..events import Event
+from .observation import Observation
+from .onlooker import yaw
+
+if TYPE_CHECKING:  # only for annotations: the core does not load pydantic
+    from ..config import Config
+
+
+@dataclass(frozen=True)
+class Look:
+    """One sample as attention sees it."""
+
+    present: bool  # presence holds the owner present (verified, live)
+    yaw: float | None  # the owner face's yaw in this frame; None: no owner face in it
+    inhibited: bool = False  # an idle inhibitor is held
+    busy: bool = False  # another program holds the camera
+    monitors: int = 1  # connected monitors
+
+    @classmethod
+    def of(cls, present: bool, observation: Observation | None, inhibited: bool, busy: bool, monitors: int) -> "Look":
+        owner = observation.owner_face if observation is not None else None
+        return cls(present, None if owner is None else yaw(owner.face), inhibited, busy, monitors)
+
+
+class Attention:
+    def __init__(self, config: Config):
+        self.since: float | None = None  # when the owner turned away
+        self.away = False  # owner_looking_away fired, owner_looking_back not yet
+        self.configure(config)
+
+    def configure(self, config: Config) -> None:
+        self.enabled = config.attention.enabled
+        self.dim_after_s = config.attention.dim_after_s
+        self.max_yaw = config.attention.max_yaw
+        self.with_monitors = config.attention.with_monitors
+
+    def watching(self, look: Look) -> bool:
+        """Whether attention applies now."""
+        return (self.enabled and not look.busy and not look.inhibited
+                and (look.monitors <= 1 or self.with_monitors))
+
+    def observe(self, look: Look, now: float) -> list[Event]:
+        turned = look.present and (look.yaw is None or look.yaw > self.max_yaw)
+        if not self.watching(look) or not turned:
+            self.since = None
+            return self._back()
+        if self.since is None:
+            self.since = now
+        if not self.away and now - self.since >= self.dim_after_s:
+            self.away = True
+            return [Event.OWNER_LOOKING_AWAY]
+        return []
+
+    def _back(self) -> list[Event]:
+        if not self.away:
+            return []
+        self.away = False
+        return [Event.OWNER_LOOKING_BACK]

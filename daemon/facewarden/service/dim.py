@@ -19,7 +19,8 @@ import shutil
 from pathlib import Path
 from typing import Callable, Protocol, get_args
 
-from jeepney import DBusAddress, Properties, new_method_call
+from jeepney import DBusAddress, HeaderFields, Message, Properties, new_method_call
+from jeepney.bus_messages import message_bus
 
 from ..config import DimConfig, DimMethod
 from ..paths import write_private
@@ -112,6 +113,15 @@ def _logind_session(conn) -> str | None:
     return display[0][1][1] if display and display[0][1][1] != "/" else None
 
 
+def _ask(msg: Message) -> tuple | None:
+    """One call on the session bus, only to a name someone owns (else the bus may start a service)."""
+    name = msg.header.fields[HeaderFields.destination]
+    with dbus.connect() as conn:
+        if conn is None or not (dbus.call(conn, message_bus.NameHasOwner(name)) or (False,))[0]:
+            return None
+        return dbus.call(conn, msg)
+
+
 class KdeBrightness:
     """KDE's PowerDevil on the session bus (brightness in its own steps)."""
 
@@ -129,14 +139,11 @@ class KdeBrightness:
         return f"kde ({KDE[0]})"
 
     def read(self) -> dict[str, float]:
-        with dbus.connect() as conn:
-            body = conn and dbus.call(conn, new_method_call(self.address, "brightness"))
+        body = _ask(new_method_call(self.address, "brightness"))
         return {"screen": float(body[0])} if body else {}
 
     def write(self, target: str, value: float) -> bool:
-        with dbus.connect() as conn:
-            return conn is not None and dbus.call(
-                conn, new_method_call(self.address, "setBrightnessSilent", "i", (round(value),))) is not None
+        return _ask(new_method_call(self.address, "setBrightnessSilent", "i", (round(value),))) is not None
 
 
 class GnomeBrightness:
@@ -156,15 +163,12 @@ class GnomeBrightness:
         return f"gnome ({GNOME[0]})"
 
     def read(self) -> dict[str, float]:
-        with dbus.connect() as conn:
-            body = conn and dbus.call(conn, Properties(self.address).get("Brightness"))
+        body = _ask(Properties(self.address).get("Brightness"))
         # -1: gnome-settings-daemon found no backlight to control.
         return {"screen": float(body[0][1])} if body and body[0][1] >= 0 else {}
 
     def write(self, target: str, value: float) -> bool:
-        with dbus.connect() as conn:
-            return conn is not None and dbus.call(
-                conn, Properties(self.address).set("Brightness", "i", round(value))) is not None
+        return _ask(Properties(self.address).set("Brightness", "i", round(value))) is not None
 
 
 class XrandrGamma:

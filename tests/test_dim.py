@@ -187,3 +187,19 @@ def test_surroundings_read_inhibitors_battery_and_monitors(panel, tmp_path):
             around.close()
             system_bus_.close()
             session_bus_.close()
+
+
+def test_doctor_names_the_dimming_back_end_that_works_and_why_the_others_do_not(panel):
+    from facewarden.config import parse
+    from facewarden.desktop import doctor
+
+    _, _, sysfs, system = panel
+    cfg = parse({"dim": {"sysfs": str(sysfs)}})
+    check = doctor.check_dim(cfg)
+    assert check.ok
+    assert check.text.startswith("logind (intel_backlight of /org/freedesktop/login1/session/c1); not: ")
+    assert "gnome: no org.gnome.SettingsDaemon.Power" in check.text and "xrandr: " in check.text
+    assert doctor.check_power(cfg, None).text.startswith("on mains power")
+    drive_logind(system, "SetBattery", "b", True)
+    assert doctor.check_power(cfg, None).text == "on battery: sampling intervals x2 (sampling.battery_factor)"
+    assert not doctor.check_dim(parse({"dim": {"sysfs": str(sysfs), "methods": ["kde"]}})).ok

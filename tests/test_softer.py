@@ -175,7 +175,9 @@ def test_looking_away_dims_after_dim_after_s_and_facing_again_restores_on_that_s
     w.feed(FACING, 5)
     assert w.feed(TURNED, 15) == [Event.OWNER_LOOKING_AWAY]
     assert w.events[0][0] == 5 + 1 + 10  # the first turned sample at 6 s, ten seconds on
+    assert w.attention.pace(1.0, 0.25) == 0.25  # dimmed: sampled as in doubt, to restore at once
     assert w.feed(FACING, 1) == [Event.OWNER_LOOKING_BACK]
+    assert w.attention.pace(1.0, 0.25) == 1.0
     assert w.feed(TURNED, 9) == []  # a fresh look-away needs its full ten seconds again
 
 

@@ -70,6 +70,11 @@ class Attention:
             return [Event.OWNER_LOOKING_AWAY]
         return []
 
+    def pace(self, interval: float, doubt_interval: float) -> float:
+        """The sampling interval: while dimmed for looking away, the in-doubt pace, so that facing
+        the screen again restores it within one short interval."""
+        return min(interval, doubt_interval) if self.away else interval
+
     def _back(self) -> list[Event]:
         if not self.away:
             return []

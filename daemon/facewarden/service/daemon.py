@@ -385,7 +385,7 @@ class Daemon:
         stretch = self.surroundings.interval_factor(sampling.battery_factor)
         if not self._wants_camera():
             return sampling.paused_interval_s * stretch  # steps only tick the clock then
-        interval = self.presence.interval()
+        interval = self.attention.pace(self.presence.interval(), sampling.doubt_interval_s)
         if self._session_locked and interval >= sampling.interval_s:
             return sampling.locked_interval_s * stretch
         return interval * stretch

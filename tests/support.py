@@ -48,3 +48,17 @@ def as_nobody(client) -> str:
         out = f.read().decode()
     os.waitpid(pid, 0)
     return out
+
+
+def recording_hooks(home: Path, events, fields: str, hook_log: Path, lock_log: Path) -> Path:
+    """Hooks for `events` that each append "$FACEWARDEN_EVENT <fields> <time>" to `hook_log`, and a
+    lock command (returned) that appends its time to `lock_log`."""
+    hooks = home / "hooks"
+    hooks.mkdir(exist_ok=True)
+    for event in events:
+        (hooks / event).write_text(f'#!/bin/sh\necho "$FACEWARDEN_EVENT {fields} $(date +%s.%N)" >> "{hook_log}"\n')
+        (hooks / event).chmod(0o755)
+    lock = lock_log.parent / "lock"
+    lock.write_text(f'#!/bin/sh\ndate +%s.%N >> "{lock_log}"\n')
+    lock.chmod(0o755)
+    return lock

@@ -25,6 +25,7 @@ from desktop_helpers.procs import session_bus, wait_for
 from facewarden.cli.demo import write_replay
 from facewarden.service.control import request
 from facewarden.service.daemon import WATCHDOG_MIN_S
+from support import recording_hooks
 
 PYTHON = [sys.executable, "-m", "facewarden"]
 INTERVAL_S = 1.0
@@ -56,15 +57,7 @@ class Desk:
         self.notified: socket.socket | None = None
 
     def configure(self, source: Path | str, extra: str = "") -> None:
-        hooks = self.home / "hooks"
-        hooks.mkdir(exist_ok=True)
-        for event in EVENTS:
-            (hooks / event).write_text(f'#!/bin/sh\necho "$FACEWARDEN_EVENT $FACEWARDEN_LOCKED_BY '
-                                       f'$(date +%s.%N)" >> "{self.hook_log}"\n')
-            (hooks / event).chmod(0o755)
-        lock = self.tmp / "lock"
-        lock.write_text(f'#!/bin/sh\ndate +%s.%N >> "{self.lock_log}"\n')
-        lock.chmod(0o755)
+        lock = recording_hooks(self.home, EVENTS, "$FACEWARDEN_LOCKED_BY", self.hook_log, self.lock_log)
         (self.home / "config.toml").write_text(f"""
 [camera]
 source = "{source}"

@@ -26,7 +26,7 @@ from desktop_helpers.buses import logind, system_bus
 from desktop_helpers.procs import wait_for
 from facewarden.cli.demo import write_replay
 from facewarden.service.control import request
-from support import PYTHON
+from support import PYTHON, recording_hooks
 from test_dim import backlight, brightness_calls
 
 EVENTS = ("owner_leaving", "owner_stayed", "owner_left", "owner_looking_away", "owner_looking_back", "locked")
@@ -43,15 +43,7 @@ class Room:
         self.log = tmp / "daemon.log"
 
     def configure(self, frames: Path, extra: str = "") -> None:
-        hooks = self.home / "hooks"
-        hooks.mkdir(exist_ok=True)
-        for event in EVENTS:
-            (hooks / event).write_text(f'#!/bin/sh\necho "$FACEWARDEN_EVENT $FACEWARDEN_STATE $(date +%s.%N)" '
-                                       f'>> "{self.hook_log}"\n')
-            (hooks / event).chmod(0o755)
-        lock = self.tmp / "lock"
-        lock.write_text(f'#!/bin/sh\ndate +%s.%N >> "{self.lock_log}"\n')
-        lock.chmod(0o755)
+        lock = recording_hooks(self.home, EVENTS, "$FACEWARDEN_STATE", self.hook_log, self.lock_log)
         (self.home / "config.toml").write_text(f"""
 [camera]
 source = "{frames}"

@@ -1,10 +1,13 @@
-"""Small helpers shared by the tests: the CLI as a child process, file modes, a hand-set clock."""
+"""Small helpers shared by the tests: the CLI as a child process, file modes, a hand-set clock, hooks
+that record, stopping a daemon."""
 
 from __future__ import annotations
 
 import os
 import pwd
+import signal
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -62,3 +65,14 @@ def recording_hooks(home: Path, events, fields: str, hook_log: Path, lock_log: P
     lock.write_text(f'#!/bin/sh\ndate +%s.%N >> "{lock_log}"\n')
     lock.chmod(0o755)
     return lock
+
+
+def terminate(proc, wait_s: float = 30.0) -> None:
+    """Stop a daemon as systemd would: SIGTERM, then SIGKILL if it is still there after `wait_s`."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -10,7 +10,6 @@ wake -> fresh evidence; a camera that blocks on open (a FIFO without a writer) -
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from desktop_helpers.procs import session_bus, wait_for
 from facewarden.cli.demo import write_replay
 from facewarden.service.control import request
 from facewarden.service.daemon import WATCHDOG_MIN_S
-from support import recording_hooks
+from support import recording_hooks, terminate
 
 PYTHON = [sys.executable, "-m", "facewarden"]
 INTERVAL_S = 1.0
@@ -120,13 +119,7 @@ camera_lost = []
                 return got
 
     def stop(self) -> int | None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         if self.notified is not None:
             self.notified.close()
         return None if self.proc is None else self.proc.returncode

@@ -13,7 +13,6 @@ dimmed -> the next one restores at start.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from desktop_helpers.buses import logind, system_bus
 from desktop_helpers.procs import wait_for
 from facewarden.cli.demo import write_replay
 from facewarden.service.control import request
-from support import PYTHON, recording_hooks
+from support import PYTHON, recording_hooks, terminate
 from test_dim import backlight, brightness_calls
 
 EVENTS = ("owner_leaving", "owner_stayed", "owner_left", "owner_looking_away", "owner_looking_back", "locked")
@@ -92,13 +91,7 @@ methods = ["command"]
         return time.time()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
 
 
 @pytest.fixture

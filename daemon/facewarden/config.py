@@ -191,6 +191,7 @@ DEFAULT_ACTIONS: dict[Event, list[Action]] = {
     # The lock screen blanks the display itself: the dim has done its work.
     Event.LOCKED: [Action.RESTORE],
     Event.ONLOOKER_GONE: [Action.RESTORE],
+    Event.PAUSED: [Action.RESTORE],  # paused, nothing would take a dim back
     Event.STRANGER_DETECTED: [Action.SNAPSHOT, Action.LOCK],
     Event.ONLOOKER_DETECTED: [Action.SNAPSHOT, Action.NOTIFY],
     Event.SPOOF_SUSPECTED: [Action.NOTIFY, Action.LOCK],

@@ -203,3 +203,15 @@ def test_doctor_names_the_dimming_back_end_that_works_and_why_the_others_do_not(
     drive_logind(system, "SetBattery", "b", True)
     assert doctor.check_power(cfg, None).text == "on battery: sampling intervals x2 (sampling.battery_factor)"
     assert not doctor.check_dim(parse({"dim": {"sysfs": str(sysfs), "methods": ["kde"]}})).ok
+
+
+def test_status_says_on_battery_and_what_facewarden_dimmed():
+    from facewarden.cli.daemon import format_status
+
+    status = {"state": "owner_present", "since": 0, "locked": False, "camera": "ok", "faces": 1, "score": 0.7,
+              "on_battery": True, "interval_factor": 2.0, "dimmed": ["owner_leaving"]}
+    lines = format_status(status).splitlines()
+    assert "power:   on battery: sampling intervals x2" in lines
+    assert "dimmed:  by facewarden (owner_leaving)" in lines
+    plain = format_status({**status, "on_battery": False, "dimmed": []})
+    assert "power" not in plain and "dimmed" not in plain

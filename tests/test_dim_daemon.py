@@ -21,7 +21,7 @@ import pytest
 from jeepney import DBusAddress, new_method_call
 from jeepney.io.blocking import open_dbus_connection
 
-from desktop_helpers.buses import logind, system_bus
+from desktop_helpers.buses import drive_logind, logind, system_bus
 from desktop_helpers.procs import wait_for
 from facewarden.cli.demo import write_replay
 from facewarden.service.control import request
@@ -145,6 +145,10 @@ def test_owner_back_within_the_warning_dims_restores_and_never_locks(room, frame
     assert brightness_calls(room.record) == [["backlight", "intel_backlight", 240],
                                              ["backlight", "intel_backlight", 800]]
     assert not (room.home / "run" / "dimmed.json").exists()
+    # Unplugged: UPower says so and the sampling intervals stretch (sampling.battery_factor).
+    assert room.status()["on_battery"] is False
+    drive_logind(room.system, "SetBattery", "b", True)
+    wait_for(lambda: room.status()["interval_factor"] == 2.0, "the battery stretch", timeout=10)
 
 
 def test_owner_gone_for_good_is_dimmed_then_locked_and_the_lock_restores(room, frames):

@@ -149,6 +149,10 @@ def test_owner_back_within_the_warning_dims_restores_and_never_locks(room, frame
     assert room.status()["on_battery"] is False
     drive_logind(room.system, "SetBattery", "b", True)
     wait_for(lambda: room.status()["interval_factor"] == 2.0, "the battery stretch", timeout=10)
+    time.sleep(2.5)  # the step scheduled before the stretch has run
+    before = room.status()["samples"]
+    time.sleep(8)
+    assert room.status()["samples"] - before <= 5  # every 2 s instead of every second
 
 
 def test_owner_gone_for_good_is_dimmed_then_locked_and_the_lock_restores(room, frames):

@@ -241,8 +241,10 @@ class Dimmer:
         try:
             with open(self.state_file, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW)) as f:
                 state = json.load(f)
-            if isinstance(state, dict) and isinstance(state.get("targets"), dict) \
-                    and isinstance(state.get("reasons"), list):
+            targets = state.get("targets") if isinstance(state, dict) else None
+            if isinstance(targets, dict) and isinstance(state.get("reasons"), list) and all(
+                    isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v)
+                    for v in targets.values()):
                 return state
             raise ValueError("not a state facewarden wrote")
         except FileNotFoundError:

@@ -134,6 +134,9 @@ def test_sample_counts_unsure_faces_apart_from_strangers():
 
     s = Sample.of(Observation((verdict(unsure=True), verdict(), verdict("bob"))), None)
     assert (s.unsure, s.others, s.known, s.faces) == (1, 1, 1, 2)
+    # Beside the owner a face too dark to tell is still an onlooker (it can read the screen all the same).
+    s = Sample.of(Observation((verdict("owner", owner=True), verdict(unsure=True))), True)
+    assert (s.owner, s.others, s.unsure, s.onlookers) == (True, 0, 1, 1)
 
 
 def test_side_light_makes_a_real_face_poorly_lit_and_daylight_does_not(astronaut_bgr):

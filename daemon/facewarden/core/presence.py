@@ -83,7 +83,8 @@ class Sample:
         scores = [f.score for f in observation.faces if f.score is not None]
         named = [f for f in observation.faces if f.person is not None]
         person = owner or max(named, key=lambda f: f.score or 0.0, default=None)
-        onlookers = [f for f in strangers if owner is not None
+        # An onlooker need not be judged: a face too dark to tell still reads the screen.
+        onlookers = [f for f in rest if f.person is None and owner is not None
                      and (reach is None or can_read_screen(f.face, owner.face, reach))]
         return cls(
             skipped=observation.skipped is not None,

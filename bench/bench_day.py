@@ -39,7 +39,7 @@ import cv2
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "daemon"), str(REPO / "tests"), str(Path(__file__).resolve().parent)]
 
-from bench_daemon import cpu_seconds, owner_photos  # noqa: E402
+from bench_daemon import FACES, cpu_seconds, owner_photos  # noqa: E402
 from desktop_helpers.buses import drive_logind, logind, system_bus  # noqa: E402
 from facewarden.cli.demo import write_replay  # noqa: E402
 from facewarden.config import Config  # noqa: E402
@@ -108,7 +108,7 @@ def main() -> int:
             print(result.stderr[-2000:])
             return 1
     total = 10 * scale
-    turned_path = REPO.parent / "shared" / "data" / "faces" / "lfw-dev" / "Donald_Rumsfeld" / TURNED
+    turned_path = FACES / "lfw-dev" / "Donald_Rumsfeld" / TURNED
     turned = [[cv2.imread(str(turned_path))]] if turned_path.is_file() and "LFW" in owner else None
     at = [[p] for p in photos]
     segments = [("owner", AWAY[0] * scale, at), ("away", (AWAY[1] - AWAY[0]) * scale, [[]]),

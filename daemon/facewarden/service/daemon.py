@@ -584,6 +584,7 @@ class Daemon:
                 self.model_version, self._model_refused = version, None
                 self.presence.configure(new)
                 self.attention.configure(new)
+                self.surroundings.sysfs = new.dim.sysfs
                 self.actions = Actions(new, self.paths)
                 self.hooks = Runner(self.paths.hooks_dir, new.hooks.timeout_s)
                 self.eventlog = EventLog(self.paths.events_file, new.log)

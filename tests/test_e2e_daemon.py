@@ -59,8 +59,9 @@ def run(lfw, tmp_path_factory, seed_encoder):
     hooks = home / "hooks"
     hooks.mkdir()
     hook = f'#!/bin/sh\necho "$FACEWARDEN_EVENT faces=$FACEWARDEN_FACES person=$FACEWARDEN_PERSON frame=$FACEWARDEN_FRAME" >> "{log}"\n'
-    for event in ("owner_arrived", "owner_left", "stranger_detected", "onlooker_detected", "spoof_suspected",
-                  "locked", "paused", "resumed", "camera_lost", "camera_restored"):
+    for event in ("owner_arrived", "owner_leaving", "owner_stayed", "owner_left", "stranger_detected",
+                  "onlooker_detected", "onlooker_gone", "spoof_suspected", "locked", "paused", "resumed", "camera_lost",
+                  "camera_restored"):
         (hooks / event).write_text(hook)
         (hooks / event).chmod(0o755)
     (home / "lock").write_text(f'#!/bin/sh\necho lock >> "{locks}"\n')

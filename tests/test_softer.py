@@ -184,6 +184,17 @@ def test_looking_away_dims_after_dim_after_s_and_facing_again_restores_on_that_s
     assert w.feed(TURNED, 9) == []  # a fresh look-away needs its full ten seconds again
 
 
+def test_a_yaw_that_jitters_around_the_limit_still_dims_and_only_a_frontal_face_restores():
+    w = Watch()  # max_yaw 0.45: facing again under 0.36
+    for _ in range(6):
+        w.feed(Look(True, 0.55), 1)
+        w.feed(Look(True, 0.40), 1)  # a still, turned head measured a little less turned
+    assert [e for _, e in w.events] == [Event.OWNER_LOOKING_AWAY]
+    assert w.feed(Look(True, 0.40), 5) == []
+    assert w.feed(Look(True, 0.30), 1) == [Event.OWNER_LOOKING_BACK]
+    assert Watch().feed(Look(True, 0.40), 60) == []  # never turned past the limit: facing
+
+
 def test_a_glance_away_shorter_than_dim_after_s_does_nothing():
     w = Watch()
     for _ in range(20):

@@ -25,6 +25,9 @@ if TYPE_CHECKING:  # only for annotations: the core does not load pydantic
     from ..config import Config
 
 
+FACING = 0.8  # of attention.max_yaw: under it a turned owner faces the screen again
+
+
 @dataclass(frozen=True)
 class Look:
     """One sample as attention sees it."""
@@ -58,9 +61,17 @@ class Attention:
         return (self.enabled and not look.busy and not look.inhibited
                 and (look.monitors <= 1 or self.with_monitors))
 
+    def _turned(self, look: Look) -> bool:
+        if not look.present:
+            return False
+        if look.yaw is None or look.yaw > self.max_yaw:
+            return True
+        # Hysteresis: the yaw of a still head jitters by about 0.1 from frame to frame, so once turned
+        # only a clearly frontal face (under FACING of the limit) counts as facing the screen again.
+        return self.since is not None and look.yaw >= self.max_yaw * FACING
+
     def observe(self, look: Look, now: float) -> list[Event]:
-        turned = look.present and (look.yaw is None or look.yaw > self.max_yaw)
-        if not self.watching(look) or not turned:
+        if not self.watching(look) or not self._turned(look):
             self.since = None
             return self._back()
         if self.since is None:

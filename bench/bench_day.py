@@ -272,11 +272,14 @@ methods = ["logind"]
         restored = next((u for u, v in dims if u > t and v == FULL), math.inf)
         locked = any(t <= lk <= restored for lk in lock_times)
         needless += not locked and not (looked[0] <= t <= looked[1] + 1)
-    returns = [t0 + starts["back again"]] + ([t0 + starts["faces it"]] if turned else [])
-    to_restore = [next((u - r for u, v in dims if u >= r and v == FULL), None) for r in returns]
+    # (episode start, return): from the return to the restore, for an episode that dimmed at all
+    episodes = [(t0 + starts["leans back"], t0 + starts["back again"])]
+    episodes += [looked] if turned else []
+    to_restore = [next((u - r for u, v in dims if u >= r and v == FULL), None)
+                  if any(a <= t <= r for t in dimmed) else None for a, r in episodes]
     print(f"dims                     : {len(dimmed)}; not followed by a lock or a look-away: {needless} "
           f"(the lean-back's warning: 1 expected)")
-    print(f"return to full brightness: {', '.join('-' if x is None else f'{x:.2f} s' for x in to_restore)} "
+    print(f"return to full brightness: {', '.join('no dim' if x is None else f'{x:.2f} s' for x in to_restore)} "
           f"(lean-back{', look-away' if turned else ''}; target < 0.5 s)  "
           f"{verdict(all(x is not None and x < 0.5 for x in to_restore))}"
           + ("" if turned else "   (no turned photo of the owner without ../shared: no look-away episode)"))

@@ -99,11 +99,12 @@ def test_events_and_their_order(run):
     events = [line.split()[0] for line in (home / "hooks.log").read_text().splitlines()]
     assert events == [
         "owner_arrived",
-        "owner_left", "locked",  # nobody at the desk
+        "owner_leaving", "owner_left", "locked",  # nobody at the desk: the warning, then the lock
         "stranger_detected",  # locks again (already locked: no second `locked`)
         "owner_arrived",
         "onlooker_detected",
-        "camera_lost", "owner_left", "locked",  # fail closed: no camera, no owner, lock
+        "camera_lost", "onlooker_gone",  # fail closed: no camera, no owner...
+        "owner_leaving", "owner_left", "locked",  # ...warned, locked
         "camera_restored", "owner_arrived",
     ], result.stderr[-3000:]
     assert (home / "locks.log").read_text().split() == ["lock"] * 3

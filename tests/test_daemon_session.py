@@ -182,7 +182,8 @@ def test_lock_releases_the_camera_and_unlock_samples_at_once(desk, video):
     assert desk.status()["locked_via"] == "screensaver"
     drive(desk.session, "org.freedesktop.ScreenSaver", "SetActive", "b", False)
     wait_for(lambda: camera_open(desk, video), "the camera back (screensaver)")
-    assert [h[0] for h in desk.hooks()] == ["locked", "unlocked", "locked", "unlocked"]
+    # The hooks run on their own thread, after the camera is back: wait for the last one.
+    wait_for(lambda: [h[0] for h in desk.hooks()] == ["locked", "unlocked", "locked", "unlocked"], "the hooks")
     assert not desk.lock_log.exists()  # facewarden itself never locked
     assert desk.stop() == 0
 

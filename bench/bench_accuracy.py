@@ -9,12 +9,19 @@
    other faces the genuine probes, one image of each other person the impostors. At the shipped
    threshold (owner.json; the grey one for grey faces): mean FAR, mean FRR over owners. The same
    for plain SFace (5 templates, max cosine) at 0.363.
-   Two harder conditions on the same people, transformed after alignment: grey (an IR camera:
-   enrollment and probes grey) and dim side light (colour enrollment, probes darkened with a light
-   from one side).
+   Harder conditions on the same people, transformed after alignment: grey (an IR camera:
+   enrollment and probes grey), dim side light (colour enrollment, probes darkened with a light
+   from one side) and grey side light from 70 degrees (grey enrollment, probes half in shadow).
+   For the side lights, how many samples were judged owner / unsure / stranger, before "unsure"
+   existed (every face not the owner a stranger) and after (a face not matched and too poorly lit,
+   core/observation.poorly_lit, is unsure); and the share of strangers in good light judged strangers.
 3. Owner vs world, ORL (grey, 40 subjects): each subject the owner in turn (first 5 images enrolled,
    the model fitted exactly as `train` does), its other 5 images genuine, all other subjects' images
    impostors.
+4. The "too poorly lit" measure (the shadow side's light, core/observation.shadow_level) on LFW and
+   ORL faces in normal light and in both side lights, subjects held out: in 5 folds by subject, the
+   threshold that flags 1% of the other folds' normal faces, and what it and the shipped SHADOW_MIN
+   flag of the held-out subjects' faces.
 
 Probe scores are computed as the owner model computes them (max cosine of the unit embedding over
 the head's template weights, read from the trained model), checked against the exported .tflite on
@@ -38,7 +45,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from facewarden import paths  # noqa: E402
-from facewarden.core.observation import OwnerThresholds as Thresholds, decide, is_grey  # noqa: E402
+from facewarden.core.observation import (  # noqa: E402
+    SHADOW_MIN, OwnerThresholds as Thresholds, decide, is_grey, poorly_lit, shadow_level)
 from facewarden.model import enroll, evaluate  # noqa: E402
 from facewarden.model import train as training  # noqa: E402
 from facewarden.recognition import assets, ownerfile, runtime, vision  # noqa: E402
@@ -88,6 +96,45 @@ def side_light(crop: np.ndarray) -> np.ndarray:
     """Dim light from one side: the far half of the face falls to 25% of an already dim level."""
     ramp = np.linspace(0.55, 0.14, crop.shape[1], dtype=np.float32)[None, :, None]
     return np.clip(crop.astype(np.float32) * ramp, 0, 255).astype(np.uint8)
+
+
+def side_light_70(crop: np.ndarray) -> np.ndarray:
+    """A grey face lit from 70 degrees to one side (a lamp beside the desk, an IR camera): the face as
+    a cylinder, Lambertian light, a little ambient; the far half in shadow."""
+    x = np.linspace(-1, 1, crop.shape[1], dtype=np.float32)
+    shade = np.maximum(0, np.cos(np.arcsin(x) - np.radians(70))) + 0.08
+    lit = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32) * shade[None, :]
+    return np.repeat(np.clip(lit, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def judged(accepted: list[bool], unsure: list[bool]) -> np.ndarray:
+    """Samples judged (owner, unsure, stranger): before unsure existed, and after."""
+    a, u = np.array(accepted, bool), np.array(unsure, bool)
+    return np.array([[a.sum(), 0, (~a).sum()], [a.sum(), (~a & u).sum(), (~a & ~u).sum()]])
+
+
+def light_rows(name: str, who: str, counts: np.ndarray) -> str:
+    before, after = ("owner {:5d}  unsure {:5d}  stranger {:5d}".format(*c) for c in counts)
+    return f"  {name + ', ' + who:<38} before: {before}   after: {after}"
+
+
+def light_folds(levels: dict[str, dict[str, np.ndarray]], folds: int = 5) -> list[str]:
+    """Section 4: `levels[subject][light]` the shadow levels of that subject's faces in each light."""
+    subjects = sorted(levels)
+    order = np.random.default_rng(0).permutation(len(subjects))
+    out = [f"The too-poorly-lit measure, subjects held out ({len(subjects)} LFW and ORL subjects, {folds} folds): "
+           f"faces flagged, at the fold's 1%-of-normal threshold | at the shipped {SHADOW_MIN:g}"]
+    for f in range(folds):
+        held = {subjects[i] for i in order[f::folds]}
+        train = np.concatenate([levels[s]["normal"] for s in subjects if s not in held])
+        t = float(np.percentile(train, 1))
+        rates = []
+        for light in ("normal", "dim side", "side 70"):
+            test = np.concatenate([levels[s][light] for s in held])
+            rates.append(f"{light} {np.mean(test < t) * 100:6.2f}% | {np.mean(test < SHADOW_MIN) * 100:6.2f}%")
+        out.append(f"  fold {f + 1}: threshold {t:5.1f}   " + "   ".join(rates))
+    out.append("  target: side-lit faces all flagged, normal faces (the strangers in good light) about 1 in 100 or fewer")
+    return out
 
 
 def grey(crop: np.ndarray) -> np.ndarray:
@@ -187,7 +234,10 @@ def main() -> int:
     # --- 2. owner vs world on LFW
     owners = sorted(people, key=lambda n: (-len(people[n]), n))[:OWNERS]
     world = [people[n][0] for n in people if n not in owners and people[n][0] in crops]
-    conditions = {"colour": lambda c: c, "grey (IR camera)": grey, "dim side light": side_light}
+    conditions = {"colour": lambda c: c, "grey (IR camera)": grey, "dim side light": side_light,
+                  "grey side light 70°": side_light_70}
+    light = {name: {"owners' probes": np.zeros((2, 3), int), "strangers": np.zeros((2, 3), int)}
+             for name in conditions if name != "grey (IR camera)"}
     results = {name: ([], []) for name in conditions}
     plain = ([], [])
     parity = 0.0
@@ -199,6 +249,7 @@ def main() -> int:
         else:
             probe_sets[name] = fast(np.stack([transform(c) for c in world_stack]))
     world_grey = {name: [is_grey(transform(c)) for c in world_stack] for name, transform in conditions.items()}
+    world_unsure = {name: [poorly_lit(transform(c)) for c in world_stack] for name, transform in conditions.items()}
     enroll_detector = vision.Detector(evaluate.STILL_DETECT_WIDTH, 0.6)
     for k, person in enumerate(owners):
         with tempfile.TemporaryDirectory() as home:
@@ -226,7 +277,7 @@ def main() -> int:
             enrolled_crops = enroll.load_crops(enroll.enrolled(p))
             for name, transform in conditions.items():
                 genuine_crops = np.stack([transform(crops[f]) for f in probes])
-                if name == "grey (IR camera)":  # an IR camera enrolls grey too: a model of grey faces
+                if name.startswith("grey"):  # an IR camera enrolls grey too: a model of grey faces
                     with tempfile.TemporaryDirectory() as work:
                         grey_model, _ = training.fit_owner(np.stack([grey(c) for c in enrolled_crops]), Path(work), lambda _: None, 0)
                     tmpl = template_weights(grey_model)
@@ -241,6 +292,9 @@ def main() -> int:
                 i_grey = world_grey[name]
                 results[name][0].append(np.array([decide(s, gr, thresholds) for s, gr in zip(g, g_grey)]))
                 results[name][1].append(np.array([decide(s, gr, thresholds) for s, gr in zip(i, i_grey)]))
+                if name in light:
+                    light[name]["owners' probes"] += judged(results[name][0][-1], [poorly_lit(c) for c in genuine_crops])
+                    light[name]["strangers"] += judged(results[name][1][-1], world_unsure[name])
         ref_t = np.stack([ref[f] for f in enrolled])  # plain SFace gets the very same enrollment
         plain[0].append((np.stack([ref[f] for f in probes]) @ ref_t.T).max(1) >= SFACE_COSINE)
         plain[1].append((np.stack([ref[f] for f in world]) @ ref_t.T).max(1) >= SFACE_COSINE)
@@ -253,6 +307,14 @@ def main() -> int:
     lines.append(row("plain SFace, colour", far, frr, f"{SFACE_COSINE}"))
     lines.append(f"  (owner.tflite vs computed scores: max |diff| {parity:.2e})")
     lines.append("  targets: FAR <= 0.100%, FRR <= 1.00%")
+    lines.append(f"Samples judged owner / unsure / stranger (summed over owners; unsure: not matched and shadow side < {SHADOW_MIN:g})")
+    for name, counts in light.items():
+        for who, c in counts.items():
+            lines.append(light_rows(name, who, c))
+    good = light["colour"]["strangers"]
+    lines.append(f"  strangers in good light judged strangers: {good[0][2] / good[0].sum() * 100:.2f}% before, "
+                 f"{good[1][2] / good[1].sum() * 100:.2f}% after")
+    lines.append("  targets: side-lit owners never judged strangers; strangers' share judged stranger unchanged")
     lines.append("")
 
     # --- 3. ORL, grey
@@ -283,6 +345,16 @@ def main() -> int:
                  f"{sum(len(c) for c in orl_crops.values()) - 10} impostors each)")
     lines.append(row("facewarden", *far_frr(*ours_orl), f"{thresholds.grey} (grey)"))
     lines.append(row("plain SFace", *far_frr(*plain_orl), f"{SFACE_COSINE}"))
+    lines.append("")
+
+    # --- 4. the too-poorly-lit measure, subjects held out
+    levels: dict[str, dict[str, list[float]]] = {}
+    subject_crops = [(f.parent.name, c) for f, c in crops.items()] + \
+        [(f"orl/{s}", c) for s, cs in orl_crops.items() for c in cs]
+    for subject, c in subject_crops:
+        for name, transform in (("normal", lambda x: x), ("dim side", side_light), ("side 70", side_light_70)):
+            levels.setdefault(subject, {}).setdefault(name, []).append(shadow_level(transform(c)))
+    lines += light_folds({s: {k: np.array(v) for k, v in d.items()} for s, d in levels.items()})
     lines.append("")
     lines.append(f"({time.time() - started:.0f} s)")
     print("\n".join(lines))

@@ -5,20 +5,26 @@
 The replayed camera (a video file, so that /proc/PID/fd shows when the daemon holds it open) and the
 session follow one script, scaled to --minutes (10 by default; times below are for 10):
   0:00 the owner works | 2:00 locks by hand (LockedHint) and leaves for 3 min | 5:00 back, 5:05
-  unlocks | 7:00 the laptop sleeps (PrepareForSleep) | 7:30 wakes, 7:40 unlocks | 9:00 walks away.
+  unlocks | 5:40 leans back out of the picture for 7 s | 7:00 the laptop sleeps (PrepareForSleep) |
+  7:30 wakes, 7:40 unlocks | 8:00 looks away for 15 s (LFW's one clearly turned photo of the owner,
+  yaw 0.76; not without ../shared) | 9:00 walks away. The two episodes last the same at any --minutes
+  (at least 5). The screen is a backlight directory that the test logind's SetBrightness writes.
 The lock command records its call and, like a real locker, sets the session's LockedHint.
 `sampling.while_locked = auto` with no owner_arrived action or hook: nothing needs the camera while
 locked. Liveness is off (the frames are still photos).
 
 Reports, against the issue's targets: seconds the camera was open while the session was locked (0),
 CPU of one core while locked (< 0.1%), time from Unlock to the first sample (< one sampling interval),
-false locks (0), lock latency after walking away (<= lock.after_absent_s + 2 s).
+false locks (0), lock latency after walking away (<= lock.after_absent_s + 2 s); the dims, how many
+were not followed by a lock or a look-away, and the time from the owner's return (facing the screen
+again) to the restored brightness (< 0.5 s).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -33,7 +39,7 @@ import cv2
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "daemon"), str(REPO / "tests"), str(Path(__file__).resolve().parent)]
 
-from bench_daemon import cpu_seconds, owner_photos  # noqa: E402
+from bench_daemon import FACES, cpu_seconds, owner_photos  # noqa: E402
 from desktop_helpers.buses import drive_logind, logind, system_bus  # noqa: E402
 from facewarden.cli.demo import write_replay  # noqa: E402
 from facewarden.config import Config  # noqa: E402
@@ -46,6 +52,10 @@ CPU_SETTLE_S = 5.0  # CPU while locked is measured from this long after the lock
 SCRIPT = [(2.0, "lock by hand"), (5.0 + 5 / 60, "unlock"), (7.0, "sleep"), (7.5, "wake"), (7.0 + 40 / 60, "unlock")]
 AWAY = (2.0, 5.0)  # the owner is away from the desk, in minutes of a 10-minute day
 WALKS_AWAY = 9.0
+LEANS_BACK, LEAN_S = 5 + 40 / 60, 7.0  # out of the picture for less than lock.after_absent_s
+LOOKS_AWAY, LOOK_S = 8.0, 15.0  # turned from the screen for longer than attention.dim_after_s
+TURNED = "Donald_Rumsfeld_0029.jpg"  # the bench owner's (owner_photos) one photo turned well past 45 degrees
+FULL = 800
 
 
 class Watch(threading.Thread):
@@ -98,10 +108,17 @@ def main() -> int:
             print(result.stderr[-2000:])
             return 1
     total = 10 * scale
-    segments = [("owner", AWAY[0] * scale, [[p] for p in photos]), ("away", (AWAY[1] - AWAY[0]) * scale, [[]]),
-                ("back", (WALKS_AWAY - AWAY[1]) * scale, [[p] for p in photos]),
+    turned_path = FACES / "lfw-dev" / "Donald_Rumsfeld" / TURNED
+    turned = [[cv2.imread(str(turned_path))]] if turned_path.is_file() and "LFW" in owner else None
+    at = [[p] for p in photos]
+    segments = [("owner", AWAY[0] * scale, at), ("away", (AWAY[1] - AWAY[0]) * scale, [[]]),
+                ("back", (LEANS_BACK - AWAY[1]) * scale, at), ("leans back", LEAN_S, [[]]),
+                ("back again", (LOOKS_AWAY - LEANS_BACK) * scale - LEAN_S, at),
+                ("looks away", LOOK_S, turned or at), ("faces it", (WALKS_AWAY - LOOKS_AWAY) * scale - LOOK_S, at),
                 ("gone", total - WALKS_AWAY * scale + 30, [[]])]
-    write_replay(tmp / "frames", segments, FPS)
+    if args.minutes < 5:
+        sys.exit("--minutes must be at least 5: the episodes last the same at any length")
+    starts = write_replay(tmp / "frames", segments, FPS)
     frames = sorted((tmp / "frames").glob("*.jpg"))
     first = cv2.imread(str(frames[0]))
     video = tmp / "day.avi"
@@ -125,11 +142,16 @@ enabled = false
 [lock]
 command = ["{lock}"]
 methods = ["command"]
-[actions]
-owner_left = ["lock"]
+[dim]
+sysfs = "{tmp / 'sys'}"
+methods = ["logind"]
 """)
+    panel = tmp / "sys" / "backlight" / "panel"
+    panel.mkdir(parents=True)
+    (panel / "max_brightness").write_text("1000\n")
+    (panel / "brightness").write_text(f"{FULL}\n")
 
-    with system_bus(tmp) as bus, logind(bus, tmp / "logind.jsonl"):
+    with system_bus(tmp) as bus, logind(bus, tmp / "logind.jsonl", sysfs=tmp / "sys"):
         env |= {"DBUS_SYSTEM_BUS_ADDRESS": bus, "DBUS_SESSION_BUS_ADDRESS": f"unix:path={tmp / 'no-session-bus'}"}
         log = open(tmp / "daemon.log", "w")
         proc = subprocess.Popen(python + ["run"], env=env, stderr=log, stdout=subprocess.DEVNULL)
@@ -145,9 +167,9 @@ owner_left = ["lock"]
                 time.sleep(0.2)
         watch = Watch(proc.pid, video, sock)
         watch.start()
-        while "replay of" not in (tmp / "daemon.log").read_text():
+        while "replay of" not in (text := (tmp / "daemon.log").read_text()):
             time.sleep(0.05)
-        t0 = time.time()
+        t0 = float(next(x for x in text.splitlines() if "replay of" in x).rsplit(" ", 1)[1])
         happened: dict[str, list[float]] = {}
         cpu_locked = None
         for minute, what in SCRIPT:
@@ -240,6 +262,27 @@ owner_left = ["lock"]
           f"{verdict(false_locks == 0)}")
     print("lock latency, walked away: " + ("none" if latency is None else f"{latency:.2f} s") +
           f" (target <= {after_absent + 2:g} s)  {verdict(latency is not None and latency <= after_absent + 2)}")
+    dims = [(r["time"], r["args"][2]) for r in record if r["what"] == "brightness"]
+    dimmed = [t for t, v in dims if v < FULL]
+    looked = (t0 + starts["looks away"], t0 + starts["faces it"])
+    # A dim that neither a lock followed (before the next restore) nor a look-away explains: a warning
+    # the owner made void by coming back in time (the lean-back), or a false alarm.
+    needless = 0
+    for t in dimmed:
+        restored = next((u for u, v in dims if u > t and v == FULL), math.inf)
+        locked = any(t <= lk <= restored for lk in lock_times)
+        needless += not locked and not (looked[0] <= t <= looked[1] + 1)
+    # (episode start, return): from the return to the restore, for an episode that dimmed at all
+    episodes = [(t0 + starts["leans back"], t0 + starts["back again"])]
+    episodes += [looked] if turned else []
+    to_restore = [next((u - r for u, v in dims if u >= r and v == FULL), None)
+                  if any(a <= t <= r for t in dimmed) else None for a, r in episodes]
+    print(f"dims                     : {len(dimmed)}; not followed by a lock or a look-away: {needless} "
+          f"(the lean-back's warning: 1 expected)")
+    print(f"return to full brightness: {', '.join('no dim' if x is None else f'{x:.2f} s' for x in to_restore)} "
+          f"(lean-back{', look-away' if turned else ''}; target < 0.5 s)  "
+          f"{verdict(all(x is not None and x < 0.5 for x in to_restore))}"
+          + ("" if turned else "   (no turned photo of the owner without ../shared: no look-away episode)"))
     events = [json.loads(line)["event"] for line in (home / "state" / "events.jsonl").read_text().splitlines()]
     print(f"events                   : {' '.join(events)}")
     if args.keep:

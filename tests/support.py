@@ -1,9 +1,11 @@
-"""Small helpers shared by the tests: the CLI as a child process, file modes, a hand-set clock."""
+"""Small helpers shared by the tests: the CLI as a child process, file modes, a hand-set clock, hooks
+that record, stopping a daemon."""
 
 from __future__ import annotations
 
 import os
 import pwd
+import signal
 import stat
 import subprocess
 import sys
@@ -75,6 +77,31 @@ def as_nobody(client) -> str:
         out = f.read().decode()
     os.waitpid(pid, 0)
     return out
+
+
+def recording_hooks(home: Path, events, fields: str, hook_log: Path, lock_log: Path) -> Path:
+    """Hooks for `events` that each append "$FACEWARDEN_EVENT <fields> <time>" to `hook_log`, and a
+    lock command (returned) that appends its time to `lock_log`."""
+    hooks = home / "hooks"
+    hooks.mkdir(exist_ok=True)
+    for event in events:
+        (hooks / event).write_text(f'#!/bin/sh\necho "$FACEWARDEN_EVENT {fields} $(date +%s.%N)" >> "{hook_log}"\n')
+        (hooks / event).chmod(0o755)
+    lock = lock_log.parent / "lock"
+    lock.write_text(f'#!/bin/sh\ndate +%s.%N >> "{lock_log}"\n')
+    lock.chmod(0o755)
+    return lock
+
+
+def terminate(proc, wait_s: float = 30.0) -> None:
+    """Stop a daemon as systemd would: SIGTERM, then SIGKILL if it is still there after `wait_s`."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 class Run:

@@ -24,6 +24,7 @@ from desktop_helpers.buses import desktop, drive, drive_logind, logind, system_b
 from desktop_helpers.procs import session_bus, wait_for
 from facewarden.cli.demo import write_replay
 from facewarden.service.control import request
+from support import recording_hooks, terminate
 
 PYTHON = [sys.executable, "-m", "facewarden"]
 INTERVAL_S = 1.0
@@ -55,15 +56,7 @@ class Desk:
         self.notified: socket.socket | None = None
 
     def configure(self, source: Path | str, extra: str = "", methods: str = '["command"]') -> None:
-        hooks = self.home / "hooks"
-        hooks.mkdir(exist_ok=True)
-        for event in EVENTS:
-            (hooks / event).write_text(f'#!/bin/sh\necho "$FACEWARDEN_EVENT $FACEWARDEN_LOCKED_BY '
-                                       f'$(date +%s.%N)" >> "{self.hook_log}"\n')
-            (hooks / event).chmod(0o755)
-        lock = self.tmp / "lock"
-        lock.write_text(f'#!/bin/sh\ndate +%s.%N >> "{self.lock_log}"\n')
-        lock.chmod(0o755)
+        lock = recording_hooks(self.home, EVENTS, "$FACEWARDEN_LOCKED_BY", self.hook_log, self.lock_log)
         (self.home / "config.toml").write_text(f"""
 [camera]
 source = "{source}"
@@ -127,13 +120,7 @@ camera_lost = []
                 return got
 
     def stop(self) -> int | None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         if self.notified is not None:
             self.notified.close()
         return None if self.proc is None else self.proc.returncode
@@ -198,9 +185,8 @@ def test_lock_releases_the_camera_and_unlock_samples_at_once(desk, video):
     assert desk.status()["locked_via"] == "org.freedesktop.ScreenSaver"
     drive(desk.session, "org.freedesktop.ScreenSaver", "SetActive", "b", False)
     wait_for(lambda: camera_open(desk, video), "the camera back (screensaver)")
-    # Hooks run off the sampling thread: the last one may still be starting as the camera comes back.
-    wait_for(lambda: len(desk.hooks()) == 4, "the unlocked hook (screensaver)")
-    assert [h[0] for h in desk.hooks()] == ["locked", "unlocked", "locked", "unlocked"]
+    # The hooks run on their own thread, after the camera is back: wait for the last one.
+    wait_for(lambda: [h[0] for h in desk.hooks()] == ["locked", "unlocked", "locked", "unlocked"], "the hooks")
     assert not desk.lock_log.exists()  # facewarden itself never locked
     assert desk.stop() == 0
 

@@ -59,8 +59,9 @@ def run(lfw, tmp_path_factory, seed_encoder):
     hooks = home / "hooks"
     hooks.mkdir()
     hook = f'#!/bin/sh\necho "$FACEWARDEN_EVENT faces=$FACEWARDEN_FACES person=$FACEWARDEN_PERSON frame=$FACEWARDEN_FRAME" >> "{log}"\n'
-    for event in ("owner_arrived", "owner_left", "stranger_detected", "onlooker_detected", "spoof_suspected",
-                  "locked", "paused", "resumed", "camera_lost", "camera_restored"):
+    for event in ("owner_arrived", "owner_leaving", "owner_stayed", "owner_left", "stranger_detected",
+                  "onlooker_detected", "onlooker_gone", "spoof_suspected", "locked", "paused", "resumed", "camera_lost",
+                  "camera_restored"):
         (hooks / event).write_text(hook)
         (hooks / event).chmod(0o755)
     (home / "lock").write_text(f'#!/bin/sh\necho lock >> "{locks}"\n')
@@ -98,11 +99,12 @@ def test_events_and_their_order(run):
     events = [line.split()[0] for line in (home / "hooks.log").read_text().splitlines()]
     assert events == [
         "owner_arrived",
-        "owner_left", "locked",  # nobody at the desk
+        "owner_leaving", "owner_left", "locked",  # nobody at the desk: the warning, then the lock
         "stranger_detected",  # locks again (already locked: no second `locked`)
         "owner_arrived",
         "onlooker_detected",
-        "camera_lost", "owner_left", "locked",  # fail closed: no camera, no owner, lock
+        "camera_lost", "onlooker_gone",  # fail closed: no camera, no owner...
+        "owner_leaving", "owner_left", "locked",  # ...warned, locked
         "camera_restored", "owner_arrived",
     ], result.stderr[-3000:]
     assert (home / "locks.log").read_text().split() == ["lock"] * 3

@@ -32,8 +32,8 @@ def test_a_source_that_vanishes_while_locked_no_longer_holds_the_session():
     assert run.machine.state == State.PENDING
     # Started again, inactive: nothing changes; a vanished source is not asked for again.
     assert run.step(Reported("org.mate.ScreenSaver", False)) == []
-    # Nobody is there: the absence timer ran from the vanishing, and the lock comes.
-    assert run.feed(EMPTY, 10.25) == [Event.OWNER_LEFT]
+    # Nobody is there: the absence timer ran from the vanishing, and the lock comes (warned first).
+    assert run.feed(EMPTY, 10.25) == [Event.OWNER_LEAVING, Event.OWNER_LEFT]
 
 
 def test_one_locked_source_is_enough_and_each_speaks_for_itself():

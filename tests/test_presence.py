@@ -51,7 +51,7 @@ def test_one_bad_frame_neither_locks_nor_verifies():
     assert run.machine.state == State.OWNER_ABSENT
     run.feed(OWNER, 0.25)
     run.feed(EMPTY, 1)
-    assert run.names() == [Event.OWNER_ARRIVED, Event.OWNER_LEFT]
+    assert run.names() == [Event.OWNER_ARRIVED, Event.OWNER_LEAVING, Event.OWNER_LEFT]
 
 
 def test_owner_left_after_the_absence_delay_from_the_last_owner_frame():
@@ -78,10 +78,10 @@ def test_an_unconfirmed_lock_fires_once_and_the_owner_back_ends_it():
 def test_never_seen_owner_still_locks():
     run = Run()
     run.feed(EMPTY, 9.5)
-    assert run.names() == []
+    assert run.names() == [Event.OWNER_LEAVING]  # the warning, 5 s before the lock
     assert run.machine.state == State.PENDING
     run.feed(EMPTY, 1)
-    assert run.names() == [Event.OWNER_LEFT]
+    assert run.names() == [Event.OWNER_LEAVING, Event.OWNER_LEFT]
 
 
 def test_stranger_locks_after_the_stranger_delay():
@@ -132,7 +132,7 @@ def test_skipped_frames_are_not_judged_but_the_clock_runs():
     assert run.machine.state == State.OWNER_PRESENT
     # ...but nothing verifies the owner either, so the lock still comes after the delay.
     run.feed(DARK, 6)
-    assert run.names() == [Event.OWNER_ARRIVED, Event.OWNER_LEFT]
+    assert run.names() == [Event.OWNER_ARRIVED, Event.OWNER_LEAVING, Event.OWNER_LEFT]
 
 
 def test_camera_failure_fails_closed_and_reports_transitions():
@@ -140,7 +140,7 @@ def test_camera_failure_fails_closed_and_reports_transitions():
     run.feed(OWNER, 2)
     assert run.feed(LOST, 0.25) == [Event.CAMERA_LOST]
     run.feed(LOST, 11)
-    assert run.names() == [Event.OWNER_ARRIVED, Event.CAMERA_LOST, Event.OWNER_LEFT]
+    assert run.names() == [Event.OWNER_ARRIVED, Event.CAMERA_LOST, Event.OWNER_LEAVING, Event.OWNER_LEFT]
     assert run.feed(OWNER, 1) == [Event.CAMERA_RESTORED, Event.OWNER_ARRIVED]
     assert run.guard.camera_ok
 
@@ -170,7 +170,7 @@ def test_photo_never_becomes_the_owner_after_leaving():
     run.feed(OWNER, 2)
     run.feed(EMPTY, 12)
     run.feed(PENDING, 10)
-    assert run.names() == [Event.OWNER_ARRIVED, Event.OWNER_LEFT, Event.SPOOF_SUSPECTED]
+    assert run.names() == [Event.OWNER_ARRIVED, Event.OWNER_LEAVING, Event.OWNER_LEFT, Event.SPOOF_SUSPECTED]
 
 
 def test_pause_silences_everything_until_resume():
@@ -230,6 +230,6 @@ def test_reconfigure_keeps_state_and_recent_evidence():
     run.machine.configure(config(presence={"window": 3, "required": 2}, lock={"after_absent_s": 4}))
     assert run.machine.state == State.OWNER_PRESENT and run.machine.owner_in_window
     run.feed(EMPTY, 3.75)
-    assert run.names() == [Event.OWNER_ARRIVED]
+    assert run.names() == [Event.OWNER_ARRIVED, Event.OWNER_LEAVING]  # the warning at half the new 4 s
     run.feed(EMPTY, 0.5)
-    assert run.names() == [Event.OWNER_ARRIVED, Event.OWNER_LEFT]
+    assert run.names() == [Event.OWNER_ARRIVED, Event.OWNER_LEAVING, Event.OWNER_LEFT]

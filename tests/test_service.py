@@ -62,7 +62,7 @@ def test_sampling_step_over_a_replayed_camera(owner_home, replay):
             seen += [(round(clock.t - 1000, 2), e) for e in daemon.sampler.take()]
             intervals.add(daemon.guard.interval())
             clock.t += daemon.guard.interval()
-    assert [e for _, e in seen] == [Event.OWNER_ARRIVED, Event.OWNER_LEFT, Event.CAMERA_LOST,
+    assert [e for _, e in seen] == [Event.OWNER_ARRIVED, Event.OWNER_LEAVING, Event.OWNER_LEFT, Event.CAMERA_LOST,
                                     Event.CAMERA_RESTORED, Event.OWNER_ARRIVED]
     times = dict((e, t) for t, e in reversed(seen))
     assert times[Event.OWNER_LEFT] <= 2.0 + 2.0 + 0.5  # last owner frame + after_absent_s + an interval
@@ -114,7 +114,7 @@ def test_daemon_control_and_reload(owner_home, replay, tmp_path):
     assert set(status) == {"state", "since", "paused_until", "locked", "locked_by", "lock_confirmed", "camera",
                            "camera_busy_by", "camera_in_use", "faces", "score", "person", "model", "session_locked",
                            "locked_via", "logind", "sampling", "samples", "sampled_at", "idle_s", "idle_source",
-                           "liveness"}
+                           "liveness", "on_battery", "interval_factor", "warning", "dimmed"}
     assert status["state"] == "pending" and status["camera"] == "ok" and status["liveness"] == "off"
 
     paused = api.pause(60)

@@ -32,6 +32,8 @@ def status(**kw):
     ({"state": "stranger"}, tray.RED),
     ({"state": "owner_absent", "locked": True}, tray.RED),
     ({"state": "pending"}, tray.AMBER),
+    ({"warning": "owner_leaving"}, tray.AMBER),
+    ({"warning": "owner_looking_away"}, tray.AMBER),
     ({"state": "paused", "paused_until": NOW + 300, "locked": True}, tray.AMBER),
 ])
 def test_state_colour(kw, colour):
@@ -54,6 +56,13 @@ def test_tooltip_names_who_holds_a_busy_camera():
     busy = tray.view(status(camera="busy", camera_busy_by="zoom (pid 4242)"), NOW)
     assert busy.tooltip == "facewarden: owner present since 09:20; camera busy: zoom (pid 4242)"
     assert not busy.camera_lost  # busy is not lost: the camera is not struck through
+
+
+def test_tooltip_says_why_the_screen_is_dimmed():
+    leaving = tray.view(status(warning="owner_leaving", dimmed=["owner_leaving"]), NOW).tooltip
+    assert leaving == "facewarden: owner present since 09:20; you seem to have left: dimmed, the lock follows"
+    away = tray.view(status(warning="owner_looking_away"), NOW).tooltip
+    assert away == "facewarden: owner present since 09:20; looking away: dimmed until you face the screen"
 
 
 def test_icons_differ_per_state_and_camera_loss():

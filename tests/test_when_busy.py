@@ -47,7 +47,7 @@ def test_idle_locks_a_call_left_on_an_empty_desk_once_input_stops():
 def test_idle_without_an_idle_source_fails_closed():
     run = present("idle")
     fired = run.feed(busy(None), 30)
-    assert fired == [Event.CAMERA_BUSY, Event.OWNER_LEFT]  # after lock.after_absent_s, as "lock"
+    assert fired == [Event.CAMERA_BUSY, Event.OWNER_LEAVING, Event.OWNER_LEFT]  # after lock.after_absent_s, as "lock"
 
 
 def test_pause_never_locks_while_busy():
@@ -57,7 +57,7 @@ def test_pause_never_locks_while_busy():
     # Free again but nobody there: locks after_absent_s after the call ended, not before.
     start = run.now
     fired = run.feed(Sample(), 15)
-    assert fired == [Event.CAMERA_FREE, Event.OWNER_LEFT]
+    assert fired == [Event.CAMERA_FREE, Event.OWNER_LEAVING, Event.OWNER_LEFT]
     left_at = next(t for t, e in run.events if e == Event.OWNER_LEFT)
     assert left_at - start == pytest.approx(10.0, abs=1.0)
 
@@ -65,7 +65,7 @@ def test_pause_never_locks_while_busy():
 def test_lock_fails_closed_and_is_not_lost():
     run = present("lock")
     fired = run.feed(busy(1.0), 20)
-    assert fired == [Event.CAMERA_BUSY, Event.OWNER_LEFT]
+    assert fired == [Event.CAMERA_BUSY, Event.OWNER_LEAVING, Event.OWNER_LEFT]
     assert run.guard.camera_ok and run.guard.camera_busy
 
 

@@ -72,6 +72,8 @@ class Sampling(Section):
     # unlock action, or an action or a hook on owner_arrived), "watch" always, "off" never.
     while_locked: Literal["auto", "watch", "off"] = "auto"
     locked_interval_s: float = Field(2.0, gt=0, le=HOUR_S)  # between samples while locked and watching
+    # On battery (UPower's OnBattery) every interval is stretched by this factor; 1 = no change.
+    battery_factor: float = Field(2.0, ge=1, le=100)
 
 
 class Model(Section):
@@ -109,6 +111,11 @@ class LockConfig(Section):
     before_sleep: bool = True  # lock when logind announces sleep (as xss-lock does)
     # More screen lockers (names or absolute paths) whose running process means locked (service/lockers.py).
     lockers: list[Annotated[str, StringConstraints(min_length=1)]] = []
+    # owner_leaving fires this long before the absence lock (its default action dims), at most half
+    # of after_absent_s; 0: no warning.
+    warn_s: float = Field(5.0, ge=0, le=DAY_S)
+    # While an application holds an idle inhibitor (a film, a presentation) absence does not lock.
+    pause_while_inhibited: bool = False
 
 
 class Onlooker(Section):
@@ -117,6 +124,28 @@ class Onlooker(Section):
     # owner's face (as near as the owner, or nearly) and turned towards it (yaw, `core/onlooker.py`).
     min_relative_size: float = Field(0.6, gt=0, le=10)
     max_yaw: float = Field(0.3, ge=0, le=1)
+
+
+class AttentionConfig(Section):
+    # Dim while the verified owner looks away from the screen (never a lock).
+    enabled: bool = True
+    dim_after_s: float = Field(10.0, gt=0, le=DAY_S)
+    # Head yaw (`core/onlooker.py`'s measure, 0 frontal) past which the owner is not facing the
+    # screen: 0.45 is about 45 degrees, as Windows' presence sensing.
+    max_yaw: float = Field(0.45, gt=0, le=1)
+    # With more than one monitor connected the owner may be looking at the other one.
+    with_monitors: bool = False
+
+
+DimMethod = Literal["logind", "kde", "gnome", "xrandr"]
+
+
+class DimConfig(Section):
+    # The dimmed brightness, as a fraction of the brightness before.
+    level: float = Field(0.3, gt=0, lt=1)
+    methods: list[DimMethod] = ["logind", "kde", "gnome", "xrandr"]
+    # Where the kernel's devices show (backlight/, drm/): another directory only for tests.
+    sysfs: Path = Path("/sys/class")
 
 
 _NAME = r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}"
@@ -166,7 +195,15 @@ class Log(Section):
 
 
 DEFAULT_ACTIONS: dict[Event, list[Action]] = {
+    Event.OWNER_LEAVING: [Action.DIM],
+    Event.OWNER_STAYED: [Action.RESTORE],
     Event.OWNER_LEFT: [Action.LOCK],
+    Event.OWNER_LOOKING_AWAY: [Action.DIM],
+    Event.OWNER_LOOKING_BACK: [Action.RESTORE],
+    # The lock screen blanks the display itself: the dim has done its work.
+    Event.LOCKED: [Action.RESTORE],
+    Event.ONLOOKER_GONE: [Action.RESTORE],
+    Event.PAUSED: [Action.RESTORE],  # paused, nothing would take a dim back
     Event.STRANGER_DETECTED: [Action.SNAPSHOT, Action.LOCK],
     Event.ONLOOKER_DETECTED: [Action.SNAPSHOT, Action.NOTIFY],
     Event.SPOOF_SUSPECTED: [Action.NOTIFY, Action.LOCK],
@@ -181,6 +218,8 @@ class Config(Section):
     presence: PresenceConfig = PresenceConfig()
     lock: LockConfig = LockConfig()
     onlooker: Onlooker = Onlooker()
+    attention: AttentionConfig = AttentionConfig()
+    dim: DimConfig = DimConfig()
     people: People = People()
     adapt: Adapt = Adapt()
     liveness: LivenessConfig = LivenessConfig()

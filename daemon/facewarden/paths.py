@@ -53,6 +53,11 @@ class Paths:
     def socket_path(self) -> Path:
         return self.runtime_dir / "control.sock"
 
+    @property
+    def dim_file(self) -> Path:
+        """The brightness facewarden dimmed, to restore (after a crash too)."""
+        return self.runtime_dir / "dimmed.json"
+
 
 def _xdg(var: str, default: str) -> Path:
     value = os.environ.get(var)

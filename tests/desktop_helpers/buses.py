@@ -40,6 +40,8 @@ SYSTEM_POLICY = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Con
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
     <allow own="org.freedesktop.login1"/>
     <allow send_destination="org.freedesktop.login1"/>
+    <allow own="org.freedesktop.UPower"/>
+    <allow send_destination="org.freedesktop.UPower"/>
   </policy>
 </busconfig>
 """
@@ -64,11 +66,13 @@ def _helper(script: str, env: dict, *args: str) -> subprocess.Popen:
 
 
 @contextmanager
-def logind(address: str, record: Path, uid: int | None = None, auto: bool = True) -> Iterator[Path]:
-    """The test logind (logind_server.py) on the system bus at `address`, recording into `record`."""
+def logind(address: str, record: Path, uid: int | None = None, auto: bool = True,
+           sysfs: Path | None = None) -> Iterator[Path]:
+    """The test logind (logind_server.py) on the system bus at `address`, recording into `record`;
+    with `sysfs`, SetBrightness writes the backlight's brightness there."""
     env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=address)
     proc = _helper("logind_server.py", env, str(record), str(os.getuid() if uid is None else uid),
-                   *([] if auto else ["--no-auto"]))
+                   *([] if auto else ["--no-auto"]), *([f"--sysfs={sysfs}"] if sysfs else []))
     try:
         yield record
     finally:

@@ -2,17 +2,22 @@
 back-ends and the session's lock state.
 
 Run as `python desktop_server.py [--silent-lock] NAME...` with DBUS_SESSION_BUS_ADDRESS pointing at a
-private bus; NAME is a screensaver's (org.freedesktop.ScreenSaver, org.mate.ScreenSaver) or
-org.gnome.Mutter.IdleMonitor. Serves the screensaver's GetSessionIdleTime (ms, as KDE answers),
-GetActive, Lock (active, ActiveChanged on the name's own path and interface; with --silent-lock
-it sends no reply, as mate-screensaver 1.26 does) and org.gnome.Mutter.IdleMonitor's GetIdletime
-(ms), and org.facewarden.Test on / for the test: SetIdle(t ms), SetActive(b) (ActiveChanged).
-Prints "ready".
+private bus; NAME is a screensaver's (org.freedesktop.ScreenSaver, org.mate.ScreenSaver),
+org.gnome.Mutter.IdleMonitor, org.gnome.SessionManager or org.gnome.SettingsDaemon.Power. Serves the
+screensaver's GetSessionIdleTime (ms, as KDE answers), GetActive, Lock (active, ActiveChanged on the
+name's own path and interface; with --silent-lock it sends no reply, as mate-screensaver 1.26 does),
+org.gnome.Mutter.IdleMonitor's GetIdletime (ms), org.gnome.SessionManager's IsInhibited(u flags),
+the Power.Screen Brightness property (Get, Set: recorded in RECORD when the environment names one in
+FACEWARDEN_TEST_RECORD), and org.facewarden.Test on / for the test: SetIdle(t ms), SetActive(b)
+(ActiveChanged), SetInhibited(u flags), SetBrightness(i) (as the user would). Prints "ready".
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import time
 
 from jeepney import DBusAddress, HeaderFields, MessageType, new_error, new_method_return, new_signal
 from jeepney.bus_messages import message_bus
@@ -27,7 +32,13 @@ def main(names: list[str]) -> None:
     for name in names:
         if conn.send_and_get_reply(message_bus.RequestName(name, 4)).body != (1,):
             sys.exit(f"could not own {name}")
-    idle_ms, active = 0, False
+    idle_ms, active, inhibited, brightness = 0, False, 0, 80
+    record = os.environ.get("FACEWARDEN_TEST_RECORD")
+
+    def note(value: int) -> None:
+        if record:
+            with open(record, "a", encoding="utf-8") as out:
+                out.write(json.dumps({"what": "brightness", "args": [value], "time": time.time()}) + "\n")
 
     def set_active(value: bool) -> None:
         nonlocal active
@@ -54,6 +65,17 @@ def main(names: list[str]) -> None:
             idle_ms = msg.body[0]
         elif member == "SetActive":
             set_active(msg.body[0])
+        elif member == "IsInhibited":
+            reply = new_method_return(msg, "b", (bool(inhibited & msg.body[0]),))
+        elif member == "SetInhibited":
+            inhibited = msg.body[0]
+        elif member == "Get" and msg.body[1] == "Brightness":
+            reply = new_method_return(msg, "v", (("i", brightness),))
+        elif member == "Set" and msg.body[1] == "Brightness":
+            brightness = msg.body[2][1]
+            note(brightness)
+        elif member == "SetBrightness":
+            brightness = msg.body[0]
         else:
             reply = new_error(msg, "org.freedesktop.DBus.Error.UnknownMethod")
         conn.send(reply)

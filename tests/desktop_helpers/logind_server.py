@@ -1,19 +1,22 @@
 """A test logind on a private system bus, written with jeepney: what facewarden asks of the real one.
 
-Run as `python logind_server.py RECORD UID [--no-auto]` with DBUS_SYSTEM_BUS_ADDRESS pointing at a
-private bus. It owns org.freedesktop.login1 and serves:
+Run as `python logind_server.py RECORD UID [--no-auto] [--sysfs=DIR]` with DBUS_SYSTEM_BUS_ADDRESS
+pointing at a private bus. It owns org.freedesktop.login1 (and org.freedesktop.UPower) and serves:
 - Manager: GetSession("auto") (refused with --no-auto, like a logind too old to resolve "auto"
   outside a session), GetUser(uid), Inhibit (a real pipe: the caller gets the write end, this side
-  notices when it is closed, as logind does with its FIFOs), LockSession(id) (as real logind: it
-  only emits the session's Lock; the locker sets LockedHint), properties LidClosed;
+  notices when it is closed, as logind does with its FIFOs), ListInhibitors, LockSession(id) (as
+  real logind: it only emits the session's Lock; the locker sets LockedHint), properties LidClosed;
   signals PrepareForSleep, SessionNew, SessionRemoved.
 - /org/freedesktop/login1/session/<id> (and session/auto, the caller's): properties Id, LockedHint,
-  IdleHint, IdleSinceHint; methods Lock (emits Lock, no hint) and SetLockedHint(b) (what a locker
-  calls); signals Lock, Unlock; PropertiesChanged for LockedHint and IdleHint.
+  IdleHint, IdleSinceHint; methods Lock (emits Lock, no hint), SetLockedHint(b) (what a locker
+  calls) and SetBrightness(s subsystem, s name, u value), recorded and, with --sysfs, written to
+  DIR/<subsystem>/<name>/brightness as the kernel would; signals Lock, Unlock; PropertiesChanged
+  for LockedHint and IdleHint.
+- UPower's /org/freedesktop/UPower: property OnBattery.
 - /org/freedesktop/login1/user/_<uid>: properties Display (so), Sessions a(so).
 - org.facewarden.Test on / for the test to drive it: SetLocked(b) (as a locker would: hint and
   PropertiesChanged), EmitLock(), EmitUnlock(), Sleep(b) (PrepareForSleep), SetLid(b),
-  SetIdle(b, t usec), NewSession(s id) (the user's display session moves there).
+  SetIdle(b, t usec), NewSession(s id) (the user's display session moves there), SetBattery(b).
 Appends one JSON line per happening to RECORD ({"what": ..., "time": ...}); prints "ready".
 """
 
@@ -37,8 +40,9 @@ PROPS = "org.freedesktop.DBus.Properties"
 
 
 class Logind:
-    def __init__(self, conn, record: str, uid: int, auto: bool):
-        self.conn, self.record, self.uid, self.auto = conn, record, uid, auto
+    def __init__(self, conn, record: str, uid: int, auto: bool, sysfs: str | None = None):
+        self.conn, self.record, self.uid, self.auto, self.sysfs = conn, record, uid, auto, sysfs
+        self.battery = False
         self.session_id = "c1"
         self.locked = False
         self.lid = False
@@ -70,6 +74,8 @@ class Logind:
         if path in (self.session_path, f"{ROOT}/session/auto"):
             return SESSION, {"Id": ("s", self.session_id), "LockedHint": ("b", self.locked),
                              "IdleHint": ("b", self.idle[0]), "IdleSinceHint": ("t", self.idle[1])}
+        if path == "/org/freedesktop/UPower":
+            return "org.freedesktop.UPower", {"OnBattery": ("b", self.battery)}
         if path == self.user_path:
             return USER, {"Display": ("(so)", (self.session_id, self.session_path)),
                           "Sessions": ("a(so)", [(self.session_id, self.session_path)])}
@@ -111,6 +117,16 @@ class Logind:
             self.note("inhibit", args=list(args))
             self.sent_fds.append(write)  # ours is closed once sent: only the caller holds it then
             return new_method_return(msg, "h", (write,))
+        if member == "ListInhibitors":
+            held = [(*what, self.uid, os.getpid()) for what in self.inhibitors.values()]
+            return new_method_return(msg, "a(ssssuu)", (held,))
+        if member == "SetBrightness":
+            subsystem, name, value = args
+            self.note("brightness", args=[subsystem, name, value])
+            if self.sysfs:
+                with open(os.path.join(self.sysfs, subsystem, name, "brightness"), "w") as out:
+                    out.write(f"{value}\n")
+            return new_method_return(msg)
         if member == "LockSession" or (interface == SESSION and member == "Lock"):
             self.signal(self.session_path, SESSION, "Lock")  # a locker may react; logind sets no hint
             return new_method_return(msg)
@@ -138,6 +154,8 @@ class Logind:
             self.signal(ROOT, MANAGER, "SessionRemoved", "so", (old.rsplit("/", 1)[1], old))
             self.signal(ROOT, MANAGER, "SessionNew", "so", (self.session_id, self.session_path))
             self.changed(self.user_path, USER, {"Display": ("(so)", (self.session_id, self.session_path))})
+        elif member == "SetBattery":
+            self.battery = args[0]
         elif member == "Inhibitors":
             return new_method_return(msg, "u", (len(self.inhibitors),))
         else:
@@ -157,12 +175,13 @@ class Logind:
             self.note("inhibitor released", args=list(what))
 
 
-def main(record: str, uid: int, auto: bool) -> None:
+def main(record: str, uid: int, auto: bool, sysfs: str | None) -> None:
     conn = open_dbus_connection("SYSTEM", enable_fds=True)
-    result = conn.send_and_get_reply(message_bus.RequestName("org.freedesktop.login1", 4))
-    if result.body != (1,):
-        sys.exit(f"could not own org.freedesktop.login1: {result.body}")
-    logind = Logind(conn, record, uid, auto)
+    for name in ("org.freedesktop.login1", "org.freedesktop.UPower"):
+        result = conn.send_and_get_reply(message_bus.RequestName(name, 4))
+        if result.body != (1,):
+            sys.exit(f"could not own {name}: {result.body}")
+    logind = Logind(conn, record, uid, auto, sysfs)
     print("ready", flush=True)
     while True:
         logind.watch_inhibitors()
@@ -177,4 +196,5 @@ def main(record: str, uid: int, auto: bool) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), "--no-auto" not in sys.argv[3:])
+    main(sys.argv[1], int(sys.argv[2]), "--no-auto" not in sys.argv[3:],
+         next((a.split("=", 1)[1] for a in sys.argv[3:] if a.startswith("--sysfs=")), None))

@@ -77,6 +77,10 @@ def format_status(status: dict) -> str:
         lines.append("idle:    " + ("unknown" if idle is None else f"{idle:.0f} s") + f" ({status['idle_source']})")
     if "liveness" in status:
         lines.append(f"liveness: {status['liveness']}")
+    if status.get("on_battery"):
+        lines.append(f"power:   on battery: sampling intervals x{status.get('interval_factor', 1):g}")
+    if status.get("dimmed"):
+        lines.append(f"dimmed:  by facewarden ({', '.join(status['dimmed'])})")
     return "\n".join(lines)
 
 

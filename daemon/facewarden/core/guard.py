@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Union
 
 from ..events import Event
+from .attention import Attention, Look
 from .presence import Presence, Sample, State
 
 if TYPE_CHECKING:  # only for annotations: the core does not load pydantic
@@ -96,6 +97,7 @@ class Guard:
 
     def __init__(self, config: Config, now: float, watch_while_locked: bool = False):
         self.presence = Presence(config, now)
+        self.attention = Attention(config)
         self.sources: dict[str, bool] = {}  # each lock-state source's latest word
         self.own_since: float | None = None  # facewarden's lock sequence under way since then
         self.unconfirmed_at: float | None = None  # facewarden's own lock, that nothing can confirm
@@ -103,11 +105,13 @@ class Guard:
         self.asleep = False
         self.camera_ok = True  # not lost (a busy camera is not lost)
         self.camera_busy = False
+        self.on_battery = False  # as the latest sample found the desktop
         self.epoch = 0  # bumped whenever a frame being read becomes stale
         self.configure(config, watch_while_locked)
 
     def configure(self, config: Config, watch_while_locked: bool) -> None:
         self.presence.configure(config)
+        self.attention.configure(config)
         self.sampling = config.sampling
         self.watch_while_locked = watch_while_locked
 
@@ -161,15 +165,28 @@ class Guard:
             return "watching (locked)" if self.wants_camera else "off (locked)"
         return "on"
 
+    @property
+    def warning(self) -> str | None:
+        """The softer answer in force: the absence warning, or the owner looking away."""
+        if self.presence.warned:
+            return Event.OWNER_LEAVING.value
+        return Event.OWNER_LOOKING_AWAY.value if self.attention.away else None
+
+    @property
+    def interval_factor(self) -> float:
+        """How much longer the intervals are: `sampling.battery_factor` on battery."""
+        return self.sampling.battery_factor if self.on_battery else 1.0
+
     def interval(self) -> float:
         """Seconds to the next sample: the one place the pace is decided."""
         sampling = self.sampling
         if not self.wants_camera:
-            return sampling.paused_interval_s  # samples only tick the clock then
-        interval = self.presence.interval(self.camera_busy)
-        if self.locked and interval >= sampling.interval_s:
-            return sampling.locked_interval_s
-        return interval
+            interval = sampling.paused_interval_s  # samples only tick the clock then
+        else:
+            interval = self.attention.pace(self.presence.interval(self.camera_busy), sampling.doubt_interval_s)
+            if self.locked and interval >= sampling.interval_s:
+                interval = sampling.locked_interval_s
+        return interval * self.interval_factor
 
     @property
     def owner_in_window(self) -> bool:
@@ -228,11 +245,15 @@ class Guard:
         if (self.unconfirmed_at is not None and sample.idle_s is not None
                 and now - sample.idle_s > self.unconfirmed_at + INPUT_AFTER_LOCK_S):
             events += self._unlocked(now)  # input after facewarden's own lock: the owner unlocked it
+        self.on_battery = sample.on_battery
         decided = self.presence.observe(sample, now)
         if Event.OWNER_ARRIVED in decided and self.unconfirmed_at is not None:
             self.unconfirmed_at = None  # the owner is back: an unconfirmed lock says nothing more
             self.locked_by = None if not self.session_locked else self.locked_by
-        return events + decided
+        present = self.presence.state == State.OWNER_PRESENT
+        facing = (sample.yaw or 0.0) if sample.owner else None  # an owner face of unknown yaw faces the screen
+        look = Look(present, facing, sample.inhibited, self.camera_busy, sample.monitors)
+        return events + decided + self.attention.observe(look, now)
 
     def _reported(self, source: str, locked: bool | None, now: float) -> list[Event]:
         was = self.locked

@@ -13,6 +13,11 @@ import numpy as np
 MIN_FACE_PX = 40
 # Mean |R-G|+|G-B| of a crop below this: no colour to speak of (a grey JPEG keeps ~4, colour faces >15).
 GREY_SPREAD = 8.0
+# The light on a face's shadow side (`shadow_level`) below which a face that is not matched is
+# "unsure", not a stranger. Measured with bench/bench_accuracy.py (section 4: LFW and ORL, normal
+# light against two simulated side lights, subjects held out): normal faces reach below 61 (LFW)
+# and 84 (ORL) in 1 case of 100, side-lit ones stay under 53.
+SHADOW_MIN = 55.0
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,7 @@ class FaceVerdict:
     score: float | None  # similarity to the best-matching enrolled person; None when not judged (too small, poor)
     owner: bool  # it is an enrolled person whose role is "owner"
     person: str | None = None  # the enrolled person it is (any role); None: a stranger, or not judged
+    unsure: bool = False  # not matched, but too poorly lit to call a stranger (`lighting_problem`)
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,21 @@ def is_grey(crop_rgb: np.ndarray) -> bool:
     c = crop_rgb.astype(np.int16)
     spread = np.abs(c[..., 0] - c[..., 1]) + np.abs(c[..., 1] - c[..., 2])
     return float(spread.mean()) < GREY_SPREAD
+
+
+def shadow_level(crop_rgb: np.ndarray) -> float:
+    """The mean grey level (0-255) of the darker half, left or right, of an aligned 112x112 face crop's
+    inner face: low when the face is half in shadow (a light from the side) or all of it is dim."""
+    grey = crop_rgb.astype(np.float32) if crop_rgb.ndim == 2 else crop_rgb.astype(np.float32).mean(axis=2)
+    h, w = grey.shape
+    inner = grey[h * 5 // 28: h * 25 // 28, w // 7: w * 6 // 7]  # rows 20-100, columns 16-96 at 112 px
+    half = inner.shape[1] // 2
+    return float(min(inner[:, :half].mean(), inner[:, half:].mean()))
+
+
+def poorly_lit(crop_rgb: np.ndarray) -> bool:
+    """Whether a face is too poorly lit to tell who it is (`SHADOW_MIN`)."""
+    return shadow_level(crop_rgb) < SHADOW_MIN
 
 
 def decide(score: float | None, grey: bool, thresholds: OwnerThresholds) -> bool:

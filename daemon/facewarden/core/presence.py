@@ -11,6 +11,16 @@ lost, and `camera.when_busy` decides: "lock" judges it as a failed camera; "paus
 absence timer; "idle" holds it while the session had input within `lock.idle_s` (the sample
 carries the idle time) and locks once it had none, or fails closed where idle time is unknown.
 
+The warning: `lock.warn_s` before the absence lock `owner_leaving` fires (its default action dims);
+one frame of the owner (live, or liveness pending) before the lock fires `owner_stayed`, as does anything that holds the
+absence timer meanwhile (a busy camera taken as the owner at the keyboard, a pause, an idle
+inhibitor with `lock.pause_while_inhibited`). Leaving the present/pending states ends the warning
+without an event: the lock that follows restores (`locked`).
+
+A face the verifier found too poorly lit to judge (`FaceVerdict.unsure`: side light, low contrast)
+is never a stranger: such frames count as no face, so the absence timer runs and the warning comes
+first. A face in good light that is not the owner is a stranger as before.
+
 Liveness is part of the owner decision: an owner face counts as the owner only once the liveness
 tracker judged it live. While it is pending the lock timers are held, for at most
 `liveness.window_s`; a face still pending then is treated as not the owner:
@@ -27,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from ..events import Event
 from .observation import Observation
-from .onlooker import Reach, can_read_screen
+from .onlooker import Reach, can_read_screen, yaw
 
 if TYPE_CHECKING:  # only for annotations: the core does not load pydantic
     from ..config import Config
@@ -53,6 +63,12 @@ class Sample:
     live: bool | None = None  # liveness of that owner face: None = pending, True = live
     others: int = 0  # faces of nobody enrolled (strangers)
     onlookers: int = 0  # of those, beside a verified owner: the ones close and turned enough to read the screen
+    unsure: int = 0  # faces too poorly lit to judge: neither the owner nor strangers
+    yaw: float | None = None  # the owner face's head yaw (core/onlooker.py); None: no owner face
+    # The desktop around the sample (service/surroundings.py):
+    inhibited: bool = False  # an application holds an idle inhibitor (a film, a presentation)
+    monitors: int = 1  # monitors connected
+    on_battery: bool = False
     known: int = 0  # faces of enrolled people besides the owner face (a trusted person, a second owner)
     score: float | None = None  # the best score of the frame, for status and hooks
     person: str | None = None  # who the frame's owner face is (else its best-scoring enrolled face), for hooks
@@ -66,11 +82,12 @@ class Sample:
         """`reach`: which faces beside the owner count as onlookers (None: every stranger's face)."""
         owner = observation.owner_face
         rest = [f for f in observation.faces if f is not owner]
-        strangers = [f for f in rest if f.person is None]
+        strangers = [f for f in rest if f.person is None and not f.unsure]
         scores = [f.score for f in observation.faces if f.score is not None]
         named = [f for f in observation.faces if f.person is not None]
         person = owner or max(named, key=lambda f: f.score or 0.0, default=None)
-        onlookers = [f for f in strangers if owner is not None
+        # An onlooker need not be judged: a face too dark to tell still reads the screen.
+        onlookers = [f for f in rest if f.person is None and owner is not None
                      and (reach is None or can_read_screen(f.face, owner.face, reach))]
         return cls(
             skipped=observation.skipped is not None,
@@ -78,14 +95,16 @@ class Sample:
             live=live if owner is not None else None,
             others=len(strangers),
             onlookers=len(onlookers),
-            known=len(rest) - len(strangers),
+            known=sum(1 for f in rest if f.person is not None),
+            unsure=sum(1 for f in rest if f.unsure),
             score=max(scores) if scores else None,
             person=person.person if person is not None else None,
+            yaw=None if owner is None else yaw(owner.face),
         )
 
     @classmethod
-    def camera_failed(cls, idle_s: float | None = None) -> "Sample":
-        return cls(camera_ok=False, idle_s=idle_s)
+    def camera_failed(cls) -> "Sample":
+        return cls(camera_ok=False)
 
     @classmethod
     def camera_busy(cls, idle_s: float | None) -> "Sample":
@@ -112,6 +131,9 @@ class Presence:
         self.required = min(config.presence.required, self.window)
         self.after_absent_s = config.lock.after_absent_s
         self.after_stranger_s = config.lock.after_stranger_s
+        absent_s, warn_s = config.lock.after_absent_s, config.lock.warn_s
+        self.warn_after_s = max(absent_s - warn_s, absent_s / 2) if warn_s > 0 else None
+        self.pause_while_inhibited = config.lock.pause_while_inhibited
         self.onlooker_enabled = config.onlooker.enabled
         self.reach = Reach(config.onlooker.min_relative_size, config.onlooker.max_yaw)
         self.liveness_window_s = config.liveness.window_s
@@ -131,6 +153,7 @@ class Presence:
         self._pending_since: float | None = None
         self._spoof = False
         self._onlooker = False
+        self._warned = False  # owner_leaving fired and neither owner_stayed nor the lock followed
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -140,6 +163,13 @@ class Presence:
     def _go(self, state: State, now: float) -> None:
         if state != self.state:
             self.state, self.since = state, now
+        if state not in (State.OWNER_PRESENT, State.PENDING):
+            self._warned = False  # the lock (or a pause) took over from the warning
+
+    @property
+    def warned(self) -> bool:
+        """Whether the absence warning is on (owner_leaving fired, no owner_stayed or lock yet)."""
+        return self._warned
 
     @property
     def owner_in_window(self) -> bool:
@@ -177,15 +207,23 @@ class Presence:
             policy = self.when_busy if sample.idle_s is not None or self.when_busy != "idle" else "lock"
             if policy != "lock":
                 return self._busy(policy, sample.idle_s, now)
+        events: list[Event] = []
         if not sample.skipped:
             self._samples.append(sample)
             self._times.append(now)
             if sample.owner and sample.live is True:
                 self._owner_seen_at = now
+            if sample.owner and sample.live is not False and self._warned:
+                # One owner frame is enough to take the dim back (the lock still needs the full
+                # decision, and the warning comes again if the face goes again).
+                self._warned = False
+                events.append(Event.OWNER_STAYED)
+        if sample.inhibited and self.pause_while_inhibited and self.state in (State.OWNER_PRESENT, State.PENDING):
+            events += self._hold(now)  # absence does not lock; strangers are still decided below
         while self._times and now - self._times[0] >= self.after_absent_s:
             self._samples.popleft()
             self._times.popleft()
-        return self._decide(now)
+        return events + self._decide(now)
 
     def tick(self, now: float) -> list[Event]:
         """The clock alone (no frame): ends a timed pause."""
@@ -194,9 +232,10 @@ class Presence:
     def pause(self, until: float | None, now: float) -> list[Event]:
         """Pause until `until` (unix time), or until resumed when None."""
         was_paused = self.state == State.PAUSED
+        stayed = [Event.OWNER_STAYED] if self._warned else []
         self.paused_until, self.paused_forever = until, until is None
         self._go(State.PAUSED, now)
-        return [] if was_paused else [Event.PAUSED]
+        return [] if was_paused else stayed + [Event.PAUSED]
 
     def resume(self, now: float) -> list[Event]:
         if self.state != State.PAUSED:
@@ -249,7 +288,9 @@ class Presence:
                 events.append(Event.OWNER_ARRIVED)
             events += self._onlooker_check()
             return events
-        self._onlooker = False
+        if self._onlooker:
+            self._onlooker = False
+            events.append(Event.ONLOOKER_GONE)
 
         # A spoofed owner face counts as a stranger's from here on.
         stranger_frames = self._count(lambda s: s.others > 0 and (not s.owner or self._spoof))
@@ -273,10 +314,23 @@ class Presence:
             if self.state == State.STRANGER:
                 self._go(State.OWNER_ABSENT, now)
 
-        if self.state in (State.OWNER_PRESENT, State.PENDING) and now - self._owner_seen_at >= self.after_absent_s:
-            self._go(State.OWNER_ABSENT, now)
-            events.append(Event.OWNER_LEFT)
+        if self.state in (State.OWNER_PRESENT, State.PENDING):
+            absent_s = now - self._owner_seen_at
+            if absent_s >= self.after_absent_s:
+                self._go(State.OWNER_ABSENT, now)
+                events.append(Event.OWNER_LEFT)
+            elif self.warn_after_s is not None and absent_s >= self.warn_after_s and not self._warned:
+                self._warned = True
+                events.append(Event.OWNER_LEAVING)
         return events
+
+    def _hold(self, now: float) -> list[Event]:
+        """The owner is taken to be at the keyboard: the absence timer starts again, a warning ends."""
+        self._owner_seen_at = now
+        if self._warned:
+            self._warned = False
+            return [Event.OWNER_STAYED]
+        return []
 
     def _busy(self, policy: str, idle_s: float | None, now: float) -> list[Event]:
         """A busy camera under "pause" or "idle": no evidence; the absence timer is held while the
@@ -288,7 +342,7 @@ class Presence:
                 return [Event.OWNER_LEFT]
             return []
         if self.state in (State.OWNER_PRESENT, State.PENDING):
-            self._owner_seen_at = now
+            return self._hold(now)
         return []
 
     def _onlooker_check(self) -> list[Event]:
@@ -298,6 +352,7 @@ class Presence:
         if with_others >= self.required and not self._onlooker:
             self._onlooker = True
             return [Event.ONLOOKER_DETECTED]
-        if with_others == 0:
+        if with_others == 0 and self._onlooker:
             self._onlooker = False
+            return [Event.ONLOOKER_GONE]
         return []

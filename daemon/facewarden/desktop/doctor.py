@@ -249,6 +249,46 @@ def check_lock(cfg) -> Check:
     return Check("lock", True, usable[0] + (f" (also: {', '.join(usable[1:])})" if usable[1:] else ""))
 
 
+def check_dim(cfg) -> Check:
+    """Which dimming back-end works here (the first of dim.methods that does) and why the others do not."""
+    from ..service import dim
+
+    usable, reasons = [], []
+    for backend in dim.backends(cfg.dim):
+        what = backend.available()
+        if what:
+            usable.append(what)
+        else:
+            reasons.append(f"{backend.name}: {backend.problem}")
+    why_not = f"; not: {'; '.join(reasons)}" if reasons else ""
+    if not usable:
+        return Check("dim", False, f"no dimming back-end works here{why_not}", essential=False,
+                     fix="a laptop panel with logind, KDE, GNOME, or X11 with xrandr (the warnings still run hooks)")
+    return Check("dim", True, usable[0] + (f" (also: {', '.join(usable[1:])})" if usable[1:] else "") + why_not,
+                 essential=False)
+
+
+def check_power(cfg, status: dict | None) -> Check:
+    """On battery (UPower), the sampling intervals stretch by sampling.battery_factor."""
+    from ..service.bus import Bus, system_bus_address
+    from ..service.surroundings import on_battery
+
+    if status is not None and "on_battery" in status:
+        battery = status["on_battery"]
+    else:
+        bus = Bus.open(system_bus_address(), "system")
+        try:
+            battery = on_battery(bus) if bus is not None else None
+        finally:
+            if bus is not None:
+                bus.close()
+    factor = cfg.sampling.battery_factor
+    text = {None: "UPower does not say (intervals as configured)",
+            False: f"on mains power (on battery the intervals stretch x{factor:g})",
+            True: f"on battery: sampling intervals x{factor:g} (sampling.battery_factor)"}[battery]
+    return Check("power", True, text, essential=False)
+
+
 def check_notifications() -> Check:
     ok = dbus.has_name("org.freedesktop.Notifications")
     return Check("notifications", ok, "a notification server is on the session bus" if ok else
@@ -312,5 +352,5 @@ def checks(status: dict | None) -> list[Check]:
     session = check_session()
     if cfg is not None:
         found += [check_camera(cfg, status), check_devices(), check_when_busy(cfg, session[1]), check_model(cfg),
-                  *check_locking(cfg), check_lock(cfg)]
+                  *check_locking(cfg), check_lock(cfg), check_dim(cfg), check_power(cfg, status)]
     return found + [check_hooks(), check_notifications(), check_tray(), *session, check_units()]

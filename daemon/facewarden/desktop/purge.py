@@ -72,7 +72,7 @@ def _specs(p: Paths) -> list[tuple[Path, Spec]]:
         (p.state_dir, {re.escape(p.events_file.name) + r"(?:\.\d+)?": None,
                        re.escape(p.snapshots_dir.name): {SNAPSHOT_NAME.pattern + r"|\..+\.jpg\..+": None}}),
         (p.cache_dir, {"encoder": {r"\.?sface-[0-9a-f]{16}.*\.h5": None}}),
-        (p.runtime_dir, {re.escape(p.socket_path.name): None}),
+        (p.runtime_dir, {re.escape(p.socket_path.name): None, _ours(p.dim_file.name): None}),
     ]
 
 

@@ -50,6 +50,13 @@ STATE_WORDS = {
 }
 
 
+# The softer answers before a lock, while the screen is dimmed (status "warning").
+WARNING_WORDS = {
+    "owner_leaving": "you seem to have left: dimmed, the lock follows",
+    "owner_looking_away": "looking away: dimmed until you face the screen",
+}
+
+
 @dataclass(frozen=True)
 class View:
     colour: tuple[int, int, int]
@@ -80,7 +87,7 @@ def view(status: dict | None, now: float) -> View:
     elif state == "pending":
         colour = AMBER
     elif state == "owner_present":
-        colour = GREEN
+        colour = AMBER if status.get("warning") else GREEN
     else:
         colour = GREY
     words = STATE_WORDS.get(state, state or "unknown")
@@ -90,8 +97,9 @@ def view(status: dict | None, now: float) -> View:
     elif status.get("since"):
         words += f" since {short_time(status['since'], now)}"
     busy = f"camera busy: {status.get('camera_busy_by') or 'another program'}"
+    warning = WARNING_WORDS.get(status.get("warning") or "", "")
     extras = [e for e, on in (("session locked", locked), ("camera lost", lost),
-                              (busy, status.get("camera") == "busy")) if on]
+                              (busy, status.get("camera") == "busy"), (warning, bool(warning))) if on]
     tooltip = "facewarden: " + "; ".join([words, *extras])
     return View(colour, lost, True, paused, tooltip)
 

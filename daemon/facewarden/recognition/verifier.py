@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import Config
-from ..core.observation import FaceVerdict, Observation, OwnerThresholds, decide, face_problem, is_grey
+from ..core.observation import FaceVerdict, Observation, OwnerThresholds, decide, face_problem, is_grey, poorly_lit
 from ..paths import Paths
 from . import vision
 from .vision import Face
@@ -70,7 +70,9 @@ class Verifier:
         # Open-set, per person: the best-matching person's score must clear the same threshold a
         # one-person model has; below it the face is nobody enrolled.
         person = self.people[best] if decide(score, is_grey(crop), self.thresholds) else None
-        return FaceVerdict(face, score, person in self.owners, person)
+        # Nobody enrolled, or a face the light leaves too little of to tell: not a stranger then.
+        unsure = person is None and poorly_lit(crop)
+        return FaceVerdict(face, score, person in self.owners, person, unsure)
 
     def observe(self, frame_bgr: np.ndarray) -> Observation:
         issue = vision.quality_issue(frame_bgr, self.dark_threshold, self.blur_threshold)

@@ -1,4 +1,6 @@
-"""The built-in actions, looked up by `Action`: lock (the chain of lock back-ends), notify, unlock, snapshot.
+"""The built-in actions, looked up by `Action`: lock (the chain of lock back-ends), notify, unlock, snapshot,
+dim and restore (service/dim.py: a dim is held by the event that asked for it, and withdrawn by its
+counterpart, or by any other event that restores, a lock above all).
 
 They run off the sampling thread (service/fanout.py) and never raise: a failing action is logged and the
 daemon goes on. Each returns whether it worked.
@@ -24,6 +26,7 @@ from ..errors import UserError
 from ..events import Action, Event
 from ..paths import Paths, write_private
 from . import dbus
+from .dim import Dimmer
 from .lock import session_id, succeeded
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,14 @@ MESSAGES: dict[Event, tuple[str, str]] = {
     Event.ONLOOKER_DETECTED: ("Someone is looking at your screen", "Another face appeared beside yours."),
     Event.SPOOF_SUSPECTED: ("Your face, but not alive", "A photo or screen of you was held up; the session locks."),
     Event.CAMERA_LOST: ("Camera lost", "facewarden cannot see; the session will lock if you are not verified."),
+}
+
+
+# The dim each restoring event withdraws; any other event that restores withdraws every dim.
+WITHDRAWS: dict[Event, Event] = {
+    Event.OWNER_STAYED: Event.OWNER_LEAVING,
+    Event.OWNER_LOOKING_BACK: Event.OWNER_LOOKING_AWAY,
+    Event.ONLOOKER_GONE: Event.ONLOOKER_DETECTED,
 }
 
 
@@ -101,7 +112,10 @@ class Actions:
             Action.NOTIFY: self.notify,
             Action.UNLOCK: self.unlock,
             Action.SNAPSHOT: self.snapshot,
+            Action.DIM: lambda context: self.dimmer.dim(context.event.value),
+            Action.RESTORE: self.restore,
         }
+        self.dimmer = Dimmer(config.dim, paths.dim_file)
 
     def run(self, action: Action, context: Context) -> bool:
         try:
@@ -109,6 +123,10 @@ class Actions:
         except Exception:  # an action must never take the daemon down
             log.exception("action %s for %s failed", action.value, context.event.value)
             return False
+
+    def restore(self, context: Context) -> bool:
+        withdrawn = WITHDRAWS.get(context.event)
+        return self.dimmer.restore(None if withdrawn is None else withdrawn.value)
 
     # -- notify, unlock, snapshot -------------------------------------------------------------
 

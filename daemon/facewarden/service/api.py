@@ -22,6 +22,7 @@ from .camera import Cameras
 from .fanout import Fanout
 from .sampler import ModelFollower, Observer, Sampler, Watchdog, build_liveness
 from .session import Session
+from .surroundings import Surroundings
 
 log = logging.getLogger("facewarden")
 
@@ -39,6 +40,7 @@ class Daemon(Protocol):
     sampler: Sampler
     fanout: Fanout
     watchdog: Watchdog
+    surroundings: Surroundings
 
     def feed(self, what: Input) -> list[Event] | None: ...
     def busy_by(self) -> str | None: ...
@@ -77,6 +79,8 @@ class Api:
                 "sampling": guard.sampling_word, "samples": d.sampler.samples, "sampled_at": d.sampler.sampled_at,
                 "idle_s": idle_s, "idle_source": None if d.session.idle is None else d.session.idle.name,
                 "liveness": d.liveness_reason(),
+                "on_battery": d.surroundings.on_battery, "interval_factor": guard.interval_factor,
+                "warning": guard.warning, "dimmed": (d.fanout.actions.dimmer.state() or {}).get("reasons", []),
             }
 
     def pause(self, seconds: float | None) -> dict:
@@ -120,6 +124,7 @@ class Api:
                 model.version, model.refused = version, None
                 d.config = new
                 d.guard.configure(new, d.watches_while_locked())
+                d.surroundings.sysfs = new.dim.sysfs
                 d.fanout.configure(new)
                 d.pace(kick=True)
         except UserError as e:

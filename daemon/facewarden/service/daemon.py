@@ -38,6 +38,7 @@ from .fanout import Fanout
 from .hooks import scripts
 from .sampler import ModelFollower, Observer, Sampler, Verify, Watchdog, build_liveness, build_verifier
 from .session import Session
+from .surroundings import Surroundings
 from .systemd import Notifier
 
 log = logging.getLogger("facewarden")
@@ -60,7 +61,9 @@ class Daemon:
         camera = self.cameras(config)  # a bad camera.source is one line, before a model is loaded
         self.model = ModelFollower(config, where, verifier_factory)
         observer = Observer(self.model.load(), build_liveness(config), self.reach(config))
-        self.sampler = Sampler(config, where, self, observer, camera, clock, self.session.idle_seconds)
+        self.surroundings = Surroundings(config.dim.sysfs)
+        self.sampler = Sampler(config, where, self, observer, camera, clock, self.session.idle_seconds,
+                               self.surroundings)
         self.fanout = Fanout(config, where, self, clock)
         self.server = Server(where.socket_path, Api(self), lock)
         self.scheduler = BackgroundScheduler(daemon=True)
@@ -245,6 +248,8 @@ class Daemon:
             log.warning('camera.when_busy = "idle" but no idle-input source works here: while another program '
                         'holds the camera, the lock fails closed (as "lock")')
         self._hold_sleep()
+        self.surroundings.start(self.session.logind.bus, self.session.session_bus)
+        self.fanout.actions.dimmer.restore()  # a dim that a daemon before this one left behind
         with self.mutex:
             self._add_job()
         self.scheduler.add_job(lambda: self.model.check(self.sampler.observer), "interval", seconds=MODEL_CHECK_S,
@@ -275,4 +280,6 @@ class Daemon:
         self.session.close()
         self.notifier.send("STOPPING=1")
         self.fanout.shutdown()
+        self.fanout.actions.dimmer.restore()  # leave the screen as bright as it was found
+        self.surroundings.close()
         log.info("stopped")

@@ -51,14 +51,15 @@ def session_bus_address() -> str | None:
 
 
 @contextmanager
-def _connect() -> Iterator[DBusConnection | None]:
-    addr = session_bus_address()
+def connect(address: str | None = None) -> Iterator[DBusConnection | None]:
+    """A short connection to the bus at `address` (the session bus when None); None when there is none."""
+    addr = address or session_bus_address()
     conn = None
     if addr:
         try:
             conn = open_dbus_connection(addr, auth_timeout=CONNECT_TIMEOUT_S)
         except (OSError, RuntimeError, ValueError) as e:  # TimeoutError is an OSError
-            log.info("no session bus at %s: %s", addr, e)
+            log.info("no bus at %s: %s", addr, e)
     try:
         yield conn
     finally:
@@ -70,7 +71,7 @@ class NoReply(Exception):
     """The call went out and no reply came in time (mate-screensaver's Lock never replies)."""
 
 
-def _call(conn: DBusConnection, msg, timeout: float = CALL_TIMEOUT_S, no_reply_ok: bool = False) -> tuple | None:
+def call(conn: DBusConnection, msg, timeout: float = CALL_TIMEOUT_S, no_reply_ok: bool = False) -> tuple | None:
     """The reply's body, or None when the call failed or timed out; with `no_reply_ok`, a call left
     unanswered raises NoReply instead."""
     try:
@@ -91,13 +92,13 @@ def _call(conn: DBusConnection, msg, timeout: float = CALL_TIMEOUT_S, no_reply_o
 
 
 def _has_name(conn: DBusConnection, name: str) -> bool:
-    body = _call(conn, message_bus.NameHasOwner(name))
+    body = call(conn, message_bus.NameHasOwner(name))
     return bool(body and body[0])
 
 
 def has_name(name: str) -> bool:
     """Whether `name` is currently owned on the session bus (False without a bus)."""
-    with _connect() as conn:
+    with connect() as conn:
         return conn is not None and _has_name(conn, name)
 
 
@@ -106,14 +107,14 @@ def notify(summary: str, body: str = "", urgency: str = "normal", timeout_ms: in
     level = URGENCY.get(urgency)
     if level is None:
         raise ValueError(f"urgency must be one of {', '.join(URGENCY)}, not {urgency!r}")
-    with _connect() as conn:
+    with connect() as conn:
         if conn is None:
             return False
         server = DBusAddress("/org/freedesktop/Notifications", bus_name="org.freedesktop.Notifications",
                              interface="org.freedesktop.Notifications")
         msg = new_method_call(server, "Notify", "susssasa{sv}i",
                               (APP_NAME, 0, "", summary, body, [], {"urgency": ("y", level)}, timeout_ms))
-        return _call(conn, msg) is not None
+        return call(conn, msg) is not None
 
 
 LOCK_REPLY_S = 0.5  # a Lock that has not answered by then is judged by the lock state it produces
@@ -122,7 +123,7 @@ LOCK_REPLY_S = 0.5  # a Lock that has not answered by then is judged by the lock
 def screensaver_lock() -> bool:
     """Ask the desktop's screensaver service to lock; whether one took the request (replied, or
     kept it without a reply: the lock state tells whether it locked)."""
-    with _connect() as conn:
+    with connect() as conn:
         if conn is None:
             return False
         owned: dict[str, bool] = {}
@@ -134,7 +135,7 @@ def screensaver_lock() -> bool:
                 continue
             msg = new_method_call(DBusAddress(path, bus_name=name, interface=interface), method, signature, args)
             try:
-                replied = _call(conn, msg, LOCK_REPLY_S, no_reply_ok=True) is not None
+                replied = call(conn, msg, LOCK_REPLY_S, no_reply_ok=True) is not None
             except NoReply:
                 log.info("asked %s %s.%s to lock (it sends no reply)", name, interface, method)
                 return True
@@ -146,7 +147,7 @@ def screensaver_lock() -> bool:
 
 def lock_services() -> list[str]:
     """The screensaver names present on the session bus (for doctor), in LOCK_CALLS order."""
-    with _connect() as conn:
+    with connect() as conn:
         if conn is None:
             return []
         names = dict.fromkeys(name for name, *_ in LOCK_CALLS)
@@ -156,13 +157,13 @@ def lock_services() -> list[str]:
 def screensaver_active() -> bool | None:
     """`GetActive` of the first screensaver service present: whether it is locked/active now;
     None without a bus or a service that answers."""
-    with _connect() as conn:
+    with connect() as conn:
         if conn is None:
             return None
         for name, path, interface, *_ in LOCK_CALLS:
             if not _has_name(conn, name):
                 continue
-            body = _call(conn, new_method_call(DBusAddress(path, bus_name=name, interface=interface), "GetActive"))
+            body = call(conn, new_method_call(DBusAddress(path, bus_name=name, interface=interface), "GetActive"))
             if body is not None:
                 return bool(body[0])
         return None

@@ -32,6 +32,7 @@ from ..model import adapt
 from ..paths import Paths
 from ..recognition import ownerfile, vision
 from .camera import Cameras
+from .surroundings import Surroundings
 
 log = logging.getLogger("facewarden")
 
@@ -103,9 +104,9 @@ class Core(Protocol):
 
 class Sampler:
     def __init__(self, config: Config, where: Paths, core: Core, observer: Observer, camera: Cameras,
-                 clock: Callable[[], float], idle: Callable[[], float | None]):
+                 clock: Callable[[], float], idle: Callable[[], float | None], surroundings: Surroundings):
         self.config, self.paths, self.core, self.observer, self.camera = config, where, core, observer, camera
-        self.clock, self.idle = clock, idle
+        self.clock, self.idle, self.surroundings = clock, idle, surroundings
         self.retired: list[Cameras] = []  # replaced cameras, closed by the next sample (only it touches one)
         self.track = Track()  # templates that keep up (config adapt)
         self.samples = 0  # frames judged, and when the last one was (status, the bench)
@@ -151,8 +152,15 @@ class Sampler:
         return events
 
     def _judge(self, frame: np.ndarray | None, camera: Cameras, idle_s: float | None) -> Seen:
+        """The frame's Seen, with the desktop around it (idle time, inhibitors, monitors, battery)."""
+        seen = self._observe(frame, camera)
+        around = self.surroundings
+        return replace(seen, sample=replace(seen.sample, idle_s=idle_s, inhibited=around.inhibited,
+                                            monitors=around.monitors, on_battery=bool(around.on_battery)))
+
+    def _observe(self, frame: np.ndarray | None, camera: Cameras) -> Seen:
         if frame is None:  # busy (another program holds it) or failed
-            return Seen(Sample.camera_busy(idle_s) if camera.busy_by else Sample.camera_failed(idle_s))
+            return Seen(Sample(camera_ok=False, busy=camera.busy_by is not None))
         try:
             seen = self.observer.observe(frame, self.clock())
         except Exception:
@@ -161,11 +169,11 @@ class Sampler:
             if not self._failing:
                 log.exception("sampling failed; treating the owner as not verified until it works again")
             self._failing = True
-            return Seen(Sample(idle_s=idle_s))
+            return Seen(Sample())
         if self._failing:
             log.info("sampling works again")
         self._failing = False
-        return replace(seen, sample=replace(seen.sample, idle_s=idle_s))
+        return seen
 
     def release(self) -> None:
         """Nothing needs the camera now: let it go (the LED goes off, a video call may have it)."""

@@ -16,7 +16,7 @@ from jeepney.io.blocking import open_dbus_connection
 from desktop_helpers.buses import desktop, drive, drive_logind, logind, system_bus
 from desktop_helpers.procs import need, session_bus, xvfb
 from facewarden.config import DimConfig
-from facewarden.service.bus import Bus
+from facewarden.service.dbus import Bus
 from facewarden.service.dim import Dimmer, XrandrGamma, backends
 from facewarden.service.surroundings import Surroundings
 from support import mode

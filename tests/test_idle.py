@@ -12,7 +12,7 @@ import pytest
 from desktop_helpers.buses import desktop, drive, drive_logind, logind, system_bus
 from desktop_helpers.procs import need, session_bus, xvfb
 from facewarden.service import idle
-from facewarden.service.bus import Bus
+from facewarden.service.dbus import Bus
 from facewarden.service.logind import Logind
 
 

@@ -1,4 +1,4 @@
-"""logind.py and bus.py against a private system bus (a system-bus-like policy) carrying a test logind
+"""logind.py and dbus.Bus against a private system bus (a system-bus-like policy) carrying a test logind
 (tests/desktop_helpers/logind_server.py): session resolution outside a session, LockedHint and the
 Lock/Unlock signals, PrepareForSleep, a real inhibitor file descriptor, LidClosed, a change of
 display session, and no bus or no logind at all."""

@@ -1,6 +1,6 @@
 """Objects this process serves on a D-Bus connection (the tray's StatusNotifierItem and its menu).
 
-jeepney has no server side: `Server` routes the method calls that arrive on a `service.bus.Bus`
+jeepney has no server side: `Server` routes the method calls that arrive on a `service.dbus.Bus`
 to the exported object at their path, answers the standard interfaces (Properties, Introspectable,
 Peer) from what each object declares, and sends its signals. Calls run on the bus's dispatcher
 thread, one at a time: a handler whose work may take long (a lock) hands it to `later`, which runs
@@ -17,7 +17,7 @@ from typing import Any, Callable
 from jeepney import DBusAddress, HeaderFields, MatchRule, Message, new_error, new_method_return, new_signal
 from jeepney.bus_messages import message_bus
 
-from ..service.bus import Bus
+from ..service.dbus import Bus
 
 log = logging.getLogger(__name__)
 

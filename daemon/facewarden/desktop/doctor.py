@@ -270,7 +270,7 @@ def check_dim(cfg) -> Check:
 
 def check_power(cfg, status: dict | None) -> Check:
     """On battery (UPower), the sampling intervals stretch by sampling.battery_factor."""
-    from ..service.bus import Bus, system_bus_address
+    from ..service.dbus import Bus, system_bus_address
     from ..service.surroundings import on_battery
 
     if status is not None and "on_battery" in status:
@@ -308,7 +308,7 @@ def check_tray() -> Check:
 def check_session() -> list[Check]:
     """logind (the session's lock state, sleep) and the idle-input back-end, as the daemon finds them."""
     from ..service import idle
-    from ..service.bus import Bus
+    from ..service.dbus import Bus
     from ..service.logind import Logind
 
     logind = Logind()

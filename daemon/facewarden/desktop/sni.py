@@ -24,7 +24,7 @@ from PIL import Image
 from ..errors import UserError
 from ..paths import paths
 from ..service import dbus, eventlog
-from ..service.bus import Bus, method
+from ..service.dbus import Bus, method
 from . import tray as tray_mod
 from .dbusmenu import Item, Menu
 from .dbusobject import Exported, Server

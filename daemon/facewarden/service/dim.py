@@ -25,7 +25,7 @@ from jeepney.bus_messages import message_bus
 from ..config import DimConfig, DimMethod
 from ..paths import write_private
 from . import dbus
-from .bus import system_bus_address
+from .dbus import system_bus_address
 from .lock import run
 
 log = logging.getLogger(__name__)

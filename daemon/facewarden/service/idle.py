@@ -24,7 +24,7 @@ import time
 from typing import Any, Protocol
 
 from . import wayland
-from .bus import Bus, method
+from .dbus import Bus, method
 from .logind import Logind
 
 log = logging.getLogger(__name__)

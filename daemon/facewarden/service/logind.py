@@ -29,7 +29,7 @@ from typing import Callable
 
 from jeepney import DBusAddress, HeaderFields, MatchRule, Message, new_method_call
 
-from .bus import Bus, system_bus_address
+from .dbus import Bus, system_bus_address
 
 log = logging.getLogger(__name__)
 

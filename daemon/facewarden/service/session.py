@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 from jeepney import MatchRule, Message
 
 from . import dbus, idle, lockers
-from .bus import Bus, method
+from .dbus import Bus, method
 from .logind import Logind
 
 log = logging.getLogger(__name__)

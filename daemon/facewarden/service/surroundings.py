@@ -18,7 +18,7 @@ from pathlib import Path
 
 from jeepney import DBusAddress, new_method_call
 
-from .bus import Bus
+from .dbus import Bus
 
 log = logging.getLogger(__name__)
 

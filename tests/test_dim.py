@@ -209,7 +209,7 @@ def test_doctor_names_the_dimming_back_end_that_works_and_why_the_others_do_not(
 
 
 def test_status_says_on_battery_and_what_facewarden_dimmed():
-    from facewarden.cli.daemon import format_status
+    from facewarden.cli.daemon_commands import format_status
 
     status = {"state": "owner_present", "since": 0, "locked": False, "camera": "ok", "faces": 1, "score": 0.7,
               "on_battery": True, "interval_factor": 2.0, "dimmed": ["owner_leaving"]}

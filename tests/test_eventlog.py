@@ -9,7 +9,7 @@ import pytest
 from facewarden import cli
 from facewarden.config import Log
 from facewarden.errors import UserError
-from facewarden.cli.daemon import parse_duration
+from facewarden.cli.daemon_commands import parse_duration
 from facewarden.service.eventlog import EventLog, read
 from facewarden.paths import paths
 

@@ -66,8 +66,8 @@ def test_the_layout_is_what_the_checker_reads():
     g = graph()
     assert {layer(m) for m in MODULES} == set(LAYERS)
     assert "facewarden.core.observation" in g["facewarden.core.presence"]
-    assert "facewarden.service.daemon" in {t for t in g["facewarden.cli.daemon"]} | {
-        t for t, _ in imports(MODULES["facewarden.cli.daemon"])}
+    assert "facewarden.service.daemon" in {t for t in g["facewarden.cli.daemon_commands"]} | {
+        t for t, _ in imports(MODULES["facewarden.cli.daemon_commands"])}
 
 
 def test_no_import_cycles():

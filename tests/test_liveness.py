@@ -512,7 +512,7 @@ def test_the_daemon_says_why_in_its_event_log_and_to_hooks(daemon_run):
 
 
 def test_status_says_why():
-    from facewarden.cli.daemon import format_status
+    from facewarden.cli.daemon_commands import format_status
 
     status = {"state": "pending", "since": 0.0, "paused_until": None, "locked": False, "camera": "ok",
               "faces": 1, "score": 0.7, "liveness": "spoof: no eye movement in 6 s"}

@@ -1,5 +1,5 @@
 """The `facewarden` command: the only layer that parses arguments, prints for people and sets exit
-codes. Handlers live in this package (model, daemon, desktop, demo); each imports what it needs
+codes. Handlers live in this package (model, daemon_commands, desktop, demo); each imports what it needs
 lazily, so that daemon-side commands never load TensorFlow."""
 
 from __future__ import annotations
@@ -66,22 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--roc", default="roc.png", metavar="PNG", help="where to write the ROC plot (default roc.png)")
     p.set_defaults(func=_lazy("model", "evaluate"))
 
-    # The daemon and its control socket (cli/daemon.py, cli/demo.py): none imports TensorFlow.
+    # The daemon and its control socket (cli/daemon_commands.py, cli/demo.py): none imports TensorFlow.
     sub.add_parser("run", help="run the daemon in the foreground (what the systemd unit starts)").set_defaults(
-        func=_lazy("daemon", "run")
+        func=_lazy("daemon_commands", "run")
     )
-    sub.add_parser("status", help="what the running daemon sees").set_defaults(func=_lazy("daemon", "status"))
+    sub.add_parser("status", help="what the running daemon sees").set_defaults(func=_lazy("daemon_commands", "status"))
     p = sub.add_parser("pause", help="stop watching for a while (e.g. 15m), or until resumed")
     p.add_argument("duration", nargs="?", help="30s, 15m, 1h, 2d; none: until `facewarden resume`")
-    p.set_defaults(func=_lazy("daemon", "pause"))
-    sub.add_parser("resume", help="watch again after a pause").set_defaults(func=_lazy("daemon", "resume"))
-    sub.add_parser("lock", help="lock the session now").set_defaults(func=_lazy("daemon", "lock"))
+    p.set_defaults(func=_lazy("daemon_commands", "pause"))
+    sub.add_parser("resume", help="watch again after a pause").set_defaults(func=_lazy("daemon_commands", "resume"))
+    sub.add_parser("lock", help="lock the session now").set_defaults(func=_lazy("daemon_commands", "lock"))
     sub.add_parser("reload", help="re-read config.toml (a bad file keeps the old config)").set_defaults(
-        func=_lazy("daemon", "reload")
+        func=_lazy("daemon_commands", "reload")
     )
     p = sub.add_parser("events", help="what happened: the event log")
     p.add_argument("--since", metavar="DURATION", help="only the last 30s, 15m, 1h, 2d")
-    p.set_defaults(func=_lazy("daemon", "events"))
+    p.set_defaults(func=_lazy("daemon_commands", "events"))
     sub.add_parser("demo", help="enroll a sample face and run the real daemon on a replayed sequence").set_defaults(
         func=_lazy("demo", "run")
     )

@@ -8,6 +8,7 @@ import argparse
 import sys
 
 from .. import __version__
+from ..config import OWNER
 from ..errors import UserError
 
 
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="import every photo with one clear face (a much smaller background face is ignored)")
     src.add_argument("--camera", action="store_true", help="capture from the webcam (camera.source)")
     p.add_argument("--count", type=int, default=20, help="faces to capture with --camera (default 20)")
-    p.add_argument("--person", default="owner", metavar="NAME",
+    p.add_argument("--person", default=OWNER, metavar="NAME",
                    help="whose face (default: owner); their role is people.roles in config.toml")
     p.set_defaults(func=_lazy("model", "enroll"))
     sub.add_parser("people", help="who is enrolled: faces, adapted faces, role, when").set_defaults(

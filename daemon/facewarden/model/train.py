@@ -163,8 +163,8 @@ def fit_head(templates: np.ndarray, train: np.ndarray, val: np.ndarray, workdir:
 
 def fit_owner(crops: np.ndarray, workdir: Path, say: Callable[[str], None] = print, verbose: int = 1, seed: int = 0):
     """The owner model for enrolled RGB crops (no files touched but `workdir`): (model, fit history)."""
-    model, histories, _ = fit_people({"owner": crops}, workdir, say, verbose, seed)
-    return model, histories["owner"]
+    model, histories, _ = fit_people({config.OWNER: crops}, workdir, say, verbose, seed)
+    return model, histories[config.OWNER]
 
 
 def fit_people(crops: dict[str, np.ndarray], workdir: Path, say: Callable[[str], None] = print,

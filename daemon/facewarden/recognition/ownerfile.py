@@ -24,7 +24,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from ..config import PERSON_NAME, _describe
+from ..config import OWNER, PERSON_NAME, _describe
 from ..errors import UserError
 from ..paths import Paths, private_dir, untrusted
 from . import assets
@@ -66,7 +66,7 @@ class OwnerMeta(BaseModel):
     trained: str | None = None
     # The model's outputs, one score per person, in order; a model from before there were several
     # people has the one, the owner.
-    people: list[Annotated[str, StringConstraints(pattern=PERSON_NAME)]] = Field(["owner"], min_length=1)
+    people: list[Annotated[str, StringConstraints(pattern=PERSON_NAME)]] = Field([OWNER], min_length=1)
 
 
 @dataclass(frozen=True)

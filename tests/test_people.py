@@ -30,7 +30,8 @@ from facewarden.model import train as training
 from facewarden.model.evaluate import STILL_DETECT_WIDTH
 from facewarden.recognition import ownerfile, runtime, vision
 from facewarden.recognition.verifier import Verifier
-from test_cli_owner import one_clear_line, run
+from support import cli
+from test_cli_owner import one_clear_line
 
 ROLES = '[people]\nroles = { alice = "owner", bob = "trusted" }\n'
 CONFIG = parse({"people": {"roles": {"alice": "owner", "bob": "trusted"}}})
@@ -170,24 +171,24 @@ def test_people_forget_and_score_commands(household, nuaa, tmp_path):
     counts = {person: len(r.added) for person, r in results.items()}
     home = tmp_path / "home"
     shutil.copytree(p.data_dir, home, symlinks=True, ignore=shutil.ignore_patterns("cache", ".train-*"))
-    listed = run(home, "people")
+    listed = cli(home, "people")
     assert listed.returncode == 0, listed.stderr[-2000:]
     rows = [line.split()[:3] for line in listed.stdout.splitlines()[1:]]
     assert rows == [[n, role, str(counts[n])] for n, role in (("owner", "owner"), ("alice", "owner"), ("bob", "trusted"))]
-    scored = run(home, "score", str(nuaa / "sequences" / "0001_live" / "030.jpg"))
+    scored = cli(home, "score", str(nuaa / "sequences" / "0001_live" / "030.jpg"))
     line = json.loads(scored.stdout)
     assert scored.returncode == 0 and line["person"] == "owner" and line["owner"] is True
-    one_clear_line(run(home, "forget", "../etc"), "not a usable person name")
-    one_clear_line(run(home, "forget", "carol"), "nobody called 'carol' is enrolled")
-    one_clear_line(run(home, "enroll", "--person", "bad name", "--from", str(tmp_path)), "not a usable person name")
-    forgot = run(home, "forget", "bob")
+    one_clear_line(cli(home, "forget", "../etc"), "not a usable person name")
+    one_clear_line(cli(home, "forget", "carol"), "nobody called 'carol' is enrolled")
+    one_clear_line(cli(home, "enroll", "--person", "bad name", "--from", str(tmp_path)), "not a usable person name")
+    forgot = cli(home, "forget", "bob")
     assert forgot.returncode == 0 and f"{counts['bob']} enrolled face(s) deleted" in forgot.stdout
     assert "facewarden train" in forgot.stdout
     assert not (home / "enroll" / "bob").exists() and len(list((home / "enroll").glob("*.png"))) == counts["owner"]
-    after = run(home, "people")
+    after = cli(home, "people")
     assert [line.split()[0] for line in after.stdout.splitlines()[1:]] == ["owner", "alice"]
     # Forgetting the owner leaves the other people's folders alone.
-    assert run(home, "forget", "owner").returncode == 0
+    assert cli(home, "forget", "owner").returncode == 0
     assert list((home / "enroll").glob("*.png")) == []
     assert len(list((home / "enroll" / "alice").glob("*.png"))) == counts["alice"]
 
@@ -197,22 +198,22 @@ def test_model_history_and_rollback(household, tmp_path, monkeypatch):
     home = tmp_path / "home"
     shutil.copytree(p.models_dir, home / "models", symlinks=True)
     first = meta["version"]
-    listed = run(home, "model", "history")
+    listed = cli(home, "model", "history")
     assert listed.returncode == 0 and listed.stdout.split()[:2] == ["*", first], listed.stdout
     assert "owner, alice, bob" in listed.stdout
-    one_clear_line(run(home, "model", "rollback"), "no earlier model version")
+    one_clear_line(cli(home, "model", "rollback"), "no earlier model version")
     # A second version (the same files republished), then back to the first.
     monkeypatch.setenv("FACEWARDEN_HOME", str(home))
     staged = home / "models" / ".staged"
     shutil.copytree(home / "models" / "versions" / first, staged)
     second = ownerfile.publish(paths.paths(), staged)
     assert ownerfile.current_version(paths.paths()) == second
-    back = run(home, "model", "rollback")
+    back = cli(home, "model", "rollback")
     assert back.returncode == 0 and f"model {first} is current (was {second})" in back.stdout, back.stderr
     assert ownerfile.current_version(paths.paths()) == first
-    assert [line.split()[0] for line in run(home, "model", "history").stdout.splitlines()] == ["*", second]  # first current, starred
-    one_clear_line(run(home, "model", "rollback", "0099-20260101T000000Z"), "no model version")
-    assert run(home, "model", "rollback", second).returncode == 0
+    assert [line.split()[0] for line in cli(home, "model", "history").stdout.splitlines()] == ["*", second]  # first current, starred
+    one_clear_line(cli(home, "model", "rollback", "0099-20260101T000000Z"), "no model version")
+    assert cli(home, "model", "rollback", second).returncode == 0
     assert ownerfile.current_version(paths.paths()) == second
 
 

@@ -148,15 +148,14 @@ def lock_chain(chain: list[LockBackend], confirmed: Callable[[float], bool],
     for backend in chain:
         if not backend.lock():
             continue
-        if not can_confirm():
-            log.info("session locked (%s; nothing here can confirm it)", backend.name)
-            return backend.name, False
+        if backend.trusted or not can_confirm():
+            # Believed without waiting; a source that reports the lock later still confirms it.
+            locked = confirmed(0.0)
+            log.info("session locked (%s%s)", backend.name, "" if locked else "; not confirmed yet")
+            return backend.name, locked
         if confirmed(LOCK_CONFIRM_S):
             log.info("session locked (%s)", backend.name)
             return backend.name, True
-        if backend.trusted:
-            log.info("session locked (%s; no lock-state source confirmed it)", backend.name)
-            return backend.name, False
         log.info("%s: nothing reported the session locked within %.1f s", backend.name, LOCK_CONFIRM_S)
     log.error("no lock method worked (tried %s): the session is NOT locked", ", ".join(b.name for b in chain))
     return None

@@ -54,8 +54,10 @@ class Session:
             for name, paths in screensaver_names().items():
                 self._watch_screensaver(self.session_bus, name, paths)
         self.idle = idle.detect(self.session_bus, self.logind)
-        if self.lockers.start(lambda locked: report("locker", locked)):
-            report("locker", self.lockers.locked())
+        # A locker speaks only while it runs: its exit takes its word away, and an idle locker binary
+        # must not pass for a source that could confirm another method's lock.
+        if self.lockers.start(lambda locked: report("locker", True if locked else None)) and self.lockers.locked():
+            report("locker", True)
 
     def close(self) -> None:
         self.lockers.close()

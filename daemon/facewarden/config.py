@@ -70,6 +70,11 @@ class Sampling(Section):
     # unlock action, or an action or a hook on owner_arrived), "watch" always, "off" never.
     while_locked: Literal["auto", "watch", "off"] = "auto"
     locked_interval_s: float = Field(2.0, gt=0, le=HOUR_S)  # between samples while locked and watching
+    # A verified face followed from sample to sample keeps its verdict without the model, at most
+    # this long before the model judges it again (recognition/tracking.py)...
+    reverify_s: float = Field(5.0, gt=0, le=HOUR_S)
+    # ...and between full-frame scans only the region around it is searched: at most this long.
+    full_scan_s: float = Field(2.0, gt=0, le=HOUR_S)
 
 
 class Model(Section):

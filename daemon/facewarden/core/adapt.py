@@ -65,7 +65,8 @@ class Track:
             self._end()  # unseen, so not continuous
             return []
         owner = observation.owner_face
-        if owner is not None and live is True:
+        # A verdict the tracker carried is not a verification of this frame's face: it only continues the track.
+        if owner is not None and live is True and not owner.tracked:
             return self._verified(owner, crop)
         if self.box is None:
             return []
@@ -75,7 +76,7 @@ class Track:
             return []
         face = on_track[0]
         self.box, self.unverified = face.face.box, self.unverified + 1
-        if wanted(face.score):
+        if wanted(face.score) and not face.tracked:  # a carried score is not this face's
             self.pending.append(crop(face.face))
         return []
 

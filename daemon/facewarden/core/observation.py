@@ -32,6 +32,7 @@ class FaceVerdict:
     score: float | None  # similarity to the best-matching enrolled person; None when not judged (too small, poor)
     owner: bool  # it is an enrolled person whose role is "owner"
     person: str | None = None  # the enrolled person it is (any role); None: a stranger, or not judged
+    tracked: bool = False  # the verdict of an earlier sample, carried by the track (recognition/tracking.py)
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ STEP_DRAIN_S = 5.0  # at shutdown, how long a running camera read may take
 
 
 class Verify(Protocol):
-    def __call__(self, frame: np.ndarray, /) -> Observation: ...
+    def __call__(self, frame: np.ndarray, now: float, /) -> Observation: ...
 
 
 class LivenessCheck(Protocol):
@@ -116,7 +116,7 @@ def judge(frame: np.ndarray | None, verify: Verify, presence: Presence, now: flo
     if frame is None:
         sample = busy or Sample.camera_failed()
     else:
-        observation = verify(frame)
+        observation = verify(frame, now)
         owner = observation.owner_face
         live = None
         if owner is not None:

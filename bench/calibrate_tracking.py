@@ -34,7 +34,7 @@ def look_after(frame: np.ndarray, before: vision.Face, detector: vision.Detector
     found = detector.around(frame, before.box)
     if len(found) != 1 or not tracking.same_spot(before, found[0]):
         return None  # the track breaks on the geometry alone
-    return tracking.patch(frame, found[0].box, before.box[2])
+    return tracking.patch(frame, before.box, before.box[2])
 
 
 def main() -> int:

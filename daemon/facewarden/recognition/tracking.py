@@ -134,8 +134,10 @@ class Tracker:
             return None
         if not same_spot(track.verdict.face, face):
             return None
-        # Both looks at the scale of the previous box: a box that grew a little still compares.
-        if correlation(track.patch, patch(frame, face.box, track.verdict.face.box[2])) < MIN_CORRELATION:
+        # Where the face was, at its scale: boxes of one face jitter by pixels between samples (and
+        # between the full scan's and the region's), which would shift the look by fractions of a
+        # pixel; the face itself moving is what SLACK is for.
+        if correlation(track.patch, patch(frame, track.verdict.face.box, track.verdict.face.box[2])) < MIN_CORRELATION:
             return None
         verdict = replace(track.verdict, face=face, tracked=True)
         self._track = replace(track, verdict=verdict, patch=patch(frame, face.box, face.box[2]))

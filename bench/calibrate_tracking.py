@@ -70,7 +70,7 @@ def main() -> int:
     print(f"NUAA live clips, one sample a second: {len(s)} pairs of samples of a staying face "
           f"({(s < 0).mean():.1%} broken by geometry); {len(c)} cut-ins of another person in the same place "
           f"({len(clips) - 1} NUAA subjects, {len(lfw)} LFW people), PATCH {tracking.PATCH}, "
-          f"SLACK {tracking.SLACK}, BLUR {tracking.BLUR}")
+          f"SLACK {tracking.SLACK}")
     print(f"staying face: median correlation {np.median(s[s >= 0]):.3f}; cut-ins: median {np.median(c):.3f}, "
           f"max {c.max():.3f}")
     print(f"{'threshold':>9s} {'staying face kept':>18s} {'cut-ins kept':>13s}")

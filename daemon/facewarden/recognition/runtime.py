@@ -57,13 +57,17 @@ class TFLiteModel:
     """A .tflite model: `model(*inputs)` -> list of output arrays, in the model's output order.
 
     Inputs whose shape differs from the model's (another batch size) resize it, once per new shape.
+    `release`: drop the process's idle file pages before the load and after it (`release_file_pages`,
+    tens of ms): worth it for a large model, not for a model of a few MB loaded again and again.
     """
 
-    def __init__(self, path: Path | str, threads: int = 2):
+    def __init__(self, path: Path | str, threads: int = 2, release: bool = True):
         from ai_edge_litert.interpreter import Interpreter
 
         self.path = _check_file(Path(path))
-        release_file_pages()  # so that this model's load (its file mapped, its weights packed) adds to less
+        self._release = release
+        if release:
+            release_file_pages()  # so that this model's load (its file mapped, its weights packed) adds to less
         try:
             # The default op resolver applies the XNNPACK delegate to float models.
             self._interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
@@ -73,7 +77,8 @@ class TFLiteModel:
 
     def _allocate(self) -> None:
         self._interpreter.allocate_tensors()
-        release_file_pages()  # the weights now live in XNNPACK's packed buffers
+        if self._release:
+            release_file_pages()  # the weights now live in XNNPACK's packed buffers
         self.inputs = self._interpreter.get_input_details()
         self.outputs = self._interpreter.get_output_details()
 

@@ -35,8 +35,7 @@ class Verifier:
         self.owners = owners  # those whose role is "owner" (config `people.roles`)
         self.thresholds = thresholds
         self.detector = detector
-        self.dark_threshold = dark_threshold
-        self.blur_threshold = blur_threshold
+        self.quality = vision.Quality(dark_threshold, blur_threshold)
         self.judge_min_score = judge_min_score
         self.tracker = Tracker(detector, self.judge, reverify_s, full_scan_s, judge_min_score)
 
@@ -80,7 +79,7 @@ class Verifier:
     def observe(self, frame_bgr: np.ndarray, now: float | None = None) -> Observation:
         """The frame's faces and verdicts. `now` (seconds, the sampling clock): a camera sample, on
         which a face tracked since an earlier sample keeps its verdict; None: every face judged afresh."""
-        issue = vision.quality_issue(frame_bgr, self.dark_threshold, self.blur_threshold)
+        issue = self.quality(frame_bgr)
         if issue:
             self.tracker.drop()  # unseen for a sample: not continuous
             return Observation(skipped=issue)

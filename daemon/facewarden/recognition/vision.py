@@ -39,6 +39,7 @@ class Detector:
         # Input size is set per frame (below); the 320x320 here is a placeholder.
         self._net = cv2.FaceDetectorYN.create(str(assets.path(assets.YUNET)), "", (320, 320), min_score, nms_threshold)
         self._size: tuple[int, int] | None = None
+        self._small = np.empty((0, 0, 3), np.uint8)
         # A second net for regions: its input size never changes, and the full scan's never toggles.
         side = (self.REGION_SIZE, self.REGION_SIZE)
         self._region_net = cv2.FaceDetectorYN.create(str(assets.path(assets.YUNET)), "", side, min_score, nms_threshold)
@@ -49,7 +50,9 @@ class Detector:
         scale = min(1.0, self.detect_width / w)  # never upscale: it invents no detail, only cost
         if scale < 1.0:
             size = (self.detect_width, max(1, round(h * scale)))
-            small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+            if self._small.shape[:2] != (size[1], size[0]):
+                self._small = np.empty((size[1], size[0], 3), np.uint8)
+            small = cv2.resize(frame, size, dst=self._small, interpolation=cv2.INTER_AREA)  # the last sample's buffer
             scale_x, scale_y = size[0] / w, size[1] / h
         else:
             small, size, scale_x, scale_y = frame, (w, h), 1.0, 1.0
@@ -145,23 +148,41 @@ def brightness(image: np.ndarray) -> float:
     return float(cv2.mean(_grey(image))[0])
 
 
-def sharpness(image: np.ndarray) -> float:
-    """Variance of the Laplacian: low for motion blur or an out-of-focus frame.
+def sharpness(image: np.ndarray, buffer: np.ndarray | None = None) -> float:
+    """Variance of the Laplacian: low for motion blur or an out-of-focus frame. `buffer`: an int16
+    array of the image's size for the Laplacian (else a new one).
 
     In int16 (a 3x3 Laplacian of 8-bit pixels stays within +-1020) with OpenCV's own statistics:
     the same figure as float64 and numpy's var(), at a sixth of the cost on every sample."""
-    _, std = cv2.meanStdDev(cv2.Laplacian(_grey(image), cv2.CV_16S))
+    _, std = cv2.meanStdDev(cv2.Laplacian(_grey(image), cv2.CV_16S, dst=buffer))
     return float(std[0, 0]) ** 2
 
 
 def quality_issue(image: np.ndarray, dark_threshold: float, blur_threshold: float) -> str | None:
     """Why a frame should not be judged ("dark", "blurry"), or None when it is fine."""
-    grey = _grey(image)  # once: both checks read it, on every sample
-    if brightness(grey) < dark_threshold:
-        return "dark"
-    if sharpness(grey) < blur_threshold:
-        return "blurry"
-    return None
+    return Quality(dark_threshold, blur_threshold)(image)
+
+
+class Quality:
+    """`quality_issue` for a camera's frames, one every sample: the grey frame and its Laplacian
+    are written into the buffers of the sample before (frames keep their size) instead of new ones."""
+
+    def __init__(self, dark_threshold: float, blur_threshold: float):
+        self.dark_threshold = dark_threshold
+        self.blur_threshold = blur_threshold
+        self._grey = np.empty((0, 0), np.uint8)
+        self._laplacian = np.empty((0, 0), np.int16)
+
+    def __call__(self, image: np.ndarray) -> str | None:
+        if self._laplacian.shape != image.shape[:2]:
+            self._grey = np.empty(image.shape[:2], np.uint8)
+            self._laplacian = np.empty(image.shape[:2], np.int16)
+        grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY, dst=self._grey)
+        if brightness(grey) < self.dark_threshold:
+            return "dark"
+        if sharpness(grey, self._laplacian) < self.blur_threshold:
+            return "blurry"
+        return None
 
 
 MAX_PIXELS = 1 << 27  # 134 MP, above any camera's photo; decoded BGR that is 400 MB already

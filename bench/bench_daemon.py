@@ -14,7 +14,7 @@ recording when it ran.
 `--no-liveness`: an LFW person in still photos (enrolled and trained with the real commands from
 other photos of them), liveness off (the photos would rightly be refused), coming and going.
 
-Measured on the daemon process alone (os.wait4 and /proc): peak RSS (target <= 160 MB), CPU as a
+Measured on the daemon process alone (os.wait4 and /proc): peak RSS (VmHWM) (target <= 160 MB), CPU as a
 share of one core over the whole run (target <= 1%) and over the desk stretch after its first 20 s
 (target <= 0.5%), time from the owner's last frame to the lock (target <= lock.after_absent_s + 2 s),
 from the stranger's cut to the lock (target <= lock.after_stranger_s + 2 s), and locks while the
@@ -117,6 +117,15 @@ def enroll_and_train(python: list[str], env: dict, enroll_dir: Path) -> bool:
     return True
 
 
+def peak_rss_kib(pid: int) -> int:
+    """The process's peak resident set so far (VmHWM). Not wait4's ru_maxrss: exec carries the
+    spawning process's peak (this bench's, with the replay's frames in memory) into the child's."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise ValueError(f"no VmHWM for {pid}")
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -172,6 +181,7 @@ spoof_suspected = ["lock"]
 
     log_path = home / "daemon.log"
     cpu_at: list[tuple[float, float]] = []  # (wall time, the daemon's CPU seconds), once a second
+    peak_kib = 0
     with open(log_path, "w") as log:
         started = time.time()
         proc = subprocess.Popen(python + ["run"], env=env, stderr=log, stdout=subprocess.DEVNULL)
@@ -180,6 +190,7 @@ spoof_suspected = ["lock"]
             time.sleep(1.0)
             try:
                 cpu_at.append((time.time(), cpu_seconds(proc.pid)))
+                peak_kib = max(peak_kib, peak_rss_kib(proc.pid))
             except (FileNotFoundError, ProcessLookupError, ValueError):
                 pass  # exiting: wait4 collects it on the next turn
         _, status, usage = waited
@@ -216,14 +227,14 @@ spoof_suspected = ["lock"]
     absences = sum(name.startswith("away") and not (i and segments[i - 1][0] == "stranger")
                    for i, (name, _, _) in enumerate(segments))
 
-    peak_mb = usage.ru_maxrss * 1024 / 1e6  # ru_maxrss is in KiB; the target is read as decimal MB, the stricter
+    peak_mb = peak_kib * 1024 / 1e6  # the target is read as decimal MB, the stricter
     cpu = (usage.ru_utime + usage.ru_stime) / wall * 100
     end = segments[-1][2]
     print(f"daemon bench: {end / 60:.1f} min replay at {FPS} fps, owner {owner}, default cadence "
           f"(interval {interval:g} s, doubt {defaults.sampling.doubt_interval_s:g} s, re-verify "
           f"{defaults.sampling.reverify_s:g} s, full scan {defaults.sampling.full_scan_s:g} s), {threads} inference "
           f"thread(s), liveness {'on' if liveness else 'off'}; load average {os.getloadavg()[0]:.1f} at the end")
-    print(f"peak RSS             : {peak_mb:7.1f} MB ({usage.ru_maxrss / 1024:.1f} MiB) (target <= 160 MB)  "
+    print(f"peak RSS             : {peak_mb:7.1f} MB ({peak_kib / 1024:.1f} MiB, VmHWM) (target <= 160 MB)  "
           f"{verdict(peak_mb <= 160)}")
     print(f"CPU, whole run       : {cpu:7.2f} % of one core  (target <= 1%)      {verdict(cpu <= 1)}  "
           f"({usage.ru_utime + usage.ru_stime:.1f} CPU-s in {wall:.0f} s, start-up included)")

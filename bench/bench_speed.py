@@ -105,9 +105,10 @@ class Facewarden:
         self.tracker = tracking.Tracker(self.detector, self.judge, 1e9, 1e9, cfg.model.min_detection_score)
 
     def judge(self, frame: np.ndarray, face: vision.Face) -> FaceVerdict:
-        """The tracker's call of the model (untimed: it starts the track before the timed sample)."""
+        """The tracker's call of the model (untimed: it starts the track before the timed sample).
+        Every face is named: each frame is someone else, and the tracker follows only named faces."""
         owner = self.decide(self.model(vision.align(frame, face)[None])[0])
-        return FaceVerdict(face, 1.0, owner, "owner" if owner else None)
+        return FaceVerdict(face, 1.0, owner, "owner")
 
     def decide(self, out: np.ndarray) -> bool:
         if self.owner is not None:

@@ -142,5 +142,5 @@ def test_region_detection_finds_the_face_the_full_scan_finds(astronaut_bgr, nuaa
         (near,) = detector.around(frame, full.box)
         # At another scale YuNet places the box a little differently: within a tenth of the face.
         assert np.abs(np.subtract(full.box, near.box)).max() < 0.1 * full.box[2]
-        assert np.abs(full.landmarks - near.landmarks).max() < 0.05 * full.box[2]
+        assert np.abs(full.landmarks - near.landmarks).max() < 0.1 * full.box[2]
         assert detector.around(frame, (0.0, 0.0, 60.0, 60.0)) == []  # a corner with no face

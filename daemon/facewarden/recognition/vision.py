@@ -3,6 +3,7 @@ reading image files."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import cv2
@@ -27,11 +28,12 @@ class Detector:
     320x240 against 20 ms at 640x480 on one core), and a face at laptop distance is still 70+ px
     wide. Faces come back in full-frame coordinates, best score first.
 
-    `around(frame, box)` looks only in the square around a face already found, at a fixed
-    REGION_SIZE input: a third of a full scan's cost, for the samples between full scans."""
+    `around(frame, box)` looks only in the region around a face already found, for the samples
+    between full scans: a quarter of a full scan's cost for a face at laptop distance."""
 
-    REGION_SIZE = 128  # px, the region's side as YuNet sees it: a face there is ~REGION_SIZE / REGION_GROW
-    REGION_GROW = 2.0  # the region's side in face sizes: room for a face that moved since the last sample
+    REGION_SIZE = 128  # px as YuNet sees it: the smallest region's side
+    REGION_GROW = 1.5  # the region's side in face sizes: room for a face that moved since the last sample
+    STRIDE = 32  # px as YuNet sees it: its coarsest feature map's step, on which regions are placed
 
     def __init__(self, detect_width: int = 320, min_score: float = 0.6, nms_threshold: float = 0.3):
         self.detect_width = detect_width
@@ -43,6 +45,7 @@ class Detector:
         # A second net for regions: its input size never changes, and the full scan's never toggles.
         side = (self.REGION_SIZE, self.REGION_SIZE)
         self._region_net = cv2.FaceDetectorYN.create(str(assets.path(assets.YUNET)), "", side, min_score, nms_threshold)
+        self._region_size = side
 
     def __call__(self, frame: np.ndarray) -> list[Face]:
         frame = _bgr(frame)
@@ -62,17 +65,26 @@ class Detector:
         return _faces(self._net.detect(small)[1], (scale_x, scale_y), (0, 0))
 
     def around(self, frame: np.ndarray, box: tuple[float, float, float, float]) -> list[Face]:
-        """The faces in the square of REGION_GROW face sizes around `box` (kept inside the frame)."""
+        """The faces in the region of REGION_GROW face sizes around `box` (at least REGION_SIZE px as
+        YuNet sees it), at the full scan's scale and on its grid of STRIDE px: YuNet then finds the
+        face there exactly where the full scan finds it (a region at another scale or offset moves
+        its box and landmarks by pixels, which the liveness cues would read as motion)."""
         h, w = frame.shape[:2]
+        scale = min(1.0, self.detect_width / w)
+        small_w, small_h = max(1, round(w * scale)), max(1, round(h * scale))
         x, y, bw, bh = box
-        side = max(1, min(round(max(bw, bh) * self.REGION_GROW), w, h))
-        left = min(max(0, round(x + bw / 2 - side / 2)), w - side)
-        top = min(max(0, round(y + bh / 2 - side / 2)), h - side)
-        # Only the region is converted (a grey camera) and resized; linear is enough at these ratios.
-        region = cv2.resize(_bgr(frame[top : top + side, left : left + side]), (self.REGION_SIZE, self.REGION_SIZE),
-                            interpolation=cv2.INTER_LINEAR)
-        scale = self.REGION_SIZE / side
-        return _faces(self._region_net.detect(region)[1], (scale, scale), (left, top))
+        want = max(self.REGION_SIZE, max(bw, bh) * self.REGION_GROW * scale)
+        side_w = min(small_w, self.STRIDE * math.ceil(want / self.STRIDE))
+        side_h = min(small_h, self.STRIDE * math.ceil(want / self.STRIDE))
+        left = min(max(0, self.STRIDE * round(((x + bw / 2) * scale - side_w / 2) / self.STRIDE)), small_w - side_w)
+        top = min(max(0, self.STRIDE * round(((y + bh / 2) * scale - side_h / 2) / self.STRIDE)), small_h - side_h)
+        x0, y0 = round(left / scale), round(top / scale)
+        x1, y1 = min(w, round((left + side_w) / scale)), min(h, round((top + side_h) / scale))
+        region = cv2.resize(_bgr(frame[y0:y1, x0:x1]), (side_w, side_h), interpolation=cv2.INTER_AREA)
+        if (side_w, side_h) != self._region_size:
+            self._region_net.setInputSize((side_w, side_h))
+            self._region_size = (side_w, side_h)
+        return _faces(self._region_net.detect(region)[1], (side_w / (x1 - x0), side_h / (y1 - y0)), (x0, y0))
 
 
 def _faces(rows: np.ndarray | None, scale: tuple[float, float], offset: tuple[int, int]) -> list[Face]:

@@ -215,9 +215,9 @@ def replay(clip: Path, subject: str, kind: str, config: Config, verify, tracker:
     tracker.reset()
     measured = Measured(tracker, run)
 
-    def timed_verify(frame: np.ndarray) -> Observation:
+    def timed_verify(frame: np.ndarray, now: float) -> Observation:
         start = time.perf_counter()
-        observation = verify(frame)
+        observation = verify(frame, now)
         run.verify_ms.append((time.perf_counter() - start) * 1000)
         return observation
 

@@ -5,6 +5,8 @@ or in the owner's place, teaches it nothing."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -78,6 +80,14 @@ def test_a_stranger_taking_the_owners_place_between_two_samples_teaches_nothing(
     frames += [(seen(verdict(102, 0.38)), None)] * (MAX_UNVERIFIED + 1)  # never verified again
     frames += [(seen(verdict(100, 0.6, True)), True)]
     assert feed(Track(), frames) == [("owner", 100)]  # only the owner's own verified frame
+
+
+def test_a_verdict_the_tracker_carried_verifies_nothing_and_offers_nothing():
+    """A tracked sample's verdict is the model's word on an earlier frame: it continues the track,
+    but its face is neither a verification nor a candidate (its score is not this face's)."""
+    carried = replace(verdict(104, 0.6, True), tracked=True)  # a wanted score, were it this face's
+    frames = [(seen(verdict(100, 0.8, True)), True), (seen(carried), True), (seen(verdict(108, 0.6, True)), True)]
+    assert feed(Track(), frames) == [("owner", 108)]
 
 
 def test_never_a_second_face_nor_an_unclear_frame():

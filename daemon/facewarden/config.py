@@ -74,6 +74,11 @@ class Sampling(Section):
     locked_interval_s: float = Field(2.0, gt=0, le=HOUR_S)  # between samples while locked and watching
     # On battery (UPower's OnBattery) every interval is stretched by this factor; 1 = no change.
     battery_factor: float = Field(2.0, ge=1, le=100)
+    # A verified face followed from sample to sample keeps its verdict without the model, at most
+    # this long before the model judges it again (recognition/tracking.py)...
+    reverify_s: float = Field(5.0, gt=0, le=HOUR_S)
+    # ...and between full-frame scans only the region around it is searched: at most this long.
+    full_scan_s: float = Field(2.0, gt=0, le=HOUR_S)
 
 
 class Model(Section):
@@ -82,7 +87,8 @@ class Model(Section):
     threshold: float | None = Field(None, gt=0, le=1)  # <= 0 would take every face for the owner
     detect_width: int = Field(320, ge=80, le=16384)  # frames are downscaled to this width for detection
     min_detection_score: float = Field(0.6, gt=0, lt=1)
-    threads: int = Field(2, ge=1, le=256)
+    # One: a second thread shortens a new face's wait but costs more CPU a day (bench_daemon, bench_speed).
+    threads: int = Field(1, ge=1, le=256)
 
 
 class PresenceConfig(Section):

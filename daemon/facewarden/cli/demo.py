@@ -24,8 +24,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..core.observation import Face
 from ..errors import UserError
 from ..events import Event
+from ..recognition.vision import Detector, nearest_centre
 
 # The demo's hooks ship inside the package (a wheel has no source tree).
 DEMO_HOOKS = resources.files("facewarden").joinpath("data", "hooks")
@@ -82,6 +84,23 @@ def compose(faces: list[np.ndarray], background: np.ndarray, dx: int = 0) -> np.
         y = (SIZE[1] - small.shape[0]) // 2
         frame[y:y + small.shape[0], x:x + small.shape[1]] = small
     return frame
+
+
+def in_place_of(frame: np.ndarray, face: Face, image: np.ndarray, detector: Detector) -> np.ndarray | None:
+    """`frame` with the face of `image` (the one nearest its centre) put exactly where `face` is, its
+    eyes, nose and mouth on the same points, the rest of the frame unchanged: someone who took the
+    place of `face` between two samples. None when `image` shows no face."""
+    theirs = nearest_centre(detector(image), image.shape)
+    if theirs is None:
+        return None
+    matrix = cv2.estimateAffinePartial2D(theirs.landmarks, face.landmarks)[0]
+    warped = cv2.warpAffine(image, matrix, (frame.shape[1], frame.shape[0]), borderMode=cv2.BORDER_REPLICATE)
+    x, y, w, h = face.box
+    top, left = max(0, int(y - 0.3 * h)), max(0, int(x - 0.2 * w))
+    bottom, right = int(y + 1.2 * h), int(x + 1.2 * w)
+    out = frame.copy()
+    out[top:bottom, left:right] = warped[top:bottom, left:right]
+    return out
 
 
 BROKEN = b"not an image"  # a frame the camera cannot decode: a camera failure mid-run

@@ -108,7 +108,8 @@ class Track:
             self._end()  # unseen, so not continuous
             return []
         owner = observation.owner_face
-        if owner is not None and live is True:
+        # A verdict the tracker carried is not a verification of this frame's face: it only continues the track.
+        if owner is not None and live is True and not owner.tracked:
             return self._verified(owner, crop)
         if self.box is None:
             return []
@@ -123,7 +124,7 @@ class Track:
             self._end()  # a jump, or a cut to another face
             return []
         self.box, self.seen, self.unverified = face.face.box, seen, self.unverified + 1
-        if wanted(face.score, is_grey(image)):
+        if wanted(face.score, is_grey(image)) and not face.tracked:  # a carried score is not this face's
             self.pending.append(image)
         return []
 

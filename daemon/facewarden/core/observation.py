@@ -38,6 +38,7 @@ class FaceVerdict:
     owner: bool  # it is an enrolled person whose role is "owner"
     person: str | None = None  # the enrolled person it is (any role); None: a stranger, or not judged
     unsure: bool = False  # not matched, but too poorly lit to call a stranger (`lighting_problem`)
+    tracked: bool = False  # the verdict of an earlier sample, carried by the track (recognition/tracking.py)
 
 
 @dataclass(frozen=True)

@@ -104,8 +104,9 @@ class Landmarker:
 
     def __init__(self, threads: int = 1):
         # One thread: these models take a millisecond or two each, less than threads cost to wake.
-        self._mesh = TFLiteModel(assets.path(assets.FACE_MESH), threads)
-        self._iris = TFLiteModel(assets.path(assets.IRIS), threads)
+        # Their files are small and they are loaded whenever a face must prove life: no page release.
+        self._mesh = TFLiteModel(assets.path(assets.FACE_MESH), threads, release=False)
+        self._iris = TFLiteModel(assets.path(assets.IRIS), threads, release=False)
 
     @staticmethod
     def _run(model: TFLiteModel, crops_bgr: np.ndarray) -> list[np.ndarray]:

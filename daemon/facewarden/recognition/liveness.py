@@ -27,14 +27,19 @@ class _Seen:
 class LivenessTracker:
     """One face's liveness over time. `update` once per sample of the owner's face; `reset` when
     the face is lost or another person takes its place. Once judged live it stays live until reset
-    or until the face jumps elsewhere (`same_place`), and costs nothing more meanwhile."""
+    or until the face jumps elsewhere (`same_place`), and costs nothing more meanwhile.
+
+    The landmark models are loaded when a face first has to prove life and let go once it has: a
+    live owner at the desk, most of the day, does not keep their 20 MB resident. Loading them again
+    (when the owner comes back) costs about what one pending sample costs."""
 
     def __init__(self, config: LivenessConfig, landmarker: Landmarker | None = None,
                  thresholds: LivenessThresholds = THRESHOLDS, classifier: texture.TextureClassifier | None = None):
         self.enabled = config.enabled
         self.window_s = config.window_s
         self.thresholds = thresholds
-        self._landmarker = landmarker or Landmarker() if self.enabled else None
+        self._given = landmarker  # kept for good (tests and benches share one)
+        self._landmarker = landmarker
         self._texture = classifier or texture.shipped() if self.enabled else None
         self._model = MiniFASNet(config.model_path) if self.enabled and config.model_path else None
         self.reset()
@@ -64,8 +69,11 @@ class LivenessTracker:
         self._face = face
         self.last = None
         if self.verdict is not None and self.verdict.live:
+            self._landmarker = self._given  # proved: not needed until a face must prove life again
             return True
-        assert self._landmarker is not None and self._texture is not None  # made whenever liveness is enabled
+        assert self._texture is not None  # made whenever liveness is enabled
+        if self._landmarker is None:
+            self._landmarker = Landmarker()
         marks = self._landmarker(frame_bgr, face)
         if marks is None or marks.iod < MIN_IOD:
             return None  # no face in the box for the mesh model, or too small: no evidence
@@ -103,4 +111,7 @@ class LivenessTracker:
         self._cues.append((now, cues))
         self.last = cues
         self.verdict = verdict([c for _, c in self._cues], self.thresholds)
-        return True if self.verdict.live else None
+        if self.verdict.live:
+            self._landmarker = self._given
+            return True
+        return None

@@ -9,7 +9,6 @@ Keras/TensorFlow, and only when asked.
 from __future__ import annotations
 
 import ctypes
-import os
 from pathlib import Path
 
 import numpy as np
@@ -26,37 +25,49 @@ def _check_file(path: Path) -> Path:
 _MADV_DONTNEED = 4  # <sys/mman.h> on Linux
 
 
-def release_mapped_file(path: Path) -> None:
-    """Drop this process's resident pages of the memory-mapped file `path`.
+def release_file_pages() -> None:
+    """Drop this process's resident pages of every file mapping it never wrote to.
 
-    LiteRT maps a .tflite file and XNNPACK copies (packs) every weight into its own buffers when the
-    interpreter is allocated. The mapped copy is then barely read again (a few small constants), yet
-    it stays resident: 37 MB of the daemon's RSS for the owner model. MADV_DONTNEED on a read-only
-    file mapping only unmaps the pages (the data stays in the file and the page cache), so what the
-    interpreter still reads faults the same bytes back in.
+    Two kinds of pages stay resident long after they were last read, and count in the RSS: the
+    .tflite files LiteRT maps (XNNPACK copies, packs, every weight into its own buffers when the
+    interpreter is allocated, then barely reads the file again: 37 MB for the owner model), and
+    the libraries' code and data that only start-up touched (OpenCV's library alone is 74 MB, and
+    the page cache's large folios map far more of it than was run). MADV_DONTNEED on a read-only
+    private file mapping only unmaps the pages: the data stays in the file and the page cache, and
+    what is still used faults the same bytes back in. A mapping with anonymous pages (relocated
+    data, copy-on-write) is left alone: dropping those would lose what was written.
     """
-    target = os.path.realpath(path)
     madvise = ctypes.CDLL(None, use_errno=True).madvise
     madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    with open("/proc/self/maps") as maps:
-        for line in maps:
-            fields = line.split(maxsplit=5)
-            # Only read-only mappings of that very file: a writable one could hold changes.
-            if len(fields) == 6 and fields[5].rstrip("\n") == target and "w" not in fields[1]:
+    with open("/proc/self/smaps") as smaps:
+        mapping: tuple[int, int] | None = None
+        for line in smaps:
+            fields = line.split()
+            if not fields[0].endswith(":"):  # a mapping's header: range perms offset dev inode [path]
                 start, end = (int(a, 16) for a in fields[0].split("-"))
-                madvise(start, end - start, _MADV_DONTNEED)  # best effort: a failure only costs memory
+                regular = len(fields) >= 6 and fields[5].startswith("/") and not fields[5].startswith("/dev/")
+                mapping = (start, end) if regular and fields[1][1] != "w" else None  # LiteRT maps shared, ld private
+            elif fields[0] == "Anonymous:" and mapping is not None:
+                if fields[1] == "0":
+                    madvise(mapping[0], mapping[1] - mapping[0], _MADV_DONTNEED)  # best effort: a failure costs memory
+                mapping = None
 
 
 class TFLiteModel:
     """A .tflite model: `model(*inputs)` -> list of output arrays, in the model's output order.
 
     Inputs whose shape differs from the model's (another batch size) resize it, once per new shape.
+    `release`: drop the process's idle file pages before the load and after it (`release_file_pages`,
+    tens of ms): worth it for a large model, not for a model of a few MB loaded again and again.
     """
 
-    def __init__(self, path: Path | str, threads: int = 2):
+    def __init__(self, path: Path | str, threads: int = 2, release: bool = True):
         from ai_edge_litert.interpreter import Interpreter
 
         self.path = _check_file(Path(path))
+        self._release = release
+        if release:
+            release_file_pages()  # so that this model's load (its file mapped, its weights packed) adds to less
         try:
             # The default op resolver applies the XNNPACK delegate to float models.
             self._interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
@@ -66,7 +77,8 @@ class TFLiteModel:
 
     def _allocate(self) -> None:
         self._interpreter.allocate_tensors()
-        release_mapped_file(self.path)  # the weights now live in XNNPACK's packed buffers
+        if self._release:
+            release_file_pages()  # the weights now live in XNNPACK's packed buffers
         self.inputs = self._interpreter.get_input_details()
         self.outputs = self._interpreter.get_output_details()
 

@@ -11,6 +11,7 @@ from ..config import Config
 from ..core.observation import FaceVerdict, Observation, OwnerThresholds, decide, face_problem, is_grey, poorly_lit
 from ..paths import Paths
 from . import vision
+from .tracking import Tracker
 from .vision import Face
 
 # --- the pipeline (an adapter around the detector and the owner model) --------------------------
@@ -19,22 +20,24 @@ from .vision import Face
 class Verifier:
     """frame -> Observation, for the daemon. Never imports TensorFlow unless model.runtime = "h5".
 
-    Build it with `Verifier.from_config(config, paths)`; call `observe(frame_bgr)` per frame, or
-    `score_image(image)` for a still photo (its subject: the face nearest the centre).
+    Build it with `Verifier.from_config(config, paths)`; call `observe(frame_bgr, now)` per camera
+    sample (a verified face is then tracked: `recognition/tracking.py`), `observe(image)` to judge
+    every face afresh, or `score_image(image)` for a still photo (its subject: the face nearest the centre).
     """
 
     def __init__(self, model, thresholds: OwnerThresholds, detector: vision.Detector,
                  dark_threshold: float = 25.0, blur_threshold: float = 8.0, judge_min_score: float = 0.6,
-                 people: tuple[str, ...] = ("owner",), owners: frozenset[str] = frozenset({"owner"})):
+                 people: tuple[str, ...] = ("owner",), owners: frozenset[str] = frozenset({"owner"}),
+                 reverify_s: float = 5.0, full_scan_s: float = 2.0):
         # runtime.TFLiteModel or runtime.KerasModel: (1,112,112,3) RGB -> (1, people) scores
         self.model = model
         self.people = people  # the model's outputs, in order (owner.json)
         self.owners = owners  # those whose role is "owner" (config `people.roles`)
         self.thresholds = thresholds
         self.detector = detector
-        self.dark_threshold = dark_threshold
-        self.blur_threshold = blur_threshold
+        self.quality = vision.Quality(dark_threshold, blur_threshold)
         self.judge_min_score = judge_min_score
+        self.tracker = Tracker(detector, self.judge, reverify_s, full_scan_s, judge_min_score)
 
     @classmethod
     def from_config(cls, config: Config, where: Paths) -> "Verifier":
@@ -53,7 +56,8 @@ class Verifier:
         people = tuple(meta.people)
         owners = frozenset(n for n in people if config.people.role(n) == "owner")
         return cls(model, thresholds, detector, config.camera.dark_threshold, config.camera.blur_threshold,
-                   config.model.min_detection_score, people, owners)
+                   config.model.min_detection_score, people, owners, config.sampling.reverify_s,
+                   config.sampling.full_scan_s)
 
     def score_crop(self, crop_rgb: np.ndarray) -> np.ndarray:
         """The face's score for each person, in `people` order."""
@@ -74,11 +78,16 @@ class Verifier:
         unsure = person is None and poorly_lit(crop)
         return FaceVerdict(face, score, person in self.owners, person, unsure)
 
-    def observe(self, frame_bgr: np.ndarray) -> Observation:
-        issue = vision.quality_issue(frame_bgr, self.dark_threshold, self.blur_threshold)
+    def observe(self, frame_bgr: np.ndarray, now: float | None = None) -> Observation:
+        """The frame's faces and verdicts. `now` (seconds, the sampling clock): a camera sample, on
+        which a face tracked since an earlier sample keeps its verdict; None: every face judged afresh."""
+        issue = self.quality(frame_bgr)
         if issue:
+            self.tracker.drop()  # unseen for a sample: not continuous
             return Observation(skipped=issue)
-        return Observation(tuple(self.judge(frame_bgr, f) for f in self.detector(frame_bgr)))
+        if now is None:
+            return Observation(tuple(self.judge(frame_bgr, f) for f in self.detector(frame_bgr)))
+        return Observation(self.tracker.faces(frame_bgr, now))
 
     def score_image(self, image: np.ndarray) -> FaceVerdict | None:
         """The verdict on a still photo's subject (the face nearest the centre); None: no face."""

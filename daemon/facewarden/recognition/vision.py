@@ -3,6 +3,7 @@ reading image files."""
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 from pathlib import Path
@@ -27,7 +28,14 @@ def _bgr(frame: np.ndarray) -> np.ndarray:
 class Detector:
     """YuNet on a frame downscaled to `detect_width`: a quarter of the cost (measured 5 ms at
     320x240 against 20 ms at 640x480 on one core), and a face at laptop distance is still 70+ px
-    wide. Faces come back in full-frame coordinates, best score first."""
+    wide. Faces come back in full-frame coordinates, best score first.
+
+    `around(frame, box)` looks only in the region around a face already found, for the samples
+    between full scans: a quarter of a full scan's cost for a face at laptop distance."""
+
+    REGION_SIZE = 128  # px as YuNet sees it: the smallest region's side
+    REGION_GROW = 1.5  # the region's side in face sizes: room for a face that moved since the last sample
+    STRIDE = 32  # px as YuNet sees it: its coarsest feature map's step, on which regions are placed
 
     def __init__(self, detect_width: int = 320, min_score: float = 0.6, nms_threshold: float = 0.3):
         self.detect_width = detect_width
@@ -35,6 +43,11 @@ class Detector:
         # Input size is set per frame (below); the 320x320 here is a placeholder.
         self._net = cv2.FaceDetectorYN.create(str(assets.path(assets.YUNET)), "", (320, 320), min_score, nms_threshold)
         self._size: tuple[int, int] | None = None
+        self._small = np.empty((0, 0, 3), np.uint8)
+        # A second net for regions: its input size never changes, and the full scan's never toggles.
+        side = (self.REGION_SIZE, self.REGION_SIZE)
+        self._region_net = cv2.FaceDetectorYN.create(str(assets.path(assets.YUNET)), "", side, min_score, nms_threshold)
+        self._region_size = side
 
     def __call__(self, frame: np.ndarray) -> list[Face]:
         frame = _bgr(frame)
@@ -42,23 +55,55 @@ class Detector:
         scale = min(1.0, self.detect_width / w)  # never upscale: it invents no detail, only cost
         if scale < 1.0:
             size = (self.detect_width, max(1, round(h * scale)))
-            small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+            if self._small.shape[:2] != (size[1], size[0]):
+                self._small = np.empty((size[1], size[0], 3), np.uint8)
+            small = cv2.resize(frame, size, dst=self._small, interpolation=cv2.INTER_AREA)  # the last sample's buffer
             scale_x, scale_y = size[0] / w, size[1] / h
         else:
             small, size, scale_x, scale_y = frame, (w, h), 1.0, 1.0
         if size != self._size:
             self._net.setInputSize(size)
             self._size = size
-        _, rows = self._net.detect(small)
-        if rows is None:
-            return []
-        factor = np.array([scale_x, scale_y], dtype=np.float32)
-        faces = []
-        for row in rows:
-            xy = row[:14].reshape(7, 2) / factor
-            x, y, w, h = (float(t) for t in xy[:2].reshape(-1))
-            faces.append(Face((x, y, w, h), xy[2:].copy(), float(row[14])))
-        return sorted(faces, key=lambda f: -f.score)
+        return _faces(self._net.detect(small)[1], (scale_x, scale_y), (0, 0))
+
+    def around(self, frame: np.ndarray, box: tuple[float, float, float, float]) -> list[Face]:
+        """The faces in the region of REGION_GROW face sizes around `box` (at least REGION_SIZE px as
+        YuNet sees it), at the full scan's scale and on its grid of STRIDE px: YuNet then finds the
+        face there exactly where the full scan finds it (a region at another scale or offset moves
+        its box and landmarks by pixels, which the liveness cues would read as motion)."""
+        h, w = frame.shape[:2]
+        scale = min(1.0, self.detect_width / w)
+        small_w, small_h = max(1, round(w * scale)), max(1, round(h * scale))
+        x, y, bw, bh = box
+        want = max(self.REGION_SIZE, max(bw, bh) * self.REGION_GROW * scale)
+        side_w = min(small_w, self.STRIDE * math.ceil(want / self.STRIDE))
+        side_h = min(small_h, self.STRIDE * math.ceil(want / self.STRIDE))
+        left = min(max(0, self.STRIDE * round(((x + bw / 2) * scale - side_w / 2) / self.STRIDE)), small_w - side_w)
+        top = min(max(0, self.STRIDE * round(((y + bh / 2) * scale - side_h / 2) / self.STRIDE)), small_h - side_h)
+        x0, y0 = round(left / scale), round(top / scale)
+        x1, y1 = min(w, round((left + side_w) / scale)), min(h, round((top + side_h) / scale))
+        region = cv2.resize(_bgr(frame[y0:y1, x0:x1]), (side_w, side_h), interpolation=cv2.INTER_AREA)
+        if (side_w, side_h) != self._region_size:
+            self._region_net.setInputSize((side_w, side_h))
+            self._region_size = (side_w, side_h)
+        return _faces(self._region_net.detect(region)[1], (side_w / (x1 - x0), side_h / (y1 - y0)), (x0, y0))
+
+
+def _faces(rows: np.ndarray | None, scale: tuple[float, float], offset: tuple[int, int]) -> list[Face]:
+    """YuNet's rows as Faces in frame pixels, best score first: the detector saw the frame scaled by
+    `scale` from `offset` on."""
+    if rows is None:
+        return []
+    factor = np.array(scale, dtype=np.float32)
+    shift = np.array(offset, dtype=np.float32)
+    faces = []
+    for row in rows:
+        xy = row[:14].reshape(7, 2) / factor
+        xy[0] += shift  # the box's top-left corner; xy[1] is its width and height
+        xy[2:] += shift  # the 5 points
+        x, y, w, h = (float(t) for t in xy[:2].reshape(-1))
+        faces.append(Face((x, y, w, h), xy[2:].copy(), float(row[14])))
+    return sorted(faces, key=lambda f: -f.score)
 
 
 def nearest_centre(faces: list[Face], frame_shape: tuple[int, ...]) -> Face | None:
@@ -117,22 +162,41 @@ def brightness(image: np.ndarray) -> float:
     return float(cv2.mean(_grey(image))[0])
 
 
-def sharpness(image: np.ndarray) -> float:
-    """Variance of the Laplacian: low for motion blur or an out-of-focus frame.
+def sharpness(image: np.ndarray, buffer: np.ndarray | None = None) -> float:
+    """Variance of the Laplacian: low for motion blur or an out-of-focus frame. `buffer`: an int16
+    array of the image's size for the Laplacian (else a new one).
 
     In int16 (a 3x3 Laplacian of 8-bit pixels stays within +-1020) with OpenCV's own statistics:
     the same figure as float64 and numpy's var(), at a sixth of the cost on every sample."""
-    _, std = cv2.meanStdDev(cv2.Laplacian(_grey(image), cv2.CV_16S))
+    _, std = cv2.meanStdDev(cv2.Laplacian(_grey(image), cv2.CV_16S, dst=buffer))
     return float(std[0, 0]) ** 2
 
 
 def quality_issue(image: np.ndarray, dark_threshold: float, blur_threshold: float) -> str | None:
     """Why a frame should not be judged ("dark", "blurry"), or None when it is fine."""
-    if brightness(image) < dark_threshold:
-        return "dark"
-    if sharpness(image) < blur_threshold:
-        return "blurry"
-    return None
+    return Quality(dark_threshold, blur_threshold)(image)
+
+
+class Quality:
+    """`quality_issue` for a camera's frames, one every sample: the grey frame and its Laplacian
+    are written into the buffers of the sample before (frames keep their size) instead of new ones."""
+
+    def __init__(self, dark_threshold: float, blur_threshold: float):
+        self.dark_threshold = dark_threshold
+        self.blur_threshold = blur_threshold
+        self._grey = np.empty((0, 0), np.uint8)
+        self._laplacian = np.empty((0, 0), np.int16)
+
+    def __call__(self, image: np.ndarray) -> str | None:
+        if self._laplacian.shape != image.shape[:2]:
+            self._grey = np.empty(image.shape[:2], np.uint8)
+            self._laplacian = np.empty(image.shape[:2], np.int16)
+        grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY, dst=self._grey)
+        if brightness(grey) < self.dark_threshold:
+            return "dark"
+        if sharpness(grey, self._laplacian) < self.blur_threshold:
+            return "blurry"
+        return None
 
 
 MAX_PIXELS = 1 << 27  # 134 MP, above any camera's photo; decoded BGR that is 400 MB already

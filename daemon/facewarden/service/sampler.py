@@ -38,7 +38,9 @@ log = logging.getLogger("facewarden")
 
 
 class Verify(Protocol):
-    def __call__(self, frame: np.ndarray, /) -> Observation: ...
+    """The verifier's per-frame call (recognition/verifier.py): `now` paces its tracking."""
+
+    def __call__(self, frame: np.ndarray, now: float, /) -> Observation: ...
 
 
 class LivenessCheck(Protocol):
@@ -76,7 +78,7 @@ class Observer:
         self.verify, self.liveness, self.reach = verify, liveness, reach
 
     def observe(self, frame: np.ndarray, now: float) -> Seen:
-        observation = self.verify(frame)
+        observation = self.verify(frame, now)
         owner = observation.owner_face
         live = None
         if owner is not None:

@@ -2,7 +2,7 @@
 adaptation, at the shipped (fixed) thresholds.
 
 Each owner's model is fitted exactly as `train` fits it (training.fit_owner) on the enrolled faces;
-"live" faces are offered as the daemon's track offers them (those scoring between core.adapt.FLOOR
+"live" faces are offered as the daemon's track offers them (those scoring between core.adapt_track.FLOOR
 and NOVELTY against the model: new, yet the owner's), and added as `train` adds them
 (model.adapt.select: new against the templates so far, at most MAX_ADDED, mirror-averaged like the
 enrolled). Then the owner's remaining faces are the genuine probes, the same impostors as
@@ -14,7 +14,7 @@ bench_accuracy.py before and after.
    and in dim side light, enrollment in colour.
 3. The band where strangers are common: every LFW stranger (one photo each, colour and grey)
    against each owner's model; how many score in the old floor's band (0.30 up to the threshold) and
-   above the floor (core.adapt.FLOOR, FLOOR_GREY): the floor is the 99.9th percentile.
+   above the floor (core.adapt_track.FLOOR, FLOOR_GREY): the floor is the 99.9th percentile.
 4. The swap (issue 23): each owner's track through the daemon's own Track, cut to a look-alike (one
    of the 10 strangers who score highest against that owner's model, yet under the threshold) for 3
    samples and back to the owner; what the track yields is added as `train` adds it; then: is the
@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 
 from bench_accuracy import Tools, Encoder, crops_of, far_frr, grey, log, row, side_light, template_weights  # noqa: E402
 from bench_people import finish  # noqa: E402
-from facewarden.core import adapt as rules  # noqa: E402
+from facewarden.core import adapt_track as rules  # noqa: E402
 from facewarden.core.observation import Face, FaceVerdict, Observation, OwnerThresholds, decide, is_grey  # noqa: E402
 from facewarden.model import adapt  # noqa: E402
 from facewarden.model import train as training  # noqa: E402

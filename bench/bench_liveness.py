@@ -43,8 +43,8 @@ import cv2
 import numpy as np
 
 from facewarden.config import Config
-from facewarden.core import liveness as core_liveness
-from facewarden.core.liveness import Cues, LivenessThresholds as Thresholds
+from facewarden.core import liveness_rules as core_liveness
+from facewarden.core.liveness_rules import Cues, LivenessThresholds as Thresholds
 from facewarden.core.observation import Observation
 from facewarden.core.guard import Guard, Sampled
 from facewarden.core.onlooker import Reach

@@ -13,7 +13,7 @@ import pytest
 from facewarden import paths
 from facewarden.cli.demo import compose
 from facewarden.config import Config
-from facewarden.core.adapt import FLOOR, FLOOR_GREY, MAX_ADDED, MAX_UNVERIFIED, NOVELTY, SAME_LOOK, Track, look
+from facewarden.core.adapt_track import FLOOR, FLOOR_GREY, MAX_ADDED, MAX_UNVERIFIED, NOVELTY, SAME_LOOK, Track, look
 from facewarden.core.observation import Face, FaceVerdict, Observation
 from facewarden.model import adapt, enroll
 from facewarden.model import train as training

@@ -7,7 +7,7 @@ import stat
 import pytest
 
 from facewarden import cli
-from facewarden.config import Log
+from facewarden.config import LogConfig
 from facewarden.errors import UserError
 from facewarden.cli.daemon_commands import parse_duration
 from facewarden.service.eventlog import EventLog, read
@@ -16,7 +16,7 @@ from facewarden.paths import paths
 
 def test_append_is_private_and_reads_back(tmp_path):
     path = tmp_path / "state" / "events.jsonl"
-    log = EventLog(path, Log())
+    log = EventLog(path, LogConfig())
     log.append({"time": 1.0, "event": "owner_left"})
     log.append({"time": 2.0, "event": "locked"})
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -27,7 +27,7 @@ def test_append_is_private_and_reads_back(tmp_path):
 
 def test_rotation_caps_size_and_keeps_order(tmp_path):
     path = tmp_path / "events.jsonl"
-    log = EventLog(path, Log(max_bytes=1024, keep=2))
+    log = EventLog(path, LogConfig(max_bytes=1024, keep=2))
     for i in range(200):
         log.append({"time": float(i), "event": "paused", "detail": "x" * 40})
     files = sorted(p.name for p in tmp_path.iterdir())
@@ -58,7 +58,7 @@ def test_bad_durations(text):
 def test_events_command(home, capsys):
     import time
 
-    log = EventLog(paths().events_file, Log())
+    log = EventLog(paths().events_file, LogConfig())
     now = time.time()
     log.append({"time": now - 7200, "event": "owner_left", "state": "owner_absent"})
     log.append({"time": now - 60, "event": "stranger_detected", "state": "stranger", "faces": 1})

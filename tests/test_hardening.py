@@ -24,7 +24,7 @@ import pytest
 
 from facewarden import config, paths
 from facewarden.cli.demo import install_hooks
-from facewarden.config import Log
+from facewarden.config import LogConfig
 from facewarden.errors import UserError
 from facewarden.events import Action, Event
 from facewarden.recognition import assets, vision
@@ -153,7 +153,7 @@ def test_a_link_at_the_event_log_is_not_followed(home, tmp_path, caplog):
     p = paths.paths()
     paths.private_dir(p.state_dir)
     p.events_file.symlink_to(target)
-    log = EventLog(p.events_file, Log())
+    log = EventLog(p.events_file, LogConfig())
     with caplog.at_level("ERROR"):
         assert log.append({"time": 1.0, "event": "paused"}) is False
         assert log.append({"time": 2.0, "event": "resumed"}) is False
@@ -167,7 +167,7 @@ def test_a_link_at_the_state_dir_is_not_followed(home, tmp_path):
     elsewhere.chmod(0o755)
     home.mkdir()
     (home / "state").symlink_to(elsewhere)
-    assert EventLog(paths.paths().events_file, Log()).append({"time": 1.0, "event": "paused"}) is False
+    assert EventLog(paths.paths().events_file, LogConfig()).append({"time": 1.0, "event": "paused"}) is False
     assert list(elsewhere.iterdir()) == [] and mode(elsewhere) == 0o755
 
 
@@ -212,7 +212,7 @@ def fill_home(home: Path) -> paths.Paths:
     for name in ("owner.h5", "owner.tflite", "owner.json"):
         paths.write_private(version / name, meta)
     (p.models_dir / "current").symlink_to("versions/0001-20260101T000000Z")
-    EventLog(p.events_file, Log()).append({"time": 1.0, "event": "paused"})
+    EventLog(p.events_file, LogConfig()).append({"time": 1.0, "event": "paused"})
     paths.write_private(p.snapshots_dir / "20231114-221323.000-stranger_detected.jpg", b"jpg")
     paths.write_private(p.cache_dir / "encoder" / f"sface-{assets.SFACE.sha256[:16]}.h5", b"h5")
     paths.private_dir(p.runtime_dir)
@@ -248,16 +248,16 @@ def test_purge_of_facewarden_files_alone_removes_the_directory(home, home_env, t
 def test_a_record_after_a_torn_line_starts_on_a_fresh_line(tmp_path):
     path = tmp_path / "events.jsonl"
     path.write_text('{"time": 1, "event": "paused"}\n{"time": 2, "ev')  # a crash mid-write
-    EventLog(path, Log()).append({"time": 3.0, "event": "locked"})
+    EventLog(path, LogConfig()).append({"time": 3.0, "event": "locked"})
     assert [r["time"] for r in eventlog.read(path)] == [1, 3.0]
 
 
 def test_events_skips_and_counts_unreadable_lines(home, home_env):
     p = paths.paths()
-    EventLog(p.events_file, Log()).append({"time": time.time(), "event": "paused", "state": "paused"})
+    EventLog(p.events_file, LogConfig()).append({"time": time.time(), "event": "paused", "state": "paused"})
     with open(p.events_file, "ab") as f:
         f.write(b'\xff\xfe{"time": 1\n[1, 2]\n{"event": "x"}\n')
-    EventLog(p.events_file, Log()).append({"time": time.time(), "event": "resumed", "state": "pending"})
+    EventLog(p.events_file, LogConfig()).append({"time": time.time(), "event": "resumed", "state": "pending"})
     r = cli(home_env, "events")
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert [line.split()[1] for line in r.stdout.splitlines()] == ["paused", "resumed"]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from facewarden import config, paths
-from facewarden.config import Log
+from facewarden.config import LogConfig
 from facewarden.events import Action, Event
 from facewarden.model import adapt, enroll
 from facewarden.service.actions import Actions, Context
@@ -136,7 +136,7 @@ def test_a_hard_linked_event_log_is_refused_like_a_symlink(home, tmp_path, caplo
     target.chmod(0o644)
     os.link(target, p.events_file)
     with caplog.at_level(logging.ERROR):
-        assert not EventLog(p.events_file, Log()).append({"time": 1.0, "event": "paused"})
+        assert not EventLog(p.events_file, LogConfig()).append({"time": 1.0, "event": "paused"})
     assert target.read_text() == "my notes\n" and oct(target.stat().st_mode & 0o777) == "0o644"
     assert "2 hard links" in caplog.text
 

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 from support import PYTHON
-from facewarden.core import liveness as core_liveness
+from facewarden.core import liveness_rules as core_liveness
 from facewarden.config import LivenessConfig as Liveness
 from facewarden.errors import UserError
-from facewarden.core.liveness import Cues, LivenessThresholds as Thresholds, judge, mesh_shift, smooth_residual, verdict
+from facewarden.core.liveness_rules import Cues, LivenessThresholds as Thresholds, judge, mesh_shift, smooth_residual, verdict
 from facewarden.recognition import landmarks, texture
 from facewarden.recognition.landmarks import Landmarker, MiniFASNet
 from facewarden.recognition.liveness import LivenessTracker

@@ -64,7 +64,7 @@ class CameraConfig(Section):
         return self.source if isinstance(self.source, list) else [self.source]
 
 
-class Sampling(Section):
+class SamplingConfig(Section):
     interval_s: float = Field(1.0, gt=0, le=HOUR_S)  # while the owner is verified
     doubt_interval_s: float = Field(0.25, gt=0, le=HOUR_S)  # a face not yet decided, a grace period running
     paused_interval_s: float = Field(5.0, gt=0, le=HOUR_S)
@@ -81,7 +81,7 @@ class Sampling(Section):
     full_scan_s: float = Field(2.0, gt=0, le=HOUR_S)
 
 
-class Model(Section):
+class ModelConfig(Section):
     runtime: Literal["tflite", "h5"] = "tflite"
     # None: the threshold calibrated at training time (models/owner.json).
     threshold: float | None = Field(None, gt=0, le=1)  # <= 0 would take every face for the owner
@@ -124,7 +124,7 @@ class LockConfig(Section):
     pause_while_inhibited: bool = False
 
 
-class Onlooker(Section):
+class OnlookerConfig(Section):
     enabled: bool = True
     # A second face counts only when it could read the screen: at least this wide relative to the
     # owner's face (as near as the owner, or nearly) and turned towards it (yaw, `core/onlooker.py`).
@@ -165,7 +165,7 @@ def is_person_name(name: str) -> bool:
     return re.fullmatch(_NAME, name) is not None
 
 
-class People(Section):
+class PeopleConfig(Section):
     # Enrolled people's roles: "owner" (their face keeps the session) or "trusted" (never an
     # onlooker or a stranger, but alone at the keyboard not an owner either). Not listed: the
     # default person "owner" is an owner, everyone else trusted.
@@ -181,21 +181,21 @@ class LivenessConfig(Section):
     model_path: Path | None = None  # optional MiniFASNet ONNX file the user supplies
 
 
-class Adapt(Section):
-    # Templates that keep up with how enrolled people look now (core/adapt.py): off by default.
+class AdaptConfig(Section):
+    # Templates that keep up with how enrolled people look now (core/adapt_track.py): off by default.
     enabled: bool = False
 
 
-class Snapshot(Section):
+class SnapshotConfig(Section):
     enabled: bool = False
     keep: int = Field(20, ge=1, le=10_000)  # 10,000 snapshots of ~50 KB: 500 MB, the most a user could want
 
 
-class Hooks(Section):
+class HooksConfig(Section):
     timeout_s: float = Field(10.0, gt=0, le=DAY_S)
 
 
-class Log(Section):
+class LogConfig(Section):
     max_bytes: int = Field(1_000_000, ge=1024, le=1 << 30)
     keep: int = Field(3, ge=1, le=100)
 
@@ -219,19 +219,19 @@ DEFAULT_ACTIONS: dict[Event, list[Action]] = {
 
 class Config(Section):
     camera: CameraConfig = CameraConfig()
-    sampling: Sampling = Sampling()
-    model: Model = Model()
+    sampling: SamplingConfig = SamplingConfig()
+    model: ModelConfig = ModelConfig()
     presence: PresenceConfig = PresenceConfig()
     lock: LockConfig = LockConfig()
-    onlooker: Onlooker = Onlooker()
+    onlooker: OnlookerConfig = OnlookerConfig()
     attention: AttentionConfig = AttentionConfig()
     dim: DimConfig = DimConfig()
-    people: People = People()
-    adapt: Adapt = Adapt()
+    people: PeopleConfig = PeopleConfig()
+    adapt: AdaptConfig = AdaptConfig()
     liveness: LivenessConfig = LivenessConfig()
-    snapshot: Snapshot = Snapshot()
-    hooks: Hooks = Hooks()
-    log: Log = Log()
+    snapshot: SnapshotConfig = SnapshotConfig()
+    hooks: HooksConfig = HooksConfig()
+    log: LogConfig = LogConfig()
     # Which built-in actions each event runs. User hooks (hooks/<event>) run for every event.
     actions: dict[Event, list[Action]] = Field(default_factory=lambda: dict(DEFAULT_ACTIONS))
 

@@ -1,5 +1,5 @@
 """Templates that keep up, on disk and at training time: the daemon stores the crops its tracks
-yield (`core/adapt.py` says which) in `adapt/<person>/`, and `facewarden train` adds the new ones as
+yield (`core/adapt_track.py` says which) in `adapt/<person>/`, and `facewarden train` adds the new ones as
 templates beside the enrolled (never instead of them). No TensorFlow here.
 """
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import paths
-from ..core.adapt import FLOOR, MAX_ADDED, NOVELTY
+from ..core.adapt_track import FLOOR, MAX_ADDED, NOVELTY
 from .enroll import check_name, crops_in, names_in, remove_crops, store_crop
 
 MAX_CANDIDATES = 100  # crops waiting per person for the next `train`; the oldest go first

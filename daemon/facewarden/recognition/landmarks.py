@@ -8,12 +8,12 @@ face the detector found:
   screen as the head turns) even while the head is still; a photo's irises stay where they were
   printed relative to the eye corners;
 - local motion: the mesh's move between two samples after the best smooth warp of the whole face
-  (core.liveness.smooth_residual): a photo, tilted, bent or curled, leaves nothing; eyelids, lips
+  (core.liveness_rules.smooth_residual): a photo, tilted, bent or curled, leaves nothing; eyelids, lips
   and cheeks moving against the face's outline do. The residual is only judged for frame pairs
   whose motion falls in a fixed band, never by how much a face moves.
 The other cues are measured beside these: the surround (surround.py) and texture (texture.py).
-`core.liveness.verdict` (pure) weighs a window of per-sample cues; an optional MiniFASNet the user
-supplies must then agree. This module measures; the rules are `core.liveness`, the window
+`core.liveness_rules.verdict` (pure) weighs a window of per-sample cues; an optional MiniFASNet the user
+supplies must then agree. This module measures; the rules are `core.liveness_rules`, the window
 `recognition.liveness`.
 """
 

@@ -1,6 +1,6 @@
 """The liveness tracker the daemon calls once per sample of the owner's face: it measures each
 sample's cues (landmarks.py, surround.py, texture.py) and keeps the window that the pure rules
-(core.liveness) weigh."""
+(core.liveness_rules) weigh."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import LivenessConfig
-from ..core.liveness import (MIN_IOD, MOTION_MAX, MOTION_MIN, PAIR_SPAN_S, RESIDUAL_SLOPE, THRESHOLDS, Cues,
+from ..core.liveness_rules import (MIN_IOD, MOTION_MAX, MOTION_MIN, PAIR_SPAN_S, RESIDUAL_SLOPE, THRESHOLDS, Cues,
                              LivenessThresholds, Verdict, mesh_shift, same_place, smooth_residual, verdict)
 from ..core.observation import Face
 from . import surround, texture

@@ -29,7 +29,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from ..core.adapt import overlap
+from ..core.adapt_track import overlap
 from ..core.observation import Face, FaceVerdict, face_problem
 from .vision import Detector
 

@@ -17,7 +17,7 @@ import stat
 import threading
 from pathlib import Path
 
-from ..config import Log
+from ..config import LogConfig
 from ..errors import UserError
 from ..paths import private_dir
 
@@ -49,7 +49,7 @@ def _open(path: Path, flags: int, mode: int = 0o600) -> int:
 class EventLog:
     """Appends records to `path` (0600 in a 0700 dir); rotates path -> path.1 -> ... path.<keep>."""
 
-    def __init__(self, path: Path, config: Log):
+    def __init__(self, path: Path, config: LogConfig):
         self.path = path
         self.config = config
         self._lock = threading.Lock()

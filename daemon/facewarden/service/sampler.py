@@ -21,7 +21,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from ..config import Config
-from ..core.adapt import Track
+from ..core.adapt_track import Track
 from ..core.guard import Guard, Input, Sampled, Tick
 from ..core.observation import Observation
 from ..core.onlooker import Reach

@@ -111,3 +111,12 @@ def test_pause_releases_the_camera_and_paces_slowly():
     assert run.guard.camera == "released (paused)" and run.guard.interval() == run.guard.sampling.paused_interval_s
     assert run.step(Resume()) == [Event.RESUMED]
     assert run.guard.camera == "ok" and run.guard.interval() == run.guard.sampling.doubt_interval_s
+
+
+def test_on_battery_every_interval_stretches_by_the_battery_factor():
+    run = present()
+    normal = run.guard.interval()
+    run.feed(Sample(owner=True, live=True, score=0.8, on_battery=True), 1)
+    assert run.guard.interval_factor == 2.0 and run.guard.interval() == 2 * normal
+    run.step(Pause(None))
+    assert run.guard.interval() == 2 * run.guard.sampling.paused_interval_s

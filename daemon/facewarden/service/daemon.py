@@ -248,7 +248,7 @@ class Daemon:
             log.warning('camera.when_busy = "idle" but no idle-input source works here: while another program '
                         'holds the camera, the lock fails closed (as "lock")')
         self._hold_sleep()
-        self.surroundings.start(self.session.logind.bus, self.session.session_bus)
+        self.surroundings.start(self.session.logind.bus, self.session.session_bus, lambda: self.guard.wants_camera)
         self.fanout.actions.dimmer.restore()  # a dim that a daemon before this one left behind
         with self.mutex:
             self._add_job()

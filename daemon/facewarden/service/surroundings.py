@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from typing import Callable
 from pathlib import Path
 
 from jeepney import DBusAddress, new_method_call
@@ -88,15 +89,18 @@ class Surroundings:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self, system: Bus | None, session: Bus | None) -> None:
+    def start(self, system: Bus | None, session: Bus | None, wanted: Callable[[], bool] = lambda: True) -> None:
+        """Refresh every REFRESH_S while `wanted()`: nothing reads these while the camera is released
+        (locked, asleep, paused), and a locked session should cost next to nothing."""
         self._system, self._session = system, session
         self.refresh()
-        self._thread = threading.Thread(target=self._loop, name="surroundings", daemon=True)
+        self._thread = threading.Thread(target=self._loop, args=(wanted,), name="surroundings", daemon=True)
         self._thread.start()
 
-    def _loop(self) -> None:
+    def _loop(self, wanted: Callable[[], bool]) -> None:
         while not self._stop.wait(REFRESH_S):
-            self.refresh()
+            if wanted():
+                self.refresh()
 
     def refresh(self) -> None:
         system, session = self._system, self._session
@@ -111,10 +115,6 @@ class Surroundings:
             log.info("on %s power", "battery" if battery else "mains")
         self.on_battery = battery
         self.monitors = connected_monitors(self.sysfs)
-
-    def interval_factor(self, battery_factor: float) -> float:
-        """How much the sampling intervals stretch now."""
-        return battery_factor if self.on_battery else 1.0
 
     def close(self) -> None:
         self._stop.set()

@@ -161,6 +161,11 @@ class Daemon:
         with self.mutex:
             self.pace(after_sample=True)
 
+    def _check_model(self) -> None:
+        """A job of its own: a model `train` published, loaded while sampling (not while locked)."""
+        if self.guard.wants_camera:
+            self.model.check(self.sampler.observer)
+
     def _add_job(self) -> None:
         self.watchdog.interval = self.guard.interval()
         self._job = self.scheduler.add_job(self._sample, "interval", seconds=self.watchdog.interval,
@@ -252,8 +257,7 @@ class Daemon:
         self.fanout.actions.dimmer.restore()  # a dim that a daemon before this one left behind
         with self.mutex:
             self._add_job()
-        self.scheduler.add_job(lambda: self.model.check(self.sampler.observer), "interval", seconds=MODEL_CHECK_S,
-                               max_instances=1, coalesce=True)
+        self.scheduler.add_job(self._check_model, "interval", seconds=MODEL_CHECK_S, max_instances=1, coalesce=True)
         self.scheduler.start()
         log.info("watching %s (state %s)", self.config.camera.source, self.guard.presence.state.value)
         while not self.stopping.wait(WATCH_PERIOD_S):

@@ -335,11 +335,6 @@ def test_reset_forgets_the_previous_face(nuaa, detector, landmarker):
     assert tracker.update(frame, detector(frame)[0], 100.0) is None
 
 
-def test_switched_off_every_face_counts_as_live(astronaut_bgr, detector):
-    tracker = LivenessTracker(Liveness(enabled=False))
-    assert tracker.update(astronaut_bgr, detector(astronaut_bgr)[0], 0.0) is True
-
-
 def test_a_face_too_small_to_judge_gives_no_evidence(astronaut_bgr, detector, landmarker):
     small = cv2.resize(astronaut_bgr, None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
     faces = detector(small)

@@ -35,13 +35,12 @@ class LivenessTracker:
 
     def __init__(self, config: LivenessConfig, landmarker: Landmarker | None = None,
                  thresholds: LivenessThresholds = THRESHOLDS, classifier: texture.TextureClassifier | None = None):
-        self.enabled = config.enabled
         self.window_s = config.window_s
         self.thresholds = thresholds
         self._given = landmarker  # kept for good (tests and benches share one)
         self._landmarker = landmarker
-        self._texture = classifier or texture.shipped() if self.enabled else None
-        self._model = MiniFASNet(config.model_path) if self.enabled and config.model_path else None
+        self._texture = classifier or texture.shipped()
+        self._model = MiniFASNet(config.model_path) if config.model_path else None
         self.reset()
 
     def reset(self) -> None:
@@ -62,8 +61,6 @@ class LivenessTracker:
 
     def update(self, frame_bgr: np.ndarray, face: Face, now: float) -> bool | None:
         """True once the face has shown life, None while pending (the caller's clock runs out)."""
-        if not self.enabled:
-            return True
         if self._face is not None and not same_place(self._face, face):
             self.reset()
         self._face = face
@@ -71,7 +68,6 @@ class LivenessTracker:
         if self.verdict is not None and self.verdict.live:
             self._landmarker = self._given  # proved: not needed until a face must prove life again
             return True
-        assert self._texture is not None  # made whenever liveness is enabled
         if self._landmarker is None:
             self._landmarker = Landmarker()
         marks = self._landmarker(frame_bgr, face)

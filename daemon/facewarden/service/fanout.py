@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from functools import partial
 from typing import Callable, Protocol
 
@@ -133,8 +134,10 @@ class Fanout:
 
     def shutdown(self) -> None:
         deadline = self.config.hooks.timeout_s + DRAIN_GRACE_S
+        start = time.monotonic()
         self._actions.drain(deadline)
-        if not self._hooks.drain(max(0.1, deadline)):
+        # One deadline for both: the hooks get what the actions left of it.
+        if not self._hooks.drain(max(0.1, deadline - (time.monotonic() - start))):
             dropped = self._hooks.drop()  # before the kill, or the worker would start the next one
             log.warning("hooks still running at shutdown, %.0f s after it began: the running one killed, "
                         "the hooks of %d more queued event(s) dropped", deadline, dropped)

@@ -20,7 +20,7 @@ from desktop_helpers.holder import holding
 from facewarden.config import parse
 from facewarden.errors import UserError
 from facewarden.service.camera import LID, Cameras
-from facewarden.service.holders import Holder, Watcher, holders
+from facewarden.service.holders import IN_OPEN, Holder, Inotify, Watcher, holders
 
 WAIT_S = 10.0
 
@@ -92,6 +92,24 @@ def test_watcher_reports_open_and_close(video):
         assert changes[1] == (str(video), []) and not watcher.held(str(video))
     finally:
         watcher.close()
+
+
+def test_the_frames_of_an_image_directory_are_not_events_the_directory_itself_is(tmp_path):
+    """A replayed image directory's frames are opened by the camera itself, one a sample: those
+    opens are not reported (each would cost a scan of /proc); opening the directory is."""
+    frames = image_dir(tmp_path, "frames", 5)
+    inotify = Inotify()
+    try:
+        images = sorted(frames.iterdir())  # listing opens the directory: before the watch
+        wd = inotify.add(str(frames))
+        for path in images:
+            path.read_bytes()
+        assert inotify.read() == []
+        fd = os.open(frames, os.O_RDONLY | os.O_DIRECTORY)
+        os.close(fd)
+        assert [(w, m & IN_OPEN) for w, m in inotify.read()][:1] == [(wd, IN_OPEN)]
+    finally:
+        inotify.close()
 
 
 def test_camera_lets_go_at_the_other_open_and_takes_it_back(video):

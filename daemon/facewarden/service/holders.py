@@ -1,5 +1,5 @@
 """Who else has a camera open: inotify sees any process open or close the device node (or a replayed
-video file or image directory), and the same user's `/proc/PID/fd` links say who holds it.
+video file, or an image directory itself), and the same user's `/proc/PID/fd` links say who holds it.
 
 inotify reports the open itself, before the opener can start streaming, so the daemon can let go in
 time for a video-call app that would not retry. It does not say who opened, hence the /proc scan;
@@ -95,7 +95,10 @@ class Inotify:
         return wd
 
     def read(self) -> list[tuple[int, int]]:
-        """(watch descriptor, mask) of the events waiting (none if none)."""
+        """(watch descriptor, mask) of the events waiting (none if none) about the watched paths
+        themselves. Events about an entry of a watched directory are left out: a replayed image
+        directory's entries are the frames the camera itself opens, one a sample, and each would
+        cost a scan of every process's descriptors."""
         try:
             data = os.read(self.fd, 64 * 1024)
         except BlockingIOError:
@@ -103,7 +106,8 @@ class Inotify:
         events, offset = [], 0
         while offset < len(data):
             wd, mask, _, length = EVENT.unpack_from(data, offset)
-            events.append((wd, mask))
+            if not length or mask & IN_IGNORED:  # a name follows only for an entry of a directory
+                events.append((wd, mask))
             offset += EVENT.size + length
         return events
 

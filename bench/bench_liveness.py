@@ -136,6 +136,10 @@ class Measured:
     def reason(self) -> str | None:
         return self.tracker.reason
 
+    @property
+    def proving(self) -> bool:
+        return self.tracker.proving
+
 
 ENROLL_FRAMES = (0, 13, 26)  # three of the person's live frames (from their live clip: optimistic)
 
@@ -215,9 +219,9 @@ def replay(clip: Path, subject: str, kind: str, config: Config, verify, tracker:
     tracker.reset()
     measured = Measured(tracker, run)
 
-    def timed_verify(frame: np.ndarray, now: float) -> Observation:
+    def timed_verify(frame: np.ndarray, now: float, precise: bool) -> Observation:
         start = time.perf_counter()
-        observation = verify(frame, now)
+        observation = verify(frame, now, precise)
         run.verify_ms.append((time.perf_counter() - start) * 1000)
         return observation
 

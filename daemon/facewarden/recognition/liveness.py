@@ -59,6 +59,11 @@ class LivenessTracker:
             return self.verdict.reason(self._cues[-1][0] - self._cues[0][0] if self._cues else 0.0)
         return None if self._face is None else "spoof: the face was too small or unclear to judge"
 
+    @property
+    def proving(self) -> bool:
+        """The face has not shown life yet (or no face is being judged)."""
+        return self.verdict is None or not self.verdict.live
+
     def update(self, frame_bgr: np.ndarray, face: Face, now: float) -> bool | None:
         """True once the face has shown life, None while pending (the caller's clock runs out)."""
         if self._face is not None and not same_place(self._face, face):

@@ -10,10 +10,13 @@ size, another look (someone else sat down in the same place), two faces in its p
 blurred frame (the verifier drops the track), or `reverify_s` since the model last judged it.
 
 Where to look: while the followed face is the only face, samples between full-frame scans search
-only the region around it (`Detector.around`; a second face there, or none, breaks the track); a
-full-frame scan runs at least every `full_scan_s`, so that a face appearing elsewhere is seen in
-time. While other faces are in the frame every sample scans it all and those faces are judged
-every time: only the followed face skips the model.
+only the region around it (`Detector.around`; a second face there, or none, breaks the track and
+the frame is scanned). A face found there in its place but looking different, or due to be
+re-verified, is judged by the model on the spot; the rest of the frame waits for its scan. A
+full-frame scan runs every `full_scan_s` while the scene around the followed face changes (`Scene`):
+a face that appears elsewhere changes it, so it is seen in time, and a still room is not scanned
+for nothing (at least every FULL_SCAN_MAX_S all the same). While other faces are in the frame every
+sample scans it all and those faces are judged every time: only the followed face skips the model.
 
 The look is compared with the previous sample's rather than the one the model last judged: a
 face at a desk moves and turns over seconds, while someone cut in between two samples is as far
@@ -33,21 +36,23 @@ from ..core.adapt_track import overlap
 from ..core.observation import Face, FaceVerdict, face_problem
 from .vision import Detector
 
-PATCH = 24  # px: the middle of the face box (a square as wide as the box) as the look is compared
-SLACK = 4  # px of PATCH each way the face may have moved within its box (boxes jitter by that much)
+PATCH = 32  # px: a square as wide as the face box, around its eyes and nose, as the look is compared
+SLACK = 6  # px of PATCH each way the face may have moved within its box (boxes jitter by that much)
+MIDDLE = 0.4  # the square's centre, down the box (the box runs from brow to chin: its eyes and nose)
 MIN_CORRELATION = 0.90  # below it the face looks different: judged again (bench/calibrate_tracking.py)
 MIN_OVERLAP = 0.5  # intersection over union with the previous sample's box
 MAX_RESIZE = 1.25  # the box's width may grow or shrink by this factor between two samples
+FULL_SCAN_MAX_S = 30.0  # a still scene is scanned all the same this often
 
 
 def patch(frame: np.ndarray, box: tuple[float, float, float, float], width: float) -> np.ndarray:
-    """The look of the square around `box`'s centre, `width` frame pixels scaled to PATCH px (and
+    """The look of the square around `box`'s eyes and nose, `width` frame pixels scaled to PATCH px (and
     SLACK more each way), grey, float32. Sampled at twice the size, then averaged down: a direct warp
     samples a 150 px face sparsely, and that noise would read as change."""
     x, y, w, h = box
     side = PATCH + 2 * SLACK
     scale = 2 * PATCH / width
-    matrix = np.array([[scale, 0, side - scale * (x + w / 2)], [0, scale, side - scale * (y + h / 2)]])
+    matrix = np.array([[scale, 0, side - scale * (x + w / 2)], [0, scale, side - scale * (y + h * MIDDLE)]])
     warped = cv2.warpAffine(frame, matrix, (2 * side, 2 * side), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REPLICATE)
     grey = warped if warped.ndim == 2 else cv2.cvtColor(warped, cv2.COLOR_BGR2GRAY)
@@ -91,6 +96,7 @@ class Tracker:
         self.full_scan_s = full_scan_s
         self.min_score = min_score
         self._track: _Track | None = None
+        self.scene = Scene()
         self._alone = False  # the last full scan found the followed face and no other
         self._scanned_at = -np.inf
 
@@ -98,11 +104,17 @@ class Tracker:
         """Forget the followed face: the next sample is judged in full."""
         self._track = None
 
-    def faces(self, frame: np.ndarray, now: float) -> tuple[FaceVerdict, ...]:
-        if self._track is not None and self._alone and _within(self._scanned_at, now, self.full_scan_s):
-            found = self.detector.around(frame, self._track.verdict.face.box)
-            kept = self._follow(frame, found[0], now) if len(found) == 1 else None
-            if kept is not None:
+    def faces(self, frame: np.ndarray, now: float, precise: bool = True) -> tuple[FaceVerdict, ...]:
+        """The frame's faces and verdicts. `precise`: find the followed face exactly where a full scan
+        would (the liveness cues read its landmarks' motion); else its region is searched coarser."""
+        track = self._track
+        if track is not None and self._alone and not self._scan_due(frame, now, track.verdict.face):
+            found = self.detector.around(frame, track.verdict.face.box, precise)
+            if len(found) == 1 and same_spot(track.verdict.face, found[0]):
+                kept = self._follow(frame, found[0], now)
+                if kept is None:  # looks different, or due to be re-verified: judged on the spot
+                    kept = self.judge(frame, found[0])
+                    self._start(frame, (kept,), now)
                 return (kept,)
             self._track = None  # broken: the whole frame is looked at and judged now
         found = self.detector(frame)
@@ -115,7 +127,13 @@ class Tracker:
         self._alone = len(found) == 1
         if kept is None:
             self._start(frame, verdicts, now)
+        self.scene.scanned(frame, [v.face for v in verdicts])
         return verdicts
+
+    def _scan_due(self, frame: np.ndarray, now: float, followed: Face) -> bool:
+        if _within(self._scanned_at, now, self.full_scan_s):
+            return False
+        return not _within(self._scanned_at, now, FULL_SCAN_MAX_S) or self.scene.changed(frame, followed)
 
     def _start(self, frame: np.ndarray, verdicts: tuple[FaceVerdict, ...], now: float) -> None:
         """Follow the one face the model named, if one: strangers are judged every time."""
@@ -142,3 +160,44 @@ class Tracker:
         verdict = replace(track.verdict, face=face, tracked=True)
         self._track = replace(track, verdict=verdict, patch=patch(frame, face.box, face.box[2]))
         return verdict
+
+
+class Scene:
+    """Whether anything changed around the followed face since the last full scan: a small grey copy
+    of the frame taken at each full scan, compared block by block with the frame now. The followed
+    person is left out (their face and the column below it, then and now: a head that turns,
+    shoulders, hands), and so is a change of the light as a whole (auto-exposure), which moves every
+    block alike. Someone who comes into view elsewhere changes the blocks they cover."""
+
+    SCALE = 8  # the copy is an eighth of the frame each way...
+    BLOCK = 4  # ...and a block 4 px of it (32 frame px)
+    MIN_CHANGE = 12.0  # grey levels a block's mean difference must exceed (bench/calibrate_tracking.py)
+
+    def __init__(self) -> None:
+        self._then: np.ndarray | None = None  # the copy at the last full scan
+        self._faces: list[Face] = []  # the faces that scan found
+
+    def _copy(self, frame: np.ndarray) -> np.ndarray:
+        h, w = frame.shape[:2]
+        small = cv2.resize(frame, (max(1, w // self.SCALE), max(1, h // self.SCALE)), interpolation=cv2.INTER_AREA)
+        return small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+
+    def scanned(self, frame: np.ndarray, faces: list[Face]) -> None:
+        self._then, self._faces = self._copy(frame), faces
+
+    def changed(self, frame: np.ndarray, followed: Face) -> bool:
+        now = self._copy(frame)
+        if self._then is None or now.shape != self._then.shape:
+            return True
+        b = self.BLOCK
+        rows, cols = now.shape[0] // b, now.shape[1] // b
+        diff = cv2.absdiff(now, self._then)[: rows * b, : cols * b].astype(np.float32)
+        blocks = diff.reshape(rows, b, cols, b).mean(axis=(1, 3))
+        around = np.ones((rows, cols), bool)
+        for face in (followed, *self._faces):
+            x, y, w, h = (v / (self.SCALE * b) for v in face.box)
+            around[max(0, int(y - 0.3 * h)):, max(0, int(x - 0.5 * w)):max(0, int(np.ceil(x + 1.5 * w)))] = False
+        if not around.any():
+            return False  # the followed person fills the view: nobody else fits in it
+        rest = blocks[around]
+        return bool((rest - np.median(rest) > self.MIN_CHANGE).any())

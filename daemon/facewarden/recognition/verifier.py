@@ -20,7 +20,7 @@ from .vision import Face
 class Verifier:
     """frame -> Observation, for the daemon. Never imports TensorFlow unless model.runtime = "h5".
 
-    Build it with `Verifier.from_config(config, paths)`; call `observe(frame_bgr, now)` per camera
+    Build it with `Verifier.from_config(config, paths)`; call `observe(frame_bgr, now, precise)` per camera
     sample (a verified face is then tracked: `recognition/tracking.py`), `observe(image)` to judge
     every face afresh, or `score_image(image)` for a still photo (its subject: the face nearest the centre).
     """
@@ -41,8 +41,13 @@ class Verifier:
 
     @classmethod
     def from_config(cls, config: Config, where: Paths) -> "Verifier":
+        import cv2
+
         from . import ownerfile, runtime
 
+        # OpenCV's own pool (the detector, resizes, the quality check) as many threads as the model:
+        # the daemon pays in CPU, and on these small images a second thread costs more CPU than it saves.
+        cv2.setNumThreads(config.model.threads)
         # One directory for the metadata and the model file: a version published meanwhile is not mixed in.
         directory = ownerfile.model_dir(where)
         meta = ownerfile.meta_of(directory)
@@ -78,16 +83,17 @@ class Verifier:
         unsure = person is None and poorly_lit(crop)
         return FaceVerdict(face, score, person in self.owners, person, unsure)
 
-    def observe(self, frame_bgr: np.ndarray, now: float | None = None) -> Observation:
+    def observe(self, frame_bgr: np.ndarray, now: float | None = None, precise: bool = True) -> Observation:
         """The frame's faces and verdicts. `now` (seconds, the sampling clock): a camera sample, on
-        which a face tracked since an earlier sample keeps its verdict; None: every face judged afresh."""
+        which a face tracked since an earlier sample keeps its verdict; None: every face judged afresh.
+        `precise`: a followed face's landmarks exactly as a full scan finds them (liveness is pending)."""
         issue = self.quality(frame_bgr)
         if issue:
             self.tracker.drop()  # unseen for a sample: not continuous
             return Observation(skipped=issue)
         if now is None:
             return Observation(tuple(self.judge(frame_bgr, f) for f in self.detector(frame_bgr)))
-        return Observation(self.tracker.faces(frame_bgr, now))
+        return Observation(self.tracker.faces(frame_bgr, now, precise))
 
     def score_image(self, image: np.ndarray) -> FaceVerdict | None:
         """The verdict on a still photo's subject (the face nearest the centre); None: no face."""

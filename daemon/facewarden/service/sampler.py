@@ -38,9 +38,10 @@ log = logging.getLogger("facewarden")
 
 
 class Verify(Protocol):
-    """The verifier's per-frame call (recognition/verifier.py): `now` paces its tracking."""
+    """The verifier's per-frame call (recognition/verifier.py): `now` paces its tracking; `precise`
+    asks for a followed face's landmarks exactly where a full scan puts them."""
 
-    def __call__(self, frame: np.ndarray, now: float, /) -> Observation: ...
+    def __call__(self, frame: np.ndarray, now: float, precise: bool, /) -> Observation: ...
 
 
 class LivenessCheck(Protocol):
@@ -48,6 +49,8 @@ class LivenessCheck(Protocol):
     def reset(self) -> None: ...
     @property
     def reason(self) -> str | None: ...
+    @property
+    def proving(self) -> bool: ...
 
 
 def build_verifier(config: Config, where: Paths) -> Verify:
@@ -78,7 +81,9 @@ class Observer:
         self.verify, self.liveness, self.reach = verify, liveness, reach
 
     def observe(self, frame: np.ndarray, now: float) -> Seen:
-        observation = self.verify(frame, now)
+        # Landmarks that move by a pixel read as motion to a face still proving life; afterwards the
+        # followed face is found at a coarser scale (recognition/tracking.py).
+        observation = self.verify(frame, now, self.liveness is not None and self.liveness.proving)
         owner = observation.owner_face
         live = None
         if owner is not None:

@@ -8,6 +8,11 @@ facewarden, with 2 and with 1 inference thread(s), on each frame twice:
 - a tracked face: the next sample of a face the model judged (the frame moved by 2 px), through the
   daemon's tracker (recognition/tracking.py): YuNet on the region around the face, the look compared,
   the verdict kept without the encoder. Frames whose face the tracker does not keep are counted.
+  Twice: as the daemon follows a face that proved life (the region searched coarser: most of the
+  day, and every sample with liveness off), and as it follows one still proving life (the region
+  at the full scan's scale).
+OpenCV's own thread pool runs as many threads as the model in facewarden's pipelines (as in the
+daemon), and at OpenCV's default in its own pipeline.
 Peers, on the very same frames, interleaved frame by frame so machine load hits all alike:
 - the dlib stack Howdy uses: face_recognition.face_locations (HOG) + face_encodings + compare_faces;
 - OpenCV's own pipeline: YuNet at full frame size + alignCrop + SFace through cv2.dnn + cosine.
@@ -46,6 +51,7 @@ FACES = Path(os.environ.get("FACEWARDEN_FACES", REPO.parent / "shared" / "data" 
 # face_recognition lives outside site-packages (see pyproject's bench extra for why).
 sys.path.insert(0, str(REPO / ".venv" / "bench-site"))
 
+OPENCV_THREADS = cv2.getNumThreads()  # OpenCV's default, for its own pipeline
 SFACE_COSINE = 0.363  # OpenCV's published SFace threshold, for the template-based decisions
 DLIB_TOLERANCE = 0.6  # face_recognition's default
 
@@ -88,6 +94,7 @@ class Facewarden:
     """The daemon's per-frame path, with each stage timed."""
 
     def __init__(self, cfg: config.Config, threads: int, owner: Path | None):
+        self.threads = threads
         self.detector = vision.Detector(cfg.model.detect_width, cfg.model.min_detection_score)
         if owner is not None:
             self.model = runtime.load(owner, threads)
@@ -118,12 +125,14 @@ class Facewarden:
             self.template = embedding
         return float(embedding @ self.template) >= self.threshold
 
-    def tracked(self, frame: np.ndarray, now: float) -> bool:
+    def tracked(self, frame: np.ndarray, now: float, precise: bool) -> bool:
         """One sample through the tracker; whether the face kept the track's verdict."""
-        verdicts = self.tracker.faces(frame, now)
+        cv2.setNumThreads(self.threads)
+        verdicts = self.tracker.faces(frame, now, precise)
         return len(verdicts) == 1 and verdicts[0].tracked
 
     def __call__(self, frame: np.ndarray) -> bool | None:
+        cv2.setNumThreads(self.threads)
         t0 = time.perf_counter()
         faces = self.detector(frame)
         t1 = time.perf_counter()
@@ -157,6 +166,7 @@ class OpenCV:
         self.template: np.ndarray | None = None
 
     def __call__(self, frame: np.ndarray) -> bool | None:
+        cv2.setNumThreads(OPENCV_THREADS)
         self.detector.setInputSize((frame.shape[1], frame.shape[0]))
         _, faces = self.detector.detect(frame)
         if faces is None:
@@ -218,7 +228,8 @@ def main() -> int:
     model = owner if owner is not None and owner.is_file() else None
     ours = [Facewarden(cfg, threads, model) for threads in (2, 1)]
     pipelines = [*ours, OpenCV(cfg)] + ([] if args.no_dlib else [Dlib()])
-    names = [p.name for p in pipelines] + [f"{p.name}, tracked" for p in ours]
+    follows = {"tracked": False, "tracked, proving life": True}  # the name's suffix: precise
+    names = [p.name for p in pipelines] + [f"{p.name}, {f}" for p in ours for f in follows]
     times: dict[str, list[float]] = {n: [] for n in names}
     # CPU time (all threads) as well: on a shared machine the wall time includes waiting for a core.
     cpu: dict[str, list[float]] = {n: [] for n in names}
@@ -234,8 +245,9 @@ def main() -> int:
     for p in pipelines:  # warm-up: first-call allocations, XNNPACK packing, caches
         p(frames[0])
     for p in ours:
-        p.tracked(frames[0], 0.0)
-        p.tracked(moved[0], 1.0)
+        for precise in follows.values():
+            p.tracked(frames[0], 0.0, precise)
+            p.tracked(moved[0], 1.0, precise)
         for stage in p.stages.values():
             stage.clear()
 
@@ -246,13 +258,14 @@ def main() -> int:
                 verdict = timed(p.name, p, frame)
                 found[p.name] += verdict is not None and repeat == 0
             for p in ours:
-                now = 10.0 * (i + repeat * len(frames))
-                p.tracked(frame, now)  # the model judges it: the track starts (untimed)
-                kept = timed(f"{p.name}, tracked", p.tracked, moved[i], now + 1)
-                found[f"{p.name}, tracked"] += bool(kept) and repeat == 0
-                if not kept:  # judged afresh instead (a second face, a box that moved): not a tracked sample
-                    times[f"{p.name}, tracked"].pop()
-                    cpu[f"{p.name}, tracked"].pop()
+                for k, (follow, precise) in enumerate(follows.items()):
+                    name, now = f"{p.name}, {follow}", 10.0 * (i + repeat * len(frames)) + 5.0 * k
+                    p.tracked(frame, now, precise)  # the model judges it: the track starts (untimed)
+                    kept = timed(name, p.tracked, moved[i], now + 1, precise)
+                    found[name] += bool(kept) and repeat == 0
+                    if not kept:  # judged afresh instead (a second face, a box that moved): not a tracked sample
+                        times[name].pop()
+                        cpu[name].pop()
 
     print(f"frames: {described}; {args.repeats} repeats; detect width {cfg.model.detect_width}; "
           f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")

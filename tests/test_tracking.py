@@ -1,5 +1,6 @@
 """Tracking: a verified face keeps its verdict without the encoder while it stays and looks the same;
-a stranger cut in for it, a new face, a dark frame or the re-verify period make the model judge again.
+a stranger cut in for it, a new face, a dark frame or the re-verify period make the model judge again;
+a still scene is not scanned again for nothing; a face that proved life is searched coarser.
 Real faces through the real detector, the real owner model (the astronaut) and real strangers (LFW, NUAA)."""
 
 from __future__ import annotations
@@ -9,11 +10,14 @@ import numpy as np
 import pytest
 
 from facewarden.cli.demo import compose, in_place_of
-from facewarden.config import Config
+from facewarden.config import Config, LivenessConfig
 from facewarden.core.observation import Face, FaceVerdict
 from facewarden.paths import paths
 from facewarden.recognition import tracking, vision
+from facewarden.recognition.liveness import LivenessTracker
 from facewarden.recognition.verifier import Verifier
+from facewarden.service.sampler import Observer
+from facewarden.core.onlooker import Reach
 
 GREY = np.full((480, 640, 3), 120, np.uint8)
 
@@ -33,6 +37,20 @@ def counted(verifier: Verifier) -> list[Face]:
 
     verifier.tracker.judge = judge
     return judged
+
+
+def scans(verifier: Verifier) -> list[float]:
+    """The frames the detector scans whole from now on (their mean level, to tell them apart)."""
+    scanned: list[float] = []
+    detector = verifier.tracker.detector
+
+    class Counting(type(detector)):  # the same detector, its full scans counted
+        def __call__(self, frame):
+            scanned.append(float(frame.mean()))
+            return super().__call__(frame)
+
+    detector.__class__ = Counting
+    return scanned
 
 
 def shifted(frame: np.ndarray, dx: int, dy: int = 0) -> np.ndarray:
@@ -144,3 +162,101 @@ def test_region_detection_finds_the_face_the_full_scan_finds(astronaut_bgr, nuaa
         assert np.abs(np.subtract(full.box, near.box)).max() < 0.1 * full.box[2]
         assert np.abs(full.landmarks - near.landmarks).max() < 0.1 * full.box[2]
         assert detector.around(frame, (0.0, 0.0, 60.0, 60.0)) == []  # a corner with no face
+
+
+def test_a_look_change_is_judged_on_the_spot_without_a_full_scan(verifier, astronaut_bgr):
+    frame = owner_frame(astronaut_bgr)
+    owner = verifier.detector(frame)[0]
+    verifier.observe(frame, 0.0)
+    judged, scanned = counted(verifier), scans(verifier)
+    # A shadow falls across the face (a lamp switched on at one side): the same face, another look.
+    x, y, w, h = (int(v) for v in owner.box)
+    darker = frame.copy()
+    ramp = np.linspace(0.35, 1.0, w, dtype=np.float32)[None, :, None]
+    darker[y:y + h, x:x + w] = (frame[y:y + h, x:x + w] * ramp).astype(np.uint8)
+    seen = verifier.observe(darker, 1.0)
+    assert seen.owner_face is not None and not seen.owner_face.tracked  # the model judged it...
+    assert len(judged) == 1 and scanned == []  # ...where it was, and the frame was not scanned for it
+    assert verifier.observe(darker, 2.0).owner_face.tracked  # its new look is followed from there
+
+
+def test_a_still_scene_is_not_scanned_again_but_a_change_around_the_face_is(verifier, astronaut_bgr):
+    frame = owner_frame(astronaut_bgr)
+    verifier.observe(frame, 0.0)
+    scanned = scans(verifier)
+    for t in range(1, 12):  # a still scene: past full_scan_s (2 s), nothing new to find
+        assert verifier.observe(frame, float(t)).owner_face is not None
+    assert scanned == []  # (and the re-verifications at 5 s and 10 s judged the face where it was)
+    verifier.observe(frame, tracking.FULL_SCAN_MAX_S + 0.5)  # all the same, now and then
+    assert len(scanned) == 1
+    # The light changes as a whole (auto-exposure): nothing new either.
+    brighter = cv2.convertScaleAbs(frame, alpha=1.0, beta=20)
+    verifier.observe(brighter, tracking.FULL_SCAN_MAX_S + 3.0)
+    assert len(scanned) == 1
+    # Something comes into view at the edge, far from the face: the scan runs once it is due.
+    edge = brighter.copy()
+    edge[100:180, 10:70] = 240
+    verifier.observe(edge, tracking.FULL_SCAN_MAX_S + 4.0)
+    assert len(scanned) == 2
+
+
+def test_the_scene_sees_a_small_face_come_in_beside_the_owner(astronaut_bgr, lfw):
+    """Someone coming into view beside the followed face, down to 40 px (an onlooker a few metres
+    back), changes the scene; the followed face's own head and shoulders do not."""
+    frame = owner_frame(astronaut_bgr)
+    owner = vision.Detector()(frame)[0]
+    stranger = vision.read_image(sorted(lfw.glob("*/*_0001.jpg"))[3])
+    x, y, w, h = (int(v) for v in owner.box)
+    for side in (40, 80, 120):
+        scene = tracking.Scene()
+        scene.scanned(frame, [owner])
+        moved = frame.copy()  # the owner's own head turns and shoulders move
+        moved[y:, max(0, x - w // 4):x + w + w // 4] = np.roll(frame[y:, max(0, x - w // 4):x + w + w // 4], 9, axis=1)
+        assert not scene.changed(moved, owner)
+        beside = moved.copy()
+        left = max(0, x - w // 2 - side - 10)
+        beside[y:y + side, left:left + side] = cv2.resize(stranger[60:190, 60:190], (side, side))
+        assert scene.changed(beside, owner), f"a {side} px face beside the owner"
+
+
+def test_a_face_that_proved_life_is_searched_coarser(owner_home, nuaa):
+    """Observer + verifier + the real liveness tracker on a live webcam clip: the region around the
+    followed face is searched exactly as a full scan would while the face proves life (its
+    landmarks' motion is evidence), and coarser once it has."""
+    clip = [cv2.imread(str(p)) for p in sorted((nuaa / "sequences" / "0008_live").glob("*.jpg"))]
+    verifier = Verifier.from_config(Config(), paths())
+    verifier.judge = lambda frame, face: FaceVerdict(face, 0.9, True, "owner")  # the clip's subject is the owner
+    verifier.tracker.judge = verifier.judge
+    asked: list[tuple[bool, bool | None]] = []
+    around = verifier.detector.around
+
+    def recording(frame, box, precise=True):
+        asked.append((precise, live))
+        return around(frame, box, precise)
+
+    verifier.detector.around = recording
+    observer = Observer(verifier.observe, LivenessTracker(LivenessConfig()), Reach(0.3, 0.6))
+    live = None
+    for i, frame in enumerate(clip * 2):
+        live = observer.observe(frame, i / 5.0).sample.live
+    assert live is True
+    assert {precise for precise, was_live in asked if not was_live} == {True}
+    assert {precise for precise, was_live in asked if was_live} == {False}
+    # And coarser is still close: its landmarks within an eighth of the face of where the full scan puts them.
+    full = verifier.detector(clip[0])[0]
+    (near,) = around(clip[0], full.box, False)
+    assert np.abs(full.landmarks - near.landmarks).max() < full.box[2] / 8
+
+
+def test_an_empty_scene_is_scanned_again_only_when_it_changes(verifier, astronaut_bgr):
+    empty = GREY.copy()
+    empty[300:400, 50:200] = 60  # a desk in the room
+    verifier.observe(empty, 0.0)
+    scanned = scans(verifier)
+    noise = np.random.default_rng(1)
+    for t in range(1, 6):  # nobody, and a camera's noise: nothing to scan for
+        frame = np.clip(empty + noise.normal(0, 3, empty.shape), 0, 255).astype(np.uint8)
+        assert verifier.observe(frame, float(t)).faces == ()
+    assert scanned == []
+    arrived = compose([astronaut_bgr], empty)  # the owner sits down: seen at this very sample
+    assert verifier.observe(arrived, 6.0).owner_face is not None and len(scanned) == 1

@@ -3,8 +3,8 @@ sample to sample and keeps its verdict without the encoder while it stays where 
 it did.
 
 A face continues its track when it is found again in the same place (box overlap, size within
-MAX_RESIZE) and looks the same: the normalised correlation of a small grey patch of the middle of
-its box against the previous sample's, at the best shift within a few pixels (boxes jitter).
+MAX_RESIZE) and looks the same: the normalised correlation of a small grey patch around its eyes
+and nose against the previous sample's, at the best shift within a few pixels (boxes jitter).
 Anything else breaks the track and the face is judged by the model at once: a jump, a change of
 size, another look (someone else sat down in the same place), two faces in its place, a dark or
 blurred frame (the verifier drops the track), or `reverify_s` since the model last judged it.
@@ -15,8 +15,10 @@ the frame is scanned). A face found there in its place but looking different, or
 re-verified, is judged by the model on the spot; the rest of the frame waits for its scan. A
 full-frame scan runs every `full_scan_s` while the scene around the followed face changes (`Scene`):
 a face that appears elsewhere changes it, so it is seen in time, and a still room is not scanned
-for nothing (at least every FULL_SCAN_MAX_S all the same). While other faces are in the frame every
-sample scans it all and those faces are judged every time: only the followed face skips the model.
+for nothing (at least every FULL_SCAN_MAX_S all the same). A scene where the last scan found nobody
+is scanned again as soon as anything in it changes (someone arriving), and not while nothing does.
+While other faces are in the frame every sample scans it all and those faces are judged every time:
+only the followed face skips the model.
 
 The look is compared with the previous sample's rather than the one the model last judged: a
 face at a desk moves and turns over seconds, while someone cut in between two samples is as far
@@ -97,7 +99,8 @@ class Tracker:
         self.min_score = min_score
         self._track: _Track | None = None
         self.scene = Scene()
-        self._alone = False  # the last full scan found the followed face and no other
+        self._alone = False  # the last full scan found the followed face and no other...
+        self._empty = False  # ...or no face at all
         self._scanned_at = -np.inf
 
     def drop(self) -> None:
@@ -108,6 +111,8 @@ class Tracker:
         """The frame's faces and verdicts. `precise`: find the followed face exactly where a full scan
         would (the liveness cues read its landmarks' motion); else its region is searched coarser."""
         track = self._track
+        if track is None and self._empty and not self._scan_due(frame, now, None):
+            return ()  # nobody at the last scan, and nothing has changed since
         if track is not None and self._alone and not self._scan_due(frame, now, track.verdict.face):
             found = self.detector.around(frame, track.verdict.face.box, precise)
             if len(found) == 1 and same_spot(track.verdict.face, found[0]):
@@ -124,14 +129,16 @@ class Tracker:
             there = [f for f in found if same_spot(self._track.verdict.face, f)]
             kept = self._follow(frame, there[0], now) if len(there) == 1 else None
         verdicts = tuple(kept if kept is not None and f is kept.face else self.judge(frame, f) for f in found)
-        self._alone = len(found) == 1
+        self._alone, self._empty = len(found) == 1, not found
         if kept is None:
             self._start(frame, verdicts, now)
         self.scene.scanned(frame, [v.face for v in verdicts])
         return verdicts
 
-    def _scan_due(self, frame: np.ndarray, now: float, followed: Face) -> bool:
-        if _within(self._scanned_at, now, self.full_scan_s):
+    def _scan_due(self, frame: np.ndarray, now: float, followed: Face | None) -> bool:
+        """Whether this sample scans the whole frame: while a face is followed, once `full_scan_s`
+        passed and the scene changed around it; in an empty scene, as soon as anything changed."""
+        if followed is not None and _within(self._scanned_at, now, self.full_scan_s):
             return False
         return not _within(self._scanned_at, now, FULL_SCAN_MAX_S) or self.scene.changed(frame, followed)
 
@@ -185,19 +192,24 @@ class Scene:
     def scanned(self, frame: np.ndarray, faces: list[Face]) -> None:
         self._then, self._faces = self._copy(frame), faces
 
-    def changed(self, frame: np.ndarray, followed: Face) -> bool:
+    def changed(self, frame: np.ndarray, followed: Face | None) -> bool:
+        return self.change(frame, followed) > self.MIN_CHANGE
+
+    def change(self, frame: np.ndarray, followed: Face | None) -> float:
+        """The largest change of a block around the followed person (None: anywhere) beyond the
+        light's, in grey levels (inf: no copy to compare with; 0: nothing around them to see)."""
         now = self._copy(frame)
         if self._then is None or now.shape != self._then.shape:
-            return True
+            return np.inf
         b = self.BLOCK
         rows, cols = now.shape[0] // b, now.shape[1] // b
         diff = cv2.absdiff(now, self._then)[: rows * b, : cols * b].astype(np.float32)
         blocks = diff.reshape(rows, b, cols, b).mean(axis=(1, 3))
         around = np.ones((rows, cols), bool)
-        for face in (followed, *self._faces):
+        for face in (*self._faces, *([] if followed is None else [followed])):
             x, y, w, h = (v / (self.SCALE * b) for v in face.box)
             around[max(0, int(y - 0.3 * h)):, max(0, int(x - 0.5 * w)):max(0, int(np.ceil(x + 1.5 * w)))] = False
         if not around.any():
-            return False  # the followed person fills the view: nobody else fits in it
+            return 0.0  # the followed person fills the view: nobody else fits in it
         rest = blocks[around]
-        return bool((rest - np.median(rest) > self.MIN_CHANGE).any())
+        return float((rest - np.median(rest)).max())

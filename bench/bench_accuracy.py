@@ -80,8 +80,9 @@ class Reference:
 
 
 class Encoder:
-    """Our port's unit embeddings in bulk, through its LiteRT export (the daemon's runtime; 2.5x
-    cheaper per face than Keras here, same numbers to ~1e-6). Training still runs in Keras."""
+    """Our port's unit embeddings in bulk, through its LiteRT export (the daemon's runtime and its
+    int8 weights: what the daemon computes, several times cheaper per face than Keras). Training
+    still runs in Keras."""
 
     def __init__(self, keras_encoder, work: Path):
         from facewarden.model import encoder as enc

@@ -181,7 +181,7 @@ spoof_suspected = ["lock"]
 
     log_path = home / "daemon.log"
     cpu_at: list[tuple[float, float]] = []  # (wall time, the daemon's CPU seconds), once a second
-    peak_kib = 0
+    peak_kib, peak_at = 0, 0.0  # and when the peak was last raised (wall time)
     with open(log_path, "w") as log:
         started = time.time()
         proc = subprocess.Popen(python + ["run"], env=env, stderr=log, stdout=subprocess.DEVNULL)
@@ -190,7 +190,8 @@ spoof_suspected = ["lock"]
             time.sleep(1.0)
             try:
                 cpu_at.append((time.time(), cpu_seconds(proc.pid)))
-                peak_kib = max(peak_kib, peak_rss_kib(proc.pid))
+                if (hwm := peak_rss_kib(proc.pid)) > peak_kib:
+                    peak_kib, peak_at = hwm, time.time()
             except (FileNotFoundError, ProcessLookupError, ValueError):
                 pass  # exiting: wait4 collects it on the next turn
         _, status, usage = waited
@@ -234,8 +235,10 @@ spoof_suspected = ["lock"]
           f"(interval {interval:g} s, doubt {defaults.sampling.doubt_interval_s:g} s, re-verify "
           f"{defaults.sampling.reverify_s:g} s, full scan {defaults.sampling.full_scan_s:g} s), {threads} inference "
           f"thread(s), liveness {'on' if liveness else 'off'}; load average {os.getloadavg()[0]:.1f} at the end")
+    when = peak_at - t0
+    during = next((name for name, start, end in segments if start <= when < end), "start-up" if when < 0 else "-")
     print(f"peak RSS             : {peak_mb:7.1f} MB ({peak_kib / 1024:.1f} MiB, VmHWM) (target <= 160 MB)  "
-          f"{verdict(peak_mb <= 160)}")
+          f"{verdict(peak_mb <= 160)}  (reached at {when:.0f} s of the replay: {during})")
     print(f"CPU, whole run       : {cpu:7.2f} % of one core  (target <= 1%)      {verdict(cpu <= 1)}  "
           f"({usage.ru_utime + usage.ru_stime:.1f} CPU-s in {wall:.0f} s, start-up included)")
     print(f"CPU per hour         : {(usage.ru_utime + usage.ru_stime) / wall * 3600:7.1f} CPU-s")

@@ -24,6 +24,10 @@ from facewarden.recognition.verifier import Verifier
 from facewarden.config import Config
 from facewarden.errors import UserError
 
+# owner.tflite (int8 weights) against owner.h5's float32, score for score: measured within 0.005 on ORL,
+# 0.02 on LFW; train refuses an export off by more than training.EXPORT_PARITY.
+INT8_WEIGHTS = 0.02
+
 
 @pytest.fixture(scope="module")
 def orl_owner(orl, tmp_path_factory):
@@ -66,7 +70,7 @@ def test_tflite_matches_h5_on_real_faces(orl_owner, orl):
     lite = runtime.load(ownerfile.model_dir(p) / "owner.tflite", threads=1)
     a = np.array([h5(c[None])[0].reshape(-1)[0] for c in crops])
     b = np.array([lite(c[None])[0].reshape(-1)[0] for c in crops])
-    np.testing.assert_allclose(a, b, atol=1e-4)
+    np.testing.assert_allclose(a, b, atol=INT8_WEIGHTS)
     assert a.max() - a.min() > 0.3  # real, different scores: owner and strangers
 
 
@@ -86,7 +90,7 @@ def test_owner_h5_loads_with_plain_keras_in_another_process(orl_owner, tmp_path,
     assert out.returncode == 0, out.stderr[-2000:]
     plain = float(out.stdout.strip().splitlines()[-1])
     ours = runtime.load(ownerfile.model_dir(p) / "owner.tflite")(crop[None])[0].reshape(-1)[0]
-    assert abs(plain - ours) < 1e-4 and plain > 0.5
+    assert abs(plain - ours) < INT8_WEIGHTS and plain > 0.5
 
 
 def test_trained_files_are_private_and_described(orl_owner):
@@ -103,7 +107,7 @@ def test_trained_files_are_private_and_described(orl_owner):
     assert {**on_disk, "version": meta["version"], "adapted_files": {}} == meta  # adaptation off: none named
     assert meta["enrolled"] == 5 and meta["input_size"] == [112, 112, 3]
     assert "0.1%" in meta["threshold_method"] and len(meta["encoder_sha256"]) == 64
-    assert meta["tflite_max_abs_diff"] < 1e-3
+    assert meta["tflite_max_abs_diff"] < INT8_WEIGHTS
 
 
 def test_config_threshold_overrides_the_trained_one(orl_owner):

@@ -78,7 +78,7 @@ def test_h5_runtime_gives_the_same_embedding(encoder_model, encoder_tflite, astr
     assert isinstance(keras_model, runtime.KerasModel)
     (h5,) = keras_model(astronaut_face[None])
     (lite,) = runtime.TFLiteModel(encoder_tflite)(astronaut_face[None])
-    assert float(h5[0] @ lite[0] / np.linalg.norm(h5) / np.linalg.norm(lite)) > 0.9999
+    assert float(h5[0] @ lite[0] / np.linalg.norm(h5) / np.linalg.norm(lite)) > 0.995  # the .tflite has int8 weights (cosine >= 0.997 on LFW)
 
 
 def test_runs_mediapipe_face_mesh(astronaut_bgr):
@@ -142,4 +142,4 @@ def test_daemon_side_inference_does_not_import_tensorflow(encoder_model, encoder
     # and it computed the real thing, not an empty run
     expected = encoder.embed(encoder_model, astronaut_face[None])[0]
     got = np.array(result["embedding"])
-    assert got @ expected / np.linalg.norm(got) / np.linalg.norm(expected) > 0.9999
+    assert got @ expected / np.linalg.norm(got) / np.linalg.norm(expected) > 0.995  # int8 weights

@@ -127,6 +127,9 @@ def embed_batches(model, crops: np.ndarray, batch: int = 32) -> np.ndarray:
 FIT_MARGIN = 0.15
 VIEWS_TOTAL = 120  # augmented training views, spread over the enrolled faces
 VAL_VIEWS_TOTAL = 40
+# owner.tflite's scores (int8 weights) may differ from owner.h5's by this much: measured up to 0.02
+# on LFW's faces; a broken export is off by far more.
+EXPORT_PARITY = 0.05
 
 
 def _views(crops: np.ndarray, total: int, seed: int) -> np.ndarray:
@@ -240,7 +243,7 @@ def train(p: paths.Paths, say: Callable[[str], None] = print, verbose: int = 1, 
         lite = runtime.TFLiteModel(tflite, threads=1)
         got = np.stack([lite(c[None])[0].reshape(-1) for c in probe])
         parity = float(np.abs(want - got).max())
-        if parity > 1e-3:
+        if parity > EXPORT_PARITY:
             raise UserError(f"the exported owner.tflite disagrees with owner.h5 by {parity:.4f}; not installed")
         meta = {
             "threshold": THRESHOLD_COLOUR,

@@ -96,7 +96,11 @@ class TFLiteModel:
             self._allocate()
         for a, d in zip(arrays, self.inputs):
             self._interpreter.set_tensor(d["index"], a)
-        self._interpreter.invoke()
+        try:
+            self._interpreter.invoke()
+        except RuntimeError as e:  # XNNPACK prepares on the first run: a damaged weight scale fails there
+            reason = str(e).split(" in XNNPACK")[0]
+            raise UserError(f"model file {self.path} does not run ({reason}); re-create it") from None
         # get_tensor copies: the interpreter reuses its buffers on the next call.
         return [self._interpreter.get_tensor(d["index"]) for d in self.outputs]
 

@@ -15,6 +15,7 @@ from ..core.liveness_rules import (MIN_IOD, MOTION_MAX, MOTION_MIN, PAIR_SPAN_S,
 from ..core.observation import Face
 from . import surround, texture
 from .landmarks import Landmarker, MiniFASNet
+from .runtime import trim_heap
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class LivenessTracker:
         self._face = face
         self.last = None
         if self.verdict is not None and self.verdict.live:
-            self._landmarker = self._given  # proved: not needed until a face must prove life again
+            self._let_go()
             return True
         if self._landmarker is None:
             self._landmarker = Landmarker()
@@ -113,6 +114,12 @@ class LivenessTracker:
         self.last = cues
         self.verdict = verdict([c for _, c in self._cues], self.thresholds)
         if self.verdict.live:
-            self._landmarker = self._given
+            self._let_go()
             return True
         return None
+
+    def _let_go(self) -> None:
+        """Proved: the landmark models are not needed until a face must prove life again."""
+        if self._landmarker is not self._given:
+            self._landmarker = self._given
+            trim_heap()

@@ -53,6 +53,15 @@ def release_file_pages() -> None:
                 mapping = None
 
 
+def trim_heap() -> None:
+    """Hand the heap's free pages back to the system (glibc's malloc_trim): freed models' buffers
+    otherwise stay in the RSS, and the next model loaded on top of them sets a higher peak. A C
+    library without it (musl) keeps them."""
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
 class TFLiteModel:
     """A .tflite model: `model(*inputs)` -> list of output arrays, in the model's output order.
 
@@ -79,6 +88,7 @@ class TFLiteModel:
         self._interpreter.allocate_tensors()
         if self._release:
             release_file_pages()  # the weights now live in XNNPACK's packed buffers
+            trim_heap()  # and the loader's own buffers are freed
         self.inputs = self._interpreter.get_input_details()
         self.outputs = self._interpreter.get_output_details()
 

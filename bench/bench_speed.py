@@ -8,9 +8,8 @@ facewarden, with 2 and with 1 inference thread(s), on each frame twice:
 - a tracked face: the next sample of a face the model judged (the frame moved by 2 px), through the
   daemon's tracker (recognition/tracking.py): YuNet on the region around the face, the look compared,
   the verdict kept without the encoder. Frames whose face the tracker does not keep are counted.
-  Twice: as the daemon follows a face that proved life (the region searched coarser: most of the
-  day, and every sample with liveness off), and as it follows one still proving life (the region
-  at the full scan's scale).
+  (While a face still proves life the daemon scans the whole frame for it instead: a new face's
+  detection, without the encoder.)
 OpenCV's own thread pool runs as many threads as the model in facewarden's pipelines (as in the
 daemon), and at OpenCV's default in its own pipeline.
 Peers, on the very same frames, interleaved frame by frame so machine load hits all alike:
@@ -125,10 +124,10 @@ class Facewarden:
             self.template = embedding
         return float(embedding @ self.template) >= self.threshold
 
-    def tracked(self, frame: np.ndarray, now: float, precise: bool) -> bool:
+    def tracked(self, frame: np.ndarray, now: float) -> bool:
         """One sample through the tracker; whether the face kept the track's verdict."""
         cv2.setNumThreads(self.threads)
-        verdicts = self.tracker.faces(frame, now, precise)
+        verdicts = self.tracker.faces(frame, now)
         return len(verdicts) == 1 and verdicts[0].tracked
 
     def __call__(self, frame: np.ndarray) -> bool | None:
@@ -228,8 +227,7 @@ def main() -> int:
     model = owner if owner is not None and owner.is_file() else None
     ours = [Facewarden(cfg, threads, model) for threads in (2, 1)]
     pipelines = [*ours, OpenCV(cfg)] + ([] if args.no_dlib else [Dlib()])
-    follows = {"tracked": False, "tracked, proving life": True}  # the name's suffix: precise
-    names = [p.name for p in pipelines] + [f"{p.name}, {f}" for p in ours for f in follows]
+    names = [p.name for p in pipelines] + [f"{p.name}, tracked" for p in ours]
     times: dict[str, list[float]] = {n: [] for n in names}
     # CPU time (all threads) as well: on a shared machine the wall time includes waiting for a core.
     cpu: dict[str, list[float]] = {n: [] for n in names}
@@ -245,9 +243,8 @@ def main() -> int:
     for p in pipelines:  # warm-up: first-call allocations, XNNPACK packing, caches
         p(frames[0])
     for p in ours:
-        for precise in follows.values():
-            p.tracked(frames[0], 0.0, precise)
-            p.tracked(moved[0], 1.0, precise)
+        p.tracked(frames[0], 0.0)
+        p.tracked(moved[0], 1.0)
         for stage in p.stages.values():
             stage.clear()
 
@@ -258,14 +255,13 @@ def main() -> int:
                 verdict = timed(p.name, p, frame)
                 found[p.name] += verdict is not None and repeat == 0
             for p in ours:
-                for k, (follow, precise) in enumerate(follows.items()):
-                    name, now = f"{p.name}, {follow}", 10.0 * (i + repeat * len(frames)) + 5.0 * k
-                    p.tracked(frame, now, precise)  # the model judges it: the track starts (untimed)
-                    kept = timed(name, p.tracked, moved[i], now + 1, precise)
-                    found[name] += bool(kept) and repeat == 0
-                    if not kept:  # judged afresh instead (a second face, a box that moved): not a tracked sample
-                        times[name].pop()
-                        cpu[name].pop()
+                name, now = f"{p.name}, tracked", 10.0 * (i + repeat * len(frames))
+                p.tracked(frame, now)  # the model judges it: the track starts (untimed)
+                kept = timed(name, p.tracked, moved[i], now + 1)
+                found[name] += bool(kept) and repeat == 0
+                if not kept:  # judged afresh instead (a second face, a box that moved): not a tracked sample
+                    times[name].pop()
+                    cpu[name].pop()
 
     print(f"frames: {described}; {args.repeats} repeats; detect width {cfg.model.detect_width}; "
           f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")

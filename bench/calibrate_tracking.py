@@ -109,7 +109,7 @@ def scene(clips: list[Path], lfw: list[np.ndarray], detector: vision.Detector) -
             if not found:
                 continue
             before = max(found, key=lambda f: f.box[2])
-            after = detector.around(after_frame, before.box, precise=False)
+            after = detector.around(after_frame, before.box)
             followed = after[0] if len(after) == 1 else before
             check = tracking.Scene()
             check.scanned(before_frame, [before])

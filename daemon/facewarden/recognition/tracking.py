@@ -9,9 +9,10 @@ Anything else breaks the track and the face is judged by the model at once: a ju
 size, another look (someone else sat down in the same place), two faces in its place, a dark or
 blurred frame (the verifier drops the track), or `reverify_s` since the model last judged it.
 
-Where to look: while the followed face is the only face, samples between full-frame scans search
-only the region around it (`Detector.around`; a second face there, or none, breaks the track and
-the frame is scanned). A face found there in its place but looking different, or due to be
+Where to look: while the followed face is the only face (and has proved life, where liveness is
+on: until then its landmarks must be exactly where a full scan puts them), samples between
+full-frame scans search only the region around it (`Detector.around`; a second face there, or
+none, breaks the track and the frame is scanned). A face found there in its place but looking different, or due to be
 re-verified, is judged by the model on the spot; the rest of the frame waits for its scan. A
 full-frame scan runs every `full_scan_s` while the scene around the followed face changes (`Scene`):
 a face that appears elsewhere changes it, so it is seen in time, and a still room is not scanned
@@ -107,14 +108,15 @@ class Tracker:
         """Forget the followed face: the next sample is judged in full."""
         self._track = None
 
-    def faces(self, frame: np.ndarray, now: float, precise: bool = True) -> tuple[FaceVerdict, ...]:
-        """The frame's faces and verdicts. `precise`: find the followed face exactly where a full scan
-        would (the liveness cues read its landmarks' motion); else its region is searched coarser."""
+    def faces(self, frame: np.ndarray, now: float, precise: bool = False) -> tuple[FaceVerdict, ...]:
+        """The frame's faces and verdicts. `precise`: every face exactly where a full scan finds it
+        (a face proving life: the liveness cues read its landmarks' motion), so the whole frame is
+        scanned; else the followed face is searched for in its region (`Detector.around`)."""
         track = self._track
         if track is None and self._empty and not self._scan_due(frame, now, None):
             return ()  # nobody at the last scan, and nothing has changed since
-        if track is not None and self._alone and not self._scan_due(frame, now, track.verdict.face):
-            found = self.detector.around(frame, track.verdict.face.box, precise)
+        if track is not None and self._alone and not precise and not self._scan_due(frame, now, track.verdict.face):
+            found = self.detector.around(frame, track.verdict.face.box)
             if len(found) == 1 and same_spot(track.verdict.face, found[0]):
                 kept = self._follow(frame, found[0], now)
                 if kept is None:  # looks different, or due to be re-verified: judged on the spot

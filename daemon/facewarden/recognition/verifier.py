@@ -83,10 +83,10 @@ class Verifier:
         unsure = person is None and poorly_lit(crop)
         return FaceVerdict(face, score, person in self.owners, person, unsure)
 
-    def observe(self, frame_bgr: np.ndarray, now: float | None = None, precise: bool = True) -> Observation:
+    def observe(self, frame_bgr: np.ndarray, now: float | None = None, precise: bool = False) -> Observation:
         """The frame's faces and verdicts. `now` (seconds, the sampling clock): a camera sample, on
         which a face tracked since an earlier sample keeps its verdict; None: every face judged afresh.
-        `precise`: a followed face's landmarks exactly as a full scan finds them (liveness is pending)."""
+        `precise`: every face where a full scan finds it, none from a region (liveness is pending)."""
         issue = self.quality(frame_bgr)
         if issue:
             self.tracker.drop()  # unseen for a sample: not continuous

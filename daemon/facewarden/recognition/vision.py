@@ -31,12 +31,11 @@ class Detector:
     wide. Faces come back in full-frame coordinates, best score first.
 
     `around(frame, box)` looks only in the region around a face already found, for the samples
-    between full scans: a quarter of a full scan's cost for a face at laptop distance."""
+    between full scans."""
 
-    REGION_SIZE = 128  # px as YuNet sees it: the smallest region's side
-    COARSE_FACE = 56  # px as YuNet sees it: the face's side in a coarse region (a third of the cost)
+    COARSE_FACE = 56  # px as YuNet sees it: the face's side in a region
     REGION_GROW = 1.5  # the region's side in face sizes: room for a face that moved since the last sample
-    STRIDE = 32  # px as YuNet sees it: its coarsest feature map's step, on which regions are placed
+    STRIDE = 32  # px as YuNet sees it: its coarsest feature map's step, which region sides are multiples of
 
     def __init__(self, detect_width: int = 320, min_score: float = 0.6, nms_threshold: float = 0.3):
         self.detect_width = detect_width
@@ -45,8 +44,8 @@ class Detector:
         self._net = cv2.FaceDetectorYN.create(str(assets.path(assets.YUNET)), "", (320, 320), min_score, nms_threshold)
         self._size: tuple[int, int] | None = None
         self._small = np.empty((0, 0, 3), np.uint8)
-        # A second net for regions: its input size never changes, and the full scan's never toggles.
-        side = (self.REGION_SIZE, self.REGION_SIZE)
+        # A second net for regions: its input size seldom changes, and the full scan's never toggles.
+        side = (2 * self.STRIDE, 2 * self.STRIDE)
         self._region_net = cv2.FaceDetectorYN.create(str(assets.path(assets.YUNET)), "", side, min_score, nms_threshold)
         self._region_size = side
 
@@ -67,26 +66,20 @@ class Detector:
             self._size = size
         return _faces(self._net.detect(small)[1], (scale_x, scale_y), (0, 0))
 
-    def around(self, frame: np.ndarray, box: tuple[float, float, float, float], precise: bool = True) -> list[Face]:
-        """The faces in the region of REGION_GROW face sizes around `box`.
-
-        `precise`: at the full scan's scale and on its grid of STRIDE px (at least REGION_SIZE px as
-        YuNet sees it): YuNet then finds the face there exactly where the full scan finds it (a
-        region at another scale or offset moves its box and landmarks by pixels, which the liveness
-        cues would read as motion). Else coarser, the face at most COARSE_FACE px: its box and
-        landmarks within a few pixels, for a third of the cost at laptop distance."""
+    def around(self, frame: np.ndarray, box: tuple[float, float, float, float]) -> list[Face]:
+        """The faces in the region of REGION_GROW face sizes around `box`, the face at most COARSE_FACE
+        px as YuNet sees it: its box and landmarks within a few pixels of the full scan's, for a
+        third of a full scan's cost at laptop distance."""
         h, w = frame.shape[:2]
         x, y, bw, bh = box
         full = min(1.0, self.detect_width / w)
         # Coarser by a whole factor: OpenCV shrinks by whole factors at a tenth of the cost of others.
-        scale = full if precise else full / max(1, math.ceil(max(bw, bh) * full / self.COARSE_FACE))
+        scale = full / max(1, math.ceil(max(bw, bh) * full / self.COARSE_FACE))
         small_w, small_h = max(1, round(w * scale)), max(1, round(h * scale))
-        want = max(self.REGION_SIZE if precise else self.STRIDE, max(bw, bh) * self.REGION_GROW * scale)
-        side_w = min(small_w, self.STRIDE * math.ceil(want / self.STRIDE))
-        side_h = min(small_h, self.STRIDE * math.ceil(want / self.STRIDE))
-        grid = self.STRIDE if precise else 1
-        left = min(max(0, grid * round(((x + bw / 2) * scale - side_w / 2) / grid)), small_w - side_w)
-        top = min(max(0, grid * round(((y + bh / 2) * scale - side_h / 2) / grid)), small_h - side_h)
+        side = self.STRIDE * math.ceil(max(bw, bh) * self.REGION_GROW * scale / self.STRIDE)
+        side_w, side_h = min(small_w, side), min(small_h, side)
+        left = min(max(0, round((x + bw / 2) * scale - side_w / 2)), small_w - side_w)
+        top = min(max(0, round((y + bh / 2) * scale - side_h / 2)), small_h - side_h)
         x0, y0 = round(left / scale), round(top / scale)
         x1, y1 = min(w, round((left + side_w) / scale)), min(h, round((top + side_h) / scale))
         region = cv2.resize(_bgr(frame[y0:y1, x0:x1]), (side_w, side_h), interpolation=cv2.INTER_AREA)

@@ -39,7 +39,7 @@ log = logging.getLogger("facewarden")
 
 class Verify(Protocol):
     """The verifier's per-frame call (recognition/verifier.py): `now` paces its tracking; `precise`
-    asks for a followed face's landmarks exactly where a full scan puts them."""
+    asks for every face exactly where a full scan puts it."""
 
     def __call__(self, frame: np.ndarray, now: float, precise: bool, /) -> Observation: ...
 
@@ -81,8 +81,8 @@ class Observer:
         self.verify, self.liveness, self.reach = verify, liveness, reach
 
     def observe(self, frame: np.ndarray, now: float) -> Seen:
-        # Landmarks that move by a pixel read as motion to a face still proving life; afterwards the
-        # followed face is found at a coarser scale (recognition/tracking.py).
+        # Landmarks that move by a pixel read as motion to a face still proving life: the whole frame
+        # is scanned for it; afterwards the followed face is found in its region (recognition/tracking.py).
         observation = self.verify(frame, now, self.liveness is not None and self.liveness.proving)
         owner = observation.owner_face
         live = None

@@ -187,9 +187,10 @@ class Scene:
         self._faces: list[Face] = []  # the faces that scan found
 
     def _copy(self, frame: np.ndarray) -> np.ndarray:
+        # Bilinear, not area: a tenth of the cost, and the blocks average the noise it keeps.
         h, w = frame.shape[:2]
-        small = cv2.resize(frame, (max(1, w // self.SCALE), max(1, h // self.SCALE)), interpolation=cv2.INTER_AREA)
-        return small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        small = cv2.resize(frame, (max(1, w // self.SCALE), max(1, h // self.SCALE)), interpolation=cv2.INTER_LINEAR)
+        return (small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)).astype(np.float32)
 
     def scanned(self, frame: np.ndarray, faces: list[Face]) -> None:
         self._then, self._faces = self._copy(frame), faces
@@ -205,8 +206,10 @@ class Scene:
             return np.inf
         b = self.BLOCK
         rows, cols = now.shape[0] // b, now.shape[1] // b
-        diff = cv2.absdiff(now, self._then)[: rows * b, : cols * b].astype(np.float32)
-        blocks = diff.reshape(rows, b, cols, b).mean(axis=(1, 3))
+        if not rows or not cols:
+            return np.inf
+        diff = cv2.absdiff(now, self._then)[: rows * b, : cols * b]
+        blocks = cv2.resize(diff, (cols, rows), interpolation=cv2.INTER_AREA)  # each block's mean
         around = np.ones((rows, cols), bool)
         for face in (*self._faces, *([] if followed is None else [followed])):
             x, y, w, h = (v / (self.SCALE * b) for v in face.box)

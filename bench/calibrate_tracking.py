@@ -31,7 +31,7 @@ from facewarden.recognition import tracking, vision
 
 REPO = Path(__file__).resolve().parent.parent
 FACES = Path(os.environ.get("FACEWARDEN_FACES", REPO.parent / "shared" / "data" / "faces"))
-THRESHOLDS = (0.75, 0.80, 0.85, 0.90, 0.95)
+THRESHOLDS = (0.80, 0.85, 0.90, 0.91, 0.92, 0.93, 0.95)
 SCENE_THRESHOLDS = (6.0, 9.0, 12.0, 16.0, 24.0)
 NEWCOMER_SIDES = (32, 48, 64, 96)  # px: a face a few metres back to one at the owner's shoulder
 

@@ -42,7 +42,7 @@ from .vision import Detector
 PATCH = 32  # px: a square as wide as the face box, around its eyes and nose, as the look is compared
 SLACK = 6  # px of PATCH each way the face may have moved within its box (boxes jitter by that much)
 MIDDLE = 0.4  # the square's centre, down the box (the box runs from brow to chin: its eyes and nose)
-MIN_CORRELATION = 0.90  # below it the face looks different: judged again (bench/calibrate_tracking.py)
+MIN_CORRELATION = 0.92  # below it the face looks different: judged again (bench/calibrate_tracking.py)
 MIN_OVERLAP = 0.5  # intersection over union with the previous sample's box
 MAX_RESIZE = 1.25  # the box's width may grow or shrink by this factor between two samples
 FULL_SCAN_MAX_S = 30.0  # a still scene is scanned all the same this often

@@ -94,7 +94,7 @@ def test_one_score_per_person_in_h5_and_tflite(household, nuaa, lfw, orl, tmp_pa
     lite = runtime.load(ownerfile.model_dir(p) / "owner.tflite", threads=1)
     tfl = np.stack([lite(c[None])[0].reshape(-1) for c in crops])
     assert h5.shape == tfl.shape == (4, 3)
-    np.testing.assert_allclose(h5, tfl, atol=1e-4)
+    np.testing.assert_allclose(h5, tfl, atol=0.02)  # owner.tflite's int8 weights (test_owner.INT8_WEIGHTS)
     # Each of the first three is its own person's best score by far; the stranger nobody's.
     assert list(h5[:3].argmax(1)) == [0, 1, 2]
     assert (h5[:3].max(1) > 0.6).all() and h5[3].max() < 0.3

@@ -88,7 +88,8 @@ class ModelConfig(Section):
     threshold: float | None = Field(None, gt=0, le=1)  # <= 0 would take every face for the owner
     detect_width: int = Field(320, ge=80, le=16384)  # frames are downscaled to this width for detection
     min_detection_score: float = Field(0.6, gt=0, lt=1)
-    # One: a second thread shortens a new face's wait but costs more CPU a day (bench_daemon, bench_speed).
+    # One: a second thread costs more CPU a day, and no longer shortens a new face's wait with the
+    # model's int8 weights (bench_daemon, bench_speed).
     threads: int = Field(1, ge=1, le=256)
 
 

@@ -17,7 +17,7 @@ from facewarden.recognition import tracking, vision
 from facewarden.recognition.liveness import LivenessTracker
 from facewarden.recognition.verifier import Verifier
 from facewarden.service.sampler import Observer
-from facewarden.core.onlooker import Reach
+from facewarden.core.onlooker import Reach, yaw
 
 GREY = np.full((480, 640, 3), 120, np.uint8)
 
@@ -256,3 +256,22 @@ def test_an_empty_scene_is_scanned_again_only_when_it_changes(verifier, astronau
     assert scanned == []
     arrived = compose([astronaut_bgr], empty)  # the owner sits down: seen at this very sample
     assert verifier.observe(arrived, 6.0).owner_face is not None and len(scanned) == 1
+
+
+def test_a_turning_owner_is_measured_by_full_scans(verifier, astronaut_bgr):
+    """Past `core.attention.turning`, the owner's next sample scans the whole frame: a region's
+    landmarks read the yaw a few hundredths off, enough to miss attention.max_yaw."""
+    frame = owner_frame(astronaut_bgr)
+    owner = verifier.detector(frame)[0]
+    asked: list[bool] = []
+
+    def recording(frame, now, precise):
+        asked.append(precise)
+        return verifier.observe(frame, now, precise)
+
+    for limit, expected in ((yaw(owner) + 0.1, [False] * 4), (yaw(owner) - 0.1, [False, True, True, True])):
+        asked.clear()
+        observer = Observer(recording, None, Reach(0.3, 0.6), limit)
+        for t in range(4):
+            assert observer.observe(frame, 100.0 * limit + t).sample.owner
+        assert asked == expected

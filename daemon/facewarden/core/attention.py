@@ -37,6 +37,12 @@ class Look:
     monitors: int = 1  # connected monitors
 
 
+def turning(config: Config) -> float:
+    """The owner face's yaw from which the next sample must measure it as a full scan does (a
+    region's landmarks are a few hundredths off, enough to miss the limit); inf with attention off."""
+    return config.attention.max_yaw * FACING if config.attention.enabled else float("inf")
+
+
 class Attention:
     def __init__(self, config: Config):
         self.since: float | None = None  # when the owner turned away

@@ -12,6 +12,7 @@ from typing import Callable, Protocol
 
 from .. import config as config_module
 from ..config import Config
+from ..core.attention import turning
 from ..core.guard import Guard, Input, Pause, Resume
 from ..core.onlooker import Reach
 from ..errors import UserError
@@ -120,7 +121,7 @@ class Api:
                 if camera is not sampler.camera:
                     sampler.retired.append(sampler.camera)  # only the sampling step touches a camera
                 sampler.camera, sampler.config = camera, new
-                sampler.observer = Observer(verify, liveness, d.reach(new))
+                sampler.observer = Observer(verify, liveness, d.reach(new), turning(new))
                 model.version, model.refused = version, None
                 d.config = new
                 d.guard.configure(new, d.watches_while_locked())

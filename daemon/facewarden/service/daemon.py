@@ -26,6 +26,7 @@ from apscheduler.job import Job
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from ..config import Config
+from ..core.attention import turning
 from ..core.guard import CameraHung, Guard, Input, Reported, Sleep, Wake
 from ..core.onlooker import Reach
 from ..errors import UserError
@@ -60,7 +61,7 @@ class Daemon:
         self.guard = Guard(config, clock(), self.watches_while_locked())
         camera = self.cameras(config)  # a bad camera.source is one line, before a model is loaded
         self.model = ModelFollower(config, where, verifier_factory)
-        observer = Observer(self.model.load(), build_liveness(config), self.reach(config))
+        observer = Observer(self.model.load(), build_liveness(config), self.reach(config), turning(config))
         self.surroundings = Surroundings(config.dim.sysfs)
         self.sampler = Sampler(config, where, self, observer, camera, clock, self.session.idle_seconds,
                                self.surroundings)

@@ -24,7 +24,7 @@ from ..config import Config
 from ..core.adapt_track import Track
 from ..core.guard import Guard, Input, Sampled, Tick
 from ..core.observation import Observation
-from ..core.onlooker import Reach
+from ..core.onlooker import Reach, yaw
 from ..core.presence import Sample
 from ..errors import UserError
 from ..events import Event
@@ -77,14 +77,19 @@ class Observer:
     """One frame -> Sample: faces and owner scores (the verifier), the owner face's liveness, and
     which other faces could read the screen."""
 
-    def __init__(self, verify: Verify, liveness: LivenessCheck | None, reach: Reach):
+    def __init__(self, verify: Verify, liveness: LivenessCheck | None, reach: Reach, turning: float = math.inf):
         self.verify, self.liveness, self.reach = verify, liveness, reach
+        self.turning = turning  # core.attention.turning: from this yaw on, the owner may be turning away
+        self._turned = False
 
     def observe(self, frame: np.ndarray, now: float) -> Seen:
-        # Landmarks that move by a pixel read as motion to a face still proving life: the whole frame
-        # is scanned for it; afterwards the followed face is found in its region (recognition/tracking.py).
-        observation = self.verify(frame, now, self.liveness is not None and self.liveness.proving)
+        # Landmarks that move by a pixel read as motion to a face still proving life, and a turning
+        # head's yaw is read a few hundredths off in a region: the whole frame is scanned for them;
+        # otherwise the followed face is found in its region (recognition/tracking.py).
+        proving = self.liveness is not None and self.liveness.proving
+        observation = self.verify(frame, now, proving or self._turned)
         owner = observation.owner_face
+        self._turned = owner is not None and yaw(owner.face) >= self.turning
         live = None
         if owner is not None:
             live = True if self.liveness is None else self.liveness.update(frame, owner.face, now)

@@ -122,21 +122,35 @@ def _ask(msg: Message) -> tuple | None:
         return dbus.call(conn, msg)
 
 
-class KdeBrightness:
-    """KDE's PowerDevil on the session bus (brightness in its own steps)."""
+class _SessionService:
+    """A desktop's brightness service on the session bus: `service` is its (bus name, path,
+    interface); `available` when it answers `read`."""
 
-    name = "kde"
     step = 1.0
+    name: str
+    service: tuple[str, str, str]
+    missing: str  # what `problem` says when it does not answer
 
     def __init__(self) -> None:
         self.problem = ""
-        self.address = DBusAddress(KDE[1], bus_name=KDE[0], interface=KDE[2])
+        self.address = DBusAddress(self.service[1], bus_name=self.service[0], interface=self.service[2])
 
     def available(self) -> str | None:
         if not self.read():
-            self.problem = f"no {KDE[0]} on the session bus"
+            self.problem = self.missing
             return None
-        return f"kde ({KDE[0]})"
+        return f"{self.name} ({self.service[0]})"
+
+    def read(self) -> dict[str, float]:
+        raise NotImplementedError
+
+
+class KdeBrightness(_SessionService):
+    """KDE's PowerDevil on the session bus (brightness in its own steps)."""
+
+    name = "kde"
+    service = KDE
+    missing = f"no {KDE[0]} on the session bus"
 
     def read(self) -> dict[str, float]:
         body = _ask(new_method_call(self.address, "brightness"))
@@ -146,21 +160,12 @@ class KdeBrightness:
         return _ask(new_method_call(self.address, "setBrightnessSilent", "i", (round(value),))) is not None
 
 
-class GnomeBrightness:
+class GnomeBrightness(_SessionService):
     """gnome-settings-daemon's Power.Screen Brightness property (percent) on the session bus."""
 
     name = "gnome"
-    step = 1.0
-
-    def __init__(self) -> None:
-        self.problem = ""
-        self.address = DBusAddress(GNOME[1], bus_name=GNOME[0], interface=GNOME[2])
-
-    def available(self) -> str | None:
-        if not self.read():
-            self.problem = f"no {GNOME[0]} with a screen brightness on the session bus"
-            return None
-        return f"gnome ({GNOME[0]})"
+    service = GNOME
+    missing = f"no {GNOME[0]} with a screen brightness on the session bus"
 
     def read(self) -> dict[str, float]:
         body = _ask(Properties(self.address).get("Brightness"))

@@ -136,6 +136,13 @@ def _assert_blur_flagged(frame: np.ndarray) -> None:
     assert vision.quality_issue(blurred, DEFAULTS.camera.dark_threshold, DEFAULTS.camera.blur_threshold) == "blurry"
 
 
+def test_sharpness_is_the_variance_of_the_laplacian(astronaut_bgr):
+    """The int16 sums give the figure the blur threshold was set on: float64 Laplacian, numpy's var()."""
+    for image in (astronaut_bgr, cv2.GaussianBlur(astronaut_bgr, (0, 0), 2), astronaut_bgr[::3, ::2]):
+        grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGR2GRAY)
+        assert vision.sharpness(image) == pytest.approx(cv2.Laplacian(grey, cv2.CV_64F).var(), rel=1e-9)
+
+
 def test_blurred_frames_are_flagged(astronaut_bgr):
     _assert_blur_flagged(astronaut_bgr)
 

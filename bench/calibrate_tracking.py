@@ -2,16 +2,19 @@
 that stays keep its track, and how alike does someone else cut in for it look?
 
 Samples once a second (every 5th frame) of NUAA's live webcam clips: between two samples, the
-correlation of the face's look with the previous sample's, the later face found as the daemon
-finds it between full scans (the region around the earlier box). Against that, the same samples
-with someone else put exactly where the face was (cli.demo.in_place_of): every other NUAA subject,
-and LFW people. Prints, per threshold, the share of samples a staying face keeps its track and the
-cut-ins that would keep it (each of those would be judged by the model at the next re-verify).
+correlation of the face's look with the previous sample's (and with the best of the last LOOKS
+samples', as the tracker compares), the later face found as the daemon finds it between full
+scans (the region around the earlier box). Against that, the same samples with someone else put
+exactly where the face was (cli.demo.in_place_of): every other NUAA subject, and LFW people.
+Prints, per threshold, the share of samples a staying face keeps its track and the cut-ins that
+would keep it (each of those would be judged by the model at the next re-verify).
 
 Then the still-scene check (`tracking.Scene`): the change it reads 2 s apart (a full scan's
 period) in the same clips, where nobody new comes in, against the same later frames with an LFW
 face of 32 to 96 px come into view beside the followed face. Prints, per threshold, the share of
-full scans a staying face's clip still runs (the rest are saved) and the new faces it would miss.
+searches a staying face's clip still runs (the rest are saved) and the new faces it would miss;
+then how much of the frame the changed part is, and whether searching it finds the new faces a
+full scan finds.
 
     .venv/bin/python bench/calibrate_tracking.py [--lfw 100]
 """
@@ -27,6 +30,7 @@ import cv2
 import numpy as np
 
 from facewarden.cli.demo import in_place_of
+from facewarden.core.adapt_track import overlap
 from facewarden.recognition import tracking, vision
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,12 +40,16 @@ SCENE_THRESHOLDS = (6.0, 9.0, 12.0, 16.0, 24.0)
 NEWCOMER_SIDES = (32, 48, 64, 96)  # px: a face a few metres back to one at the owner's shoulder
 
 
-def look_after(frame: np.ndarray, before: vision.Face, detector: vision.Detector) -> np.ndarray | None:
-    """The later sample's look, as the tracker takes it: the one face in the region, at the earlier box's scale."""
+def geometry_holds(frame: np.ndarray, before: vision.Face, detector: vision.Detector) -> bool:
+    """The later sample's face is found as the tracker finds it: the one face in the region around
+    the earlier box, in its place."""
     found = detector.around(frame, before.box)
-    if len(found) != 1 or not tracking.same_spot(before, found[0]):
-        return None  # the track breaks on the geometry alone
-    return tracking.patch(frame, before.box, before.box[2])
+    return len(found) == 1 and tracking.same_spot(before, found[0])
+
+
+def best_look(looks: list[tuple[vision.Face, np.ndarray]], frame: np.ndarray) -> float:
+    """The frame's look against the last samples' (newest last), each at its own box: the best correlation."""
+    return max(tracking.correlation(look, tracking.patch(frame, face.box, face.box[2])) for face, look in looks)
 
 
 def main() -> int:
@@ -54,36 +62,43 @@ def main() -> int:
     detector = vision.Detector()
     others = [cv2.imread(str(c / "020.jpg")) for c in clips]
     lfw = [cv2.imread(str(p)) for p in sorted((FACES / "lfw-dev").glob("*/*_0001.jpg"))[: args.lfw]]
-    stays: list[float] = []  # a staying face's correlation (-1: the geometry broke the track)
-    cuts: list[float] = []
+    # A staying face's correlation (-1: the geometry broke the track) and the cut-ins', against the
+    # previous sample's look alone and against the last LOOKS samples' (as the tracker compares).
+    stays: dict[int, list[float]] = {1: [], tracking.LOOKS: []}
+    cuts: dict[int, list[float]] = {1: [], tracking.LOOKS: []}
     for i, clip in enumerate(clips):
         frames = [cv2.imread(str(p)) for p in sorted(clip.glob("*.jpg"))][::5]
+        looks: list[tuple[vision.Face, np.ndarray]] = []
         for before_frame, after_frame in zip(frames, frames[1:]):
             found = detector(before_frame)
             if not found:
+                looks = []
                 continue
             before = max(found, key=lambda f: f.box[2])
-            look = tracking.patch(before_frame, before.box, before.box[2])
-            after = look_after(after_frame, before, detector)
-            stays.append(-1.0 if after is None else tracking.correlation(look, after))
-            for j, image in enumerate(others + lfw):
-                if j == i:
-                    continue
-                cut = in_place_of(before_frame, before, image, detector)
-                after = None if cut is None else look_after(cut, before, detector)
-                if after is not None:
-                    cuts.append(tracking.correlation(look, after))
-    s, c = np.array(stays), np.array(cuts)
-    print(f"NUAA live clips, one sample a second: {len(s)} pairs of samples of a staying face "
-          f"({(s < 0).mean():.1%} broken by geometry); {len(c)} cut-ins of another person in the same place "
+            looks = (looks + [(before, tracking.patch(before_frame, before.box, before.box[2]))])[-tracking.LOOKS:]
+            held = geometry_holds(after_frame, before, detector)
+            cut_frames = [c for j, image in enumerate(others + lfw) if j != i
+                          for c in [in_place_of(before_frame, before, image, detector)]
+                          if c is not None and geometry_holds(c, before, detector)]
+            for k in stays:
+                stays[k].append(best_look(looks[-k:], after_frame) if held else -1.0)
+                cuts[k] += [best_look(looks[-k:], c) for c in cut_frames]
+    s = {k: np.array(v) for k, v in stays.items()}
+    c = {k: np.array(v) for k, v in cuts.items()}
+    n = len(c[1])
+    print(f"NUAA live clips, one sample a second: {len(s[1])} pairs of samples of a staying face "
+          f"({(s[1] < 0).mean():.1%} broken by geometry); {n} cut-ins of another person in the same place "
           f"({len(clips) - 1} NUAA subjects, {len(lfw)} LFW people), PATCH {tracking.PATCH}, "
-          f"SLACK {tracking.SLACK}")
-    print(f"staying face: median correlation {np.median(s[s >= 0]):.3f}; cut-ins: median {np.median(c):.3f}, "
-          f"max {c.max():.3f}")
-    print(f"{'threshold':>9s} {'staying face kept':>18s} {'cut-ins kept':>13s}")
+          f"SLACK {tracking.SLACK}; compared with the last sample's look, and the last {tracking.LOOKS}'")
+    for k in s:
+        print(f"{k} look(s): staying face median correlation {np.median(s[k][s[k] >= 0]):.3f}; "
+              f"cut-ins median {np.median(c[k]):.3f}, max {c[k].max():.3f}")
+    print(f"{'threshold':>9s} {'kept, 1 look':>13s} {'cut-ins kept':>15s} {f'kept, {tracking.LOOKS} looks':>15s} "
+          f"{'cut-ins kept':>15s}")
     for t in THRESHOLDS:
         marker = "  <- shipped" if t == tracking.MIN_CORRELATION else ""
-        print(f"{t:9.2f} {(s >= t).mean():18.1%} {int((c >= t).sum()):>6d} of {len(c)}{marker}")
+        print(f"{t:9.2f} " + " ".join(f"{(s[k] >= t).mean():13.1%} {int((c[k] >= t).sum()):>6d} of {n}" for k in s)
+              + marker)
     scene(clips, lfw, detector)
     return 0
 
@@ -102,6 +117,8 @@ def beside(frame: np.ndarray, face: vision.Face, image: np.ndarray, side: int, r
 def scene(clips: list[Path], lfw: list[np.ndarray], detector: vision.Detector) -> None:
     still: list[float] = []
     newcomers: list[float] = []
+    searched: list[float] = []  # the share of the frame a staying face's changed scene has searched
+    seen = {"scan": 0, "search": 0}  # newcomers found by a full scan, and by searching the changed part
     for clip in clips:
         frames = [cv2.imread(str(p)) for p in sorted(clip.glob("*.jpg"))][::10]  # 2 s apart
         for k, (before_frame, after_frame) in enumerate(zip(frames, frames[1:])):
@@ -114,17 +131,31 @@ def scene(clips: list[Path], lfw: list[np.ndarray], detector: vision.Detector) -
             check = tracking.Scene()
             check.scanned(before_frame, [before])
             still.append(check.change(after_frame, followed))
+            region = check.changed(after_frame, followed)
+            searched.append(0.0 if region is None else area(region) / area((0, 0, *after_frame.shape[1::-1])))
             for i, side in enumerate(NEWCOMER_SIDES):
                 image = lfw[(k * len(NEWCOMER_SIDES) + i) % len(lfw)]
-                newcomers.append(check.change(beside(after_frame, followed, image, side, (k + i) % 2 == 0), followed))
-    s, n = np.array(still), np.array(newcomers)
+                frame = beside(after_frame, followed, image, side, (k + i) % 2 == 0)
+                newcomers.append(check.change(frame, followed))
+                region = check.changed(frame, followed)
+                seen["scan"] += any(not overlap(f.box, followed.box) for f in detector(frame))
+                seen["search"] += region is not None and any(
+                    not overlap(f.box, followed.box) for f in detector.within(frame, region))
+    s, n, a = np.array(still), np.array(newcomers), np.array(searched)
     print(f"\nStill scene, NUAA live clips 2 s apart: {len(s)} pairs; {len(n)} with a face of "
           f"{', '.join(map(str, NEWCOMER_SIDES))} px come in beside the followed one; block change: staying "
           f"median {np.median(s):.1f}, newcomers min {n.min():.1f}")
-    print(f"{'threshold':>9s} {'full scans still run':>21s} {'newcomers missed':>17s}")
+    print(f"{'threshold':>9s} {'searches still run':>19s} {'newcomers missed':>17s}")
     for t in SCENE_THRESHOLDS:
         marker = "  <- shipped" if t == tracking.Scene.MIN_CHANGE else ""
-        print(f"{t:9.1f} {(s > t).mean():21.1%} {int((n <= t).sum()):>8d} of {len(n)}{marker}")
+        print(f"{t:9.1f} {(s > t).mean():19.1%} {int((n <= t).sum()):>8d} of {len(n)}{marker}")
+    print(f"the changed part searched (GROW {tracking.Scene.GROW} blocks): median {np.median(a):.1%} of the frame, "
+          f"max {a.max():.1%}; newcomers found by a full scan {seen['scan']} of {len(n)}, by searching the "
+          f"changed part {seen['search']}")
+
+
+def area(box: tuple[int, int, int, int]) -> int:
+    return (box[2] - box[0]) * (box[3] - box[1])
 
 
 if __name__ == "__main__":

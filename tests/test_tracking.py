@@ -11,6 +11,7 @@ import pytest
 
 from facewarden.cli.demo import compose, in_place_of
 from facewarden.config import Config, LivenessConfig
+from facewarden.core.adapt_track import overlap
 from facewarden.core.observation import Face, FaceVerdict
 from facewarden.paths import paths
 from facewarden.recognition import tracking, vision
@@ -180,31 +181,42 @@ def test_a_look_change_is_judged_on_the_spot_without_a_full_scan(verifier, astro
     assert verifier.observe(darker, 2.0).owner_face.tracked  # its new look is followed from there
 
 
-def test_a_still_scene_is_not_scanned_again_but_a_change_around_the_face_is(verifier, astronaut_bgr):
+def test_a_still_scene_is_not_scanned_again_but_a_face_coming_into_view_is(verifier, astronaut_bgr, lfw):
     frame = owner_frame(astronaut_bgr)
     verifier.observe(frame, 0.0)
     scanned = scans(verifier)
+    searched: list[tuple[int, int, int, int]] = []
+    within = verifier.detector.within
+    verifier.detector.within = lambda frame, region: searched.append(region) or within(frame, region)
     for t in range(1, 12):  # a still scene: past full_scan_s (2 s), nothing new to find
         assert verifier.observe(frame, float(t)).owner_face is not None
-    assert scanned == []  # (and the re-verifications at 5 s and 10 s judged the face where it was)
+    assert scanned == [] and searched == []  # (the re-verifications at 5 and 10 s judged the face where it was)
     verifier.observe(frame, tracking.FULL_SCAN_MAX_S + 0.5)  # all the same, now and then
     assert len(scanned) == 1
     # The light changes as a whole (auto-exposure): nothing new either.
     brighter = cv2.convertScaleAbs(frame, alpha=1.0, beta=20)
     verifier.observe(brighter, tracking.FULL_SCAN_MAX_S + 3.0)
-    assert len(scanned) == 1
-    # Something comes into view at the edge, far from the face: the scan runs once it is due.
+    assert len(scanned) == 1 and searched == []
+    # Something with no face comes into view at the edge, far from the face: its part is searched, not the frame.
     edge = brighter.copy()
     edge[100:180, 10:70] = 240
     verifier.observe(edge, tracking.FULL_SCAN_MAX_S + 4.0)
-    assert len(scanned) == 2
+    assert len(scanned) == 1 and len(searched) == 1
+    x0, y0, x1, y1 = searched[0]
+    assert x0 <= 10 and y0 <= 100 and x1 >= 70 and y1 >= 180 and (x1 - x0) * (y1 - y0) < 0.2 * 640 * 480
+    # Someone comes into view there: the part is searched, they are found and the whole frame is scanned.
+    face = edge.copy()
+    face[60:180, 10:130] = cv2.resize(vision.read_image(sorted(lfw.glob("*/*_0001.jpg"))[0])[60:190, 60:190], (120, 120))
+    seen = verifier.observe(face, tracking.FULL_SCAN_MAX_S + 7.0)
+    assert len(scanned) == 2 and len(searched) == 2 and len(seen.faces) == 2
 
 
 def test_the_scene_sees_a_small_face_come_in_beside_the_owner(astronaut_bgr, lfw):
     """Someone coming into view beside the followed face, down to 40 px (an onlooker a few metres
     back), changes the scene; the followed face's own head and shoulders do not."""
     frame = owner_frame(astronaut_bgr)
-    owner = vision.Detector()(frame)[0]
+    detector = vision.Detector()
+    owner = detector(frame)[0]
     stranger = vision.read_image(sorted(lfw.glob("*/*_0001.jpg"))[3])
     x, y, w, h = (int(v) for v in owner.box)
     for side in (40, 80, 120):
@@ -216,7 +228,14 @@ def test_the_scene_sees_a_small_face_come_in_beside_the_owner(astronaut_bgr, lfw
         beside = moved.copy()
         left = max(0, x - w // 2 - side - 10)
         beside[y:y + side, left:left + side] = cv2.resize(stranger[60:190, 60:190], (side, side))
-        assert scene.changed(beside, owner), f"a {side} px face beside the owner"
+        region = scene.changed(beside, owner)
+        assert region, f"a {side} px face beside the owner"
+        x0, y0, x1, y1 = region
+        assert x0 <= left and y0 <= y and x1 >= left + side and y1 >= y + side, "the changed part holds the face"
+        # Searched there, it is seen as the whole frame's scan sees it.
+        newcomers = [f for f in detector(beside) if not overlap(f.box, owner.box)]
+        found = detector.within(beside, region)
+        assert len(found) == len(newcomers) and all(overlap(a.box, b.box) > 0.8 for a, b in zip(found, newcomers))
 
 
 def test_a_face_proving_life_is_scanned_for_and_followed_in_its_region_after(owner_home, nuaa):

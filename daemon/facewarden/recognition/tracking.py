@@ -4,7 +4,7 @@ it did.
 
 A face continues its track when it is found again in the same place (box overlap, size within
 MAX_RESIZE) and looks the same: the normalised correlation of a small grey patch around its eyes
-and nose against the previous sample's, at the best shift within a few pixels (boxes jitter).
+and nose against one of its last LOOKS samples', at the best shift within a few pixels (boxes jitter).
 Anything else breaks the track and the face is judged by the model at once: a jump, a change of
 size, another look (someone else sat down in the same place), two faces in its place, a dark or
 blurred frame (the verifier drops the track), or `reverify_s` since the model last judged it.
@@ -13,18 +13,21 @@ Where to look: while the followed face is the only face (and has proved life, wh
 on: until then its landmarks must be exactly where a full scan puts them), samples between
 full-frame scans search only the region around it (`Detector.around`; a second face there, or
 none, breaks the track and the frame is scanned). A face found there in its place but looking different, or due to be
-re-verified, is judged by the model on the spot; the rest of the frame waits for its scan. A
-full-frame scan runs every `full_scan_s` while the scene around the followed face changes (`Scene`):
-a face that appears elsewhere changes it, so it is seen in time, and a still room is not scanned
-for nothing (at least every FULL_SCAN_MAX_S all the same). A scene where the last scan found nobody
-is scanned again as soon as anything in it changes (someone arriving), and not while nothing does.
+re-verified, is judged by the model on the spot; the rest of the frame waits for its scan. Every
+`full_scan_s` the parts of the scene that changed around the followed face (`Scene`) are searched
+for a face (`Detector.within`), and the whole frame is scanned when one is there: a face that
+appears elsewhere changes the scene, so it is seen in time, while a still room is not scanned for
+nothing (at least every FULL_SCAN_MAX_S all the same) and a busy one costs the area that changed.
+A scene where the last scan found nobody is searched again as soon as anything in it changes
+(someone arriving), and not while nothing does.
 While other faces are in the frame every sample scans it all and those faces are judged every time:
 only the followed face skips the model.
 
-The look is compared with the previous sample's rather than the one the model last judged: a
-face at a desk moves and turns over seconds, while someone cut in between two samples is as far
-from the previous look as from any. The threshold comes from `bench/calibrate_tracking.py` (NUAA's
-live clips sampled once a second, and other people put exactly in their place).
+The look is compared with the last samples' rather than the one the model last judged: a face at
+a desk moves and turns over seconds, and turns back (a glance aside, a nod: the look two samples
+ago matches again), while someone cut in between two samples is as far from those looks as from
+any. The threshold and LOOKS come from `bench/calibrate_tracking.py` (NUAA's live clips sampled
+once a second, and other people put exactly in their place).
 """
 
 from __future__ import annotations
@@ -43,9 +46,11 @@ PATCH = 32  # px: a square as wide as the face box, around its eyes and nose, as
 SLACK = 6  # px of PATCH each way the face may have moved within its box (boxes jitter by that much)
 MIDDLE = 0.4  # the square's centre, down the box (the box runs from brow to chin: its eyes and nose)
 MIN_CORRELATION = 0.92  # below it the face looks different: judged again (bench/calibrate_tracking.py)
+LOOKS = 4  # the last samples' looks a face is compared with, newest first (bench/calibrate_tracking.py)
 MIN_OVERLAP = 0.5  # intersection over union with the previous sample's box
 MAX_RESIZE = 1.25  # the box's width may grow or shrink by this factor between two samples
 FULL_SCAN_MAX_S = 30.0  # a still scene is scanned all the same this often
+MAX_SEARCHED = 0.5  # a changed part larger than this share of the frame: the whole frame is scanned
 
 
 def patch(frame: np.ndarray, box: tuple[float, float, float, float], width: float) -> np.ndarray:
@@ -79,7 +84,7 @@ def same_spot(before: Face, after: Face) -> bool:
 @dataclass(frozen=True)
 class _Track:
     verdict: FaceVerdict  # the model's verdict, its face where it was seen last
-    patch: np.ndarray  # the face's look at the previous sample, at that sample's box width
+    looks: tuple[tuple[Face, np.ndarray], ...]  # the last LOOKS samples' faces and looks (at its width), newest last
     verified_at: float  # when the model last judged it
 
 
@@ -139,17 +144,32 @@ class Tracker:
 
     def _scan_due(self, frame: np.ndarray, now: float, followed: Face | None) -> bool:
         """Whether this sample scans the whole frame: while a face is followed, once `full_scan_s`
-        passed and the scene changed around it; in an empty scene, as soon as anything changed."""
+        passed and someone came into view around it; in an empty scene, as soon as someone came into
+        view. The part of the scene that changed since the last scan is searched first (`Scene`,
+        `Detector.within`): a change with no face in it (a passer-by's back, a curtain) costs its area,
+        not a scan."""
         if followed is not None and _within(self._scanned_at, now, self.full_scan_s):
             return False
-        return not _within(self._scanned_at, now, FULL_SCAN_MAX_S) or self.scene.changed(frame, followed)
+        if not _within(self._scanned_at, now, FULL_SCAN_MAX_S):
+            return True
+        region = self.scene.changed(frame, followed)
+        if region is None:
+            return False
+        x0, y0, x1, y1 = region
+        if (x1 - x0) * (y1 - y0) > MAX_SEARCHED * frame.shape[0] * frame.shape[1]:
+            return True
+        if any(followed is None or not overlap(followed.box, f.box) for f in self.detector.within(frame, region)):
+            return True
+        self._scanned_at = now  # as good as a scan: nothing new where anything changed
+        self.scene.scanned(frame, [] if followed is None else [followed])
+        return False
 
     def _start(self, frame: np.ndarray, verdicts: tuple[FaceVerdict, ...], now: float) -> None:
         """Follow the one face the model named, if one: strangers are judged every time."""
         named = [v for v in verdicts if v.person is not None and not face_problem(v.face, self.min_score)]
         if len(named) == 1:
             box = named[0].face.box
-            self._track = _Track(named[0], patch(frame, box, box[2]), now)
+            self._track = _Track(named[0], ((named[0].face, patch(frame, box, box[2])),), now)
         else:
             self._track = None
 
@@ -164,16 +184,18 @@ class Tracker:
         # Where the face was, at its scale: boxes of one face jitter by pixels between samples (and
         # between the full scan's and the region's), which would shift the look by fractions of a
         # pixel; the face itself moving is what SLACK is for.
-        if correlation(track.patch, patch(frame, track.verdict.face.box, track.verdict.face.box[2])) < MIN_CORRELATION:
+        if not any(correlation(look, patch(frame, then.box, then.box[2])) >= MIN_CORRELATION
+                   for then, look in reversed(track.looks)):
             return None
         verdict = replace(track.verdict, face=face, tracked=True)
-        self._track = replace(track, verdict=verdict, patch=patch(frame, face.box, face.box[2]))
+        looks = (*track.looks, (face, patch(frame, face.box, face.box[2])))[-LOOKS:]
+        self._track = replace(track, verdict=verdict, looks=looks)
         return verdict
 
 
 class Scene:
-    """Whether anything changed around the followed face since the last full scan: a small grey copy
-    of the frame taken at each full scan, compared block by block with the frame now. The followed
+    """Where anything changed around the followed face since the last scan: a small grey copy of the
+    frame taken at each scan (or search of the changed part), compared block by block with the frame now. The followed
     person is left out (their face and the column below it, then and now: a head that turns,
     shoulders, hands), and so is a change of the light as a whole (auto-exposure), which moves every
     block alike. Someone who comes into view elsewhere changes the blocks they cover."""
@@ -181,6 +203,7 @@ class Scene:
     SCALE = 8  # the copy is an eighth of the frame each way...
     BLOCK = 4  # ...and a block 4 px of it (32 frame px)
     MIN_CHANGE = 12.0  # grey levels a block's mean difference must exceed (bench/calibrate_tracking.py)
+    GROW = 2  # blocks each way the changed part grows by as it is searched for a face
 
     def __init__(self) -> None:
         self._then: np.ndarray | None = None  # the copy at the last full scan
@@ -195,19 +218,38 @@ class Scene:
     def scanned(self, frame: np.ndarray, faces: list[Face]) -> None:
         self._then, self._faces = self._copy(frame), faces
 
-    def changed(self, frame: np.ndarray, followed: Face | None) -> bool:
-        return self.change(frame, followed) > self.MIN_CHANGE
+    def changed(self, frame: np.ndarray, followed: Face | None) -> tuple[int, int, int, int] | None:
+        """Where the scene changed around the followed person (None: anywhere) since the last scan:
+        the box (x0, y0, x1, y1, frame pixels) of the blocks that changed, GROW blocks more each way
+        (a face there whole, with the room the detector needs around it); the whole frame when there
+        is nothing to compare with; None: nothing changed."""
+        h, w = frame.shape[:2]
+        excess = self._excess(frame, followed)
+        if excess is None:
+            return (0, 0, w, h)
+        rows, cols = np.nonzero(excess > self.MIN_CHANGE)
+        if not rows.size:
+            return None
+        side, grow = self.SCALE * self.BLOCK, self.GROW
+        return (max(0, int(cols.min() - grow) * side), max(0, int(rows.min() - grow) * side),
+                min(w, int(cols.max() + 1 + grow) * side), min(h, int(rows.max() + 1 + grow) * side))
 
     def change(self, frame: np.ndarray, followed: Face | None) -> float:
         """The largest change of a block around the followed person (None: anywhere) beyond the
         light's, in grey levels (inf: no copy to compare with; 0: nothing around them to see)."""
+        excess = self._excess(frame, followed)
+        return np.inf if excess is None else float(excess.max())
+
+    def _excess(self, frame: np.ndarray, followed: Face | None) -> np.ndarray | None:
+        """Each block's change beyond the light's (the median block's), 0 where the followed person
+        is; None: no copy to compare with."""
         now = self._copy(frame)
         if self._then is None or now.shape != self._then.shape:
-            return np.inf
+            return None
         b = self.BLOCK
         rows, cols = now.shape[0] // b, now.shape[1] // b
         if not rows or not cols:
-            return np.inf
+            return None
         diff = cv2.absdiff(now, self._then)[: rows * b, : cols * b]
         blocks = cv2.resize(diff, (cols, rows), interpolation=cv2.INTER_AREA)  # each block's mean
         around = np.ones((rows, cols), bool)
@@ -215,6 +257,5 @@ class Scene:
             x, y, w, h = (v / (self.SCALE * b) for v in face.box)
             around[max(0, int(y - 0.3 * h)):, max(0, int(x - 0.5 * w)):max(0, int(np.ceil(x + 1.5 * w)))] = False
         if not around.any():
-            return 0.0  # the followed person fills the view: nobody else fits in it
-        rest = blocks[around]
-        return float((rest - np.median(rest)).max())
+            return np.zeros_like(blocks)  # the followed person fills the view: nobody else fits in it
+        return np.where(around, blocks - np.median(blocks[around]), 0.0)

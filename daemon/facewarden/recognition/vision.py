@@ -31,7 +31,7 @@ class Detector:
     wide. Faces come back in full-frame coordinates, best score first.
 
     `around(frame, box)` looks only in the region around a face already found, for the samples
-    between full scans."""
+    between full scans; `within(frame, region)`, only in a part of the frame that changed."""
 
     COARSE_FACE = 56  # px as YuNet sees it: the face's side in a region
     REGION_GROW = 1.5  # the region's side in face sizes: room for a face that moved since the last sample
@@ -44,10 +44,13 @@ class Detector:
         self._net = cv2.FaceDetectorYN.create(str(assets.path(assets.YUNET)), "", (320, 320), min_score, nms_threshold)
         self._size: tuple[int, int] | None = None
         self._small = np.empty((0, 0, 3), np.uint8)
-        # A second net for regions: its input size seldom changes, and the full scan's never toggles.
+        # A net for the followed face's region, whose input size seldom changes, and one for the changed
+        # parts of a scene, whose size changes every time: the full scan's never toggles.
         side = (2 * self.STRIDE, 2 * self.STRIDE)
-        self._region_net = cv2.FaceDetectorYN.create(str(assets.path(assets.YUNET)), "", side, min_score, nms_threshold)
-        self._region_size = side
+        kinds = ("around", "within")
+        self._nets = {k: cv2.FaceDetectorYN.create(str(assets.path(assets.YUNET)), "", side, min_score, nms_threshold)
+                      for k in kinds}
+        self._sizes = dict.fromkeys(kinds, side)
 
     def __call__(self, frame: np.ndarray) -> list[Face]:
         frame = _bgr(frame)
@@ -82,11 +85,25 @@ class Detector:
         top = min(max(0, round((y + bh / 2) * scale - side_h / 2)), small_h - side_h)
         x0, y0 = round(left / scale), round(top / scale)
         x1, y1 = min(w, round((left + side_w) / scale)), min(h, round((top + side_h) / scale))
-        region = cv2.resize(_bgr(frame[y0:y1, x0:x1]), (side_w, side_h), interpolation=cv2.INTER_AREA)
-        if (side_w, side_h) != self._region_size:
-            self._region_net.setInputSize((side_w, side_h))
-            self._region_size = (side_w, side_h)
-        return _faces(self._region_net.detect(region)[1], (side_w / (x1 - x0), side_h / (y1 - y0)), (x0, y0))
+        return self._detect("around", frame, (x0, y0, x1, y1), (side_w, side_h))
+
+    def within(self, frame: np.ndarray, region: tuple[int, int, int, int]) -> list[Face]:
+        """The faces in `region` (x0, y0, x1, y1 in frame pixels) at the full scan's scale: a part of
+        the scene that changed, searched for someone who came into view, at the cost of its area."""
+        x0, y0, x1, y1 = region
+        scale = min(1.0, self.detect_width / frame.shape[1])
+        size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
+        return self._detect("within", frame, region, size)
+
+    def _detect(self, kind: str, frame: np.ndarray, region: tuple[int, int, int, int],
+                size: tuple[int, int]) -> list[Face]:
+        """YuNet (the `kind` net) on `region` of the frame resized to `size`; faces in frame pixels."""
+        x0, y0, x1, y1 = region
+        small = cv2.resize(_bgr(frame[y0:y1, x0:x1]), size, interpolation=cv2.INTER_AREA)
+        if size != self._sizes[kind]:
+            self._nets[kind].setInputSize(size)
+            self._sizes[kind] = size
+        return _faces(self._nets[kind].detect(small)[1], (size[0] / (x1 - x0), size[1] / (y1 - y0)), (x0, y0))
 
 
 def _faces(rows: np.ndarray | None, scale: tuple[float, float], offset: tuple[int, int]) -> list[Face]:

@@ -141,6 +141,34 @@ def test_daemon_control_and_reload(owner_home, replay, tmp_path):
     assert events == ["paused", "resumed", "locked"]
 
 
+def test_a_slow_sample_never_meets_the_next(owner_home, replay):
+    """The real scheduler paces the sampling job: after a sample that took most of an interval the
+    next waits at least half an interval; a quick one keeps the trigger's cadence."""
+    cfg = parse({"camera": {"source": str(replay)}, "sampling": {"interval_s": 0.3, "doubt_interval_s": 0.3},
+                 "liveness": {"enabled": False}})
+    daemon = Daemon(cfg, paths())
+    spans: list[tuple[float, float]] = []
+
+    def take() -> list[Event]:
+        start = time.monotonic()
+        if len(spans) % 2:
+            time.sleep(0.25)  # a camera read that takes most of the interval
+        spans.append((start, time.monotonic()))
+        return []
+
+    daemon.sampler.take = take  # type: ignore[method-assign]
+    with daemon.mutex:
+        daemon._add_job()
+    daemon.scheduler.start()
+    try:
+        wait_for(lambda: len(spans) >= 8, "8 samples", WAIT_S)
+    finally:
+        daemon.scheduler.shutdown(wait=True)
+        daemon.fanout.shutdown()
+    gaps = [after[0] - before[1] for before, after in zip(spans, spans[1:])]
+    assert min(gaps) >= 0.15 - 0.01, gaps
+
+
 def test_the_daemon_follows_the_owners_track_only_when_adapt_is_on(owner_home, replay):
     base = f'[camera]\nsource = "{replay}"\n[liveness]\nenabled = false\n'
     for enabled in (False, True):

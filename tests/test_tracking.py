@@ -179,6 +179,11 @@ def test_a_look_change_is_judged_on_the_spot_without_a_full_scan(verifier, astro
     assert seen.owner_face is not None and not seen.owner_face.tracked  # the model judged it...
     assert len(judged) == 1 and scanned == []  # ...where it was, and the frame was not scanned for it
     assert verifier.observe(darker, 2.0).owner_face.tracked  # its new look is followed from there
+    # The shadow goes (the lamp off again): a look of a few samples ago, the model's own, still holds.
+    assert verifier.observe(frame, 3.0).owner_face.tracked and len(judged) == 1
+    # Back after the re-verification (5 s on) too: the same person judged in place keeps their looks.
+    assert not verifier.observe(darker, 6.5).owner_face.tracked and len(judged) == 2
+    assert verifier.observe(frame, 7.0).owner_face.tracked and len(judged) == 2
 
 
 def test_a_still_scene_is_not_scanned_again_but_a_face_coming_into_view_is(verifier, astronaut_bgr, lfw):

@@ -77,8 +77,8 @@ class SamplingConfig(Section):
     # A verified face followed from sample to sample keeps its verdict without the model, at most
     # this long before the model judges it again (recognition/tracking.py)...
     reverify_s: float = Field(5.0, gt=0, le=HOUR_S)
-    # ...and between full-frame scans only the region around it is searched: at most this long
-    # while the scene around it changes (recognition/tracking.py's Scene).
+    # ...and between full-frame scans only the region around it is searched; this often, also the
+    # parts of the scene that changed around it (recognition/tracking.py's Scene).
     full_scan_s: float = Field(2.0, gt=0, le=HOUR_S)
 
 

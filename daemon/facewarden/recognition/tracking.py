@@ -25,7 +25,8 @@ only the followed face skips the model.
 
 The look is compared with the last samples' rather than the one the model last judged: a face at
 a desk moves and turns over seconds, and turns back (a glance aside, a nod: the look two samples
-ago matches again), while someone cut in between two samples is as far from those looks as from
+ago matches again, also when the model judged the new look in between and named the same person
+in the same place), while someone cut in between two samples is as far from those looks as from
 any. The threshold and LOOKS come from `bench/calibrate_tracking.py` (NUAA's live clips sampled
 once a second, and other people put exactly in their place).
 """
@@ -167,11 +168,14 @@ class Tracker:
     def _start(self, frame: np.ndarray, verdicts: tuple[FaceVerdict, ...], now: float) -> None:
         """Follow the one face the model named, if one: strangers are judged every time."""
         named = [v for v in verdicts if v.person is not None and not face_problem(v.face, self.min_score)]
-        if len(named) == 1:
-            box = named[0].face.box
-            self._track = _Track(named[0], ((named[0].face, patch(frame, box, box[2])),), now)
-        else:
+        if len(named) != 1:
             self._track = None
+            return
+        face, before = named[0].face, self._track
+        looks: tuple[tuple[Face, np.ndarray], ...] = ((face, patch(frame, face.box, face.box[2])),)
+        if before is not None and before.verdict.person == named[0].person and same_spot(before.verdict.face, face):
+            looks = (*before.looks, *looks)[-LOOKS:]  # the same person judged again in place: their looks still hold
+        self._track = _Track(named[0], looks, now)
 
     def _follow(self, frame: np.ndarray, face: Face, now: float) -> FaceVerdict | None:
         """The track's verdict for `face` when it continues the track (and the track moves on); else None."""

@@ -102,3 +102,11 @@ def test_a_model_with_flipped_bytes_is_an_error_not_a_nan_score(env, photo):
     # NaN weights give a NaN score; NaN scales of int8 weights are refused by XNNPACK as the model runs.
     assert ("non-finite score" in said[0] and "re-create the model with facewarden train" in said[0]
             or "owner.tflite does not run (unsupported scale value (nan)" in said[0] and "re-create it" in said[0])
+
+
+def test_doctor_says_how_the_model_runs(owner_home):
+    """The model check names the weights `train` exported (int8) and the threads the daemon gives it."""
+    check = doctor.check_model(config.Config())
+    assert check.ok and "(int8 weights, 1 inference thread(s))" in check.text, check.text
+    check = doctor.check_model(config.parse({"model": {"threads": 2}}))
+    assert check.ok and "(int8 weights, 2 inference thread(s))" in check.text, check.text

@@ -201,7 +201,9 @@ def check_model(cfg) -> Check:
         return Check("model", False, f"the owner model does not load: {e}", fix="run `facewarden train` again")
     t = verifier.thresholds
     where = "from the config" if cfg.model.threshold is not None else "calibrated by train"
-    return Check("model", True, f"owner.{'h5' if cfg.model.runtime == 'h5' else 'tflite'} loads; "
+    runs = (f"{verifier.model.weights} weights, {cfg.model.threads} inference thread(s)"
+            if cfg.model.runtime != "h5" else "through TensorFlow")
+    return Check("model", True, f"owner.{'h5' if cfg.model.runtime == 'h5' else 'tflite'} loads ({runs}); "
                  f"threshold {t.colour:.3f} (grey/IR frames {t.grey:.3f}), {where}")
 
 

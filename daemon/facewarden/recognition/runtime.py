@@ -93,6 +93,11 @@ class TFLiteModel:
         self.outputs = self._interpreter.get_output_details()
 
     @property
+    def weights(self) -> str:
+        """How the weights are stored: "int8" (dynamic range, as `train` exports) or "float32"."""
+        return "int8" if any(d["dtype"] == np.int8 for d in self._interpreter.get_tensor_details()) else "float32"
+
+    @property
     def input_shapes(self) -> list[tuple[int, ...]]:
         return [tuple(int(n) for n in d["shape"]) for d in self.inputs]
 

@@ -199,10 +199,10 @@ class Tracker:
 
 class Scene:
     """Where anything changed around the followed face since the last scan: a small grey copy of the
-    frame taken at each scan (or search of the changed part), compared block by block with the frame now. The followed
-    person is left out (their face and the column below it, then and now: a head that turns,
-    shoulders, hands), and so is a change of the light as a whole (auto-exposure), which moves every
-    block alike. Someone who comes into view elsewhere changes the blocks they cover."""
+    frame taken at each scan (or search of the changed part), compared block by block with the frame
+    now. The followed person is left out (their face and the column below it, then and now: a head
+    that turns, shoulders, hands), and so is a change of the light as a whole (auto-exposure), which
+    moves every block alike. Someone who comes into view elsewhere changes the blocks they cover."""
 
     SCALE = 8  # the copy is an eighth of the frame each way...
     BLOCK = 4  # ...and a block 4 px of it (32 frame px)
@@ -210,7 +210,7 @@ class Scene:
     GROW = 2  # blocks each way the changed part grows by as it is searched for a face
 
     def __init__(self) -> None:
-        self._then: np.ndarray | None = None  # the copy at the last full scan
+        self._then: np.ndarray | None = None  # the copy at the last scan
         self._faces: list[Face] = []  # the faces that scan found
 
     def _copy(self, frame: np.ndarray) -> np.ndarray:

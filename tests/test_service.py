@@ -143,7 +143,7 @@ def test_daemon_control_and_reload(owner_home, replay, tmp_path):
 
 def test_a_slow_sample_never_meets_the_next(owner_home, replay):
     """The real scheduler paces the sampling job: after a sample that took most of an interval the
-    next waits at least half an interval; a quick one keeps the trigger's cadence."""
+    next still waits (an interval from its end), so a slow camera never has two reads at once."""
     cfg = parse({"camera": {"source": str(replay)}, "sampling": {"interval_s": 0.3, "doubt_interval_s": 0.3},
                  "liveness": {"enabled": False}})
     daemon = Daemon(cfg, paths())

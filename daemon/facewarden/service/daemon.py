@@ -129,8 +129,8 @@ class Daemon:
 
     def pace(self, kick: bool = False, after_sample: bool = False) -> None:
         """Follow the guard's pace (holding `mutex`): a new pace is a new trigger. `after_sample`: the
-        next sample comes at least half an interval after this one ended, so that a slow sample never
-        meets the next one; `kick`: sample now (to let the camera go, or to look again at once after an unlock,
+        next sample comes one interval after this one ended, so that a slow sample never meets the
+        next one; `kick`: sample now (to let the camera go, or to look again at once after an unlock,
         a wake, a resume)."""
         if self._job is None:
             return
@@ -139,9 +139,7 @@ class Daemon:
         if interval != self.watchdog.interval:
             self.watchdog.interval = interval
             self._job.reschedule("interval", seconds=interval)
-        elif after_sample and ((due := self._job.next_run_time) is None or due < now + timedelta(seconds=interval / 2)):
-            # A slow sample: the next one interval on (a quick one keeps the trigger's own time, which
-            # spares the scheduler's thread a wake-up every sample).
+        elif after_sample:
             self._job.modify(next_run_time=now + timedelta(seconds=interval))
         if kick and not self._running.locked():  # a running sample ends by looking again
             self._job.modify(next_run_time=now)

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -167,6 +168,23 @@ def test_a_slow_sample_never_meets_the_next(owner_home, replay):
         daemon.fanout.shutdown()
     gaps = [after[0] - before[1] for before, after in zip(spans, spans[1:])]
     assert min(gaps) >= 0.15 - 0.01, gaps
+
+
+def test_a_sample_handed_over_as_the_daemon_stops_does_not_hold_up_its_exit(owner_home, replay):
+    """Shutdown keeps the sampling lock once the last sample is done. A sample the scheduler had
+    already handed to its pool returns at once instead of waiting for it: the pool's threads are
+    joined at exit, so a waiting one would hang the stop until systemd kills it."""
+    daemon = Daemon(parse({"camera": {"source": str(replay)}, "liveness": {"enabled": False}}), paths())
+    assert daemon._running.acquire(timeout=1)  # as _shutdown does
+    late = threading.Thread(target=daemon._sample, daemon=True)
+    late.start()
+    late.join(5)
+    try:
+        assert not late.is_alive(), "the late sample waits for the lock shutdown keeps"
+        assert daemon.sampler.samples == 0  # and it took no sample
+    finally:
+        daemon._running.release()
+        daemon.fanout.shutdown()
 
 
 def test_the_daemon_follows_the_owners_track_only_when_adapt_is_on(owner_home, replay):

@@ -148,13 +148,19 @@ class Daemon:
 
     def _sample(self) -> None:
         """The sampling job: one sample (its events already dispatched), the watchdogs fed."""
-        with self._running:
-            try:
-                self.sampler.take()
-            except ReplayEnded:
-                log.info("replay of %s ended", self.config.camera.source)
-                self.stop(0)
-                return
+        running = self._running
+        # Held by nothing else but shutdown, which keeps it: a sample the scheduler had already
+        # handed to its pool must not wait for it (the pool's threads are joined at exit).
+        if not running.acquire(blocking=False):
+            return
+        try:
+            self.sampler.take()
+        except ReplayEnded:
+            log.info("replay of %s ended", self.config.camera.source)
+            self.stop(0)
+            return
+        finally:
+            running.release()
         self.watchdog.fed()
         if not self._ready:
             self._ready = True

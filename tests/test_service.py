@@ -12,6 +12,7 @@ import signal
 import subprocess
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -143,31 +144,24 @@ def test_daemon_control_and_reload(owner_home, replay, tmp_path):
 
 
 def test_a_slow_sample_never_meets_the_next(owner_home, replay):
-    """The real scheduler paces the sampling job: after a sample that took most of an interval the
-    next still waits (an interval from its end), so a slow camera never has two reads at once."""
+    """The real scheduler paces the sampling job: whenever the trigger would fire next, a sample
+    that ends moves the next one to an interval after its end, so a slow camera never has two
+    reads at once. The scheduler is paused: nothing runs but the one sample called here."""
     cfg = parse({"camera": {"source": str(replay)}, "sampling": {"interval_s": 0.3, "doubt_interval_s": 0.3},
                  "liveness": {"enabled": False}})
     daemon = Daemon(cfg, paths())
-    spans: list[tuple[float, float]] = []
-
-    def take() -> list[Event]:
-        start = time.monotonic()
-        if len(spans) % 2:
-            time.sleep(0.25)  # a camera read that takes most of the interval
-        spans.append((start, time.monotonic()))
-        return []
-
-    daemon.sampler.take = take  # type: ignore[method-assign]
-    with daemon.mutex:
-        daemon._add_job()
-    daemon.scheduler.start()
+    ended: list[datetime] = []
+    daemon.sampler.take = lambda: ended.append(datetime.now(timezone.utc)) or []  # type: ignore[method-assign]
+    daemon.scheduler.start(paused=True)
     try:
-        wait_for(lambda: len(spans) >= 8, "8 samples", WAIT_S)
+        with daemon.mutex:
+            daemon._add_job()
+            daemon._job.modify(next_run_time=datetime.now(timezone.utc))  # the trigger due again at once
+        daemon._sample()
+        assert daemon._job.next_run_time >= ended[0] + timedelta(seconds=0.3)
     finally:
-        daemon.scheduler.shutdown(wait=True)
+        daemon.scheduler.shutdown(wait=False)
         daemon.fanout.shutdown()
-    gaps = [after[0] - before[1] for before, after in zip(spans, spans[1:])]
-    assert min(gaps) >= 0.15 - 0.01, gaps
 
 
 def test_a_sample_handed_over_as_the_daemon_stops_does_not_hold_up_its_exit(owner_home, replay):

@@ -94,7 +94,7 @@ class Facewarden:
 
     def __init__(self, cfg: config.Config, threads: int, owner: Path | None):
         self.threads = threads
-        self.detector = vision.Detector(cfg.model.detect_width, cfg.model.min_detection_score)
+        self.detector = vision.Detector(cfg.model.detect_width, cfg.model.min_detection_score, threads=threads)
         if owner is not None:
             self.model = runtime.load(owner, threads)
             meta = owner.with_suffix(".json")

@@ -4,7 +4,7 @@ from facewarden.recognition import assets
 from facewarden.errors import UserError
 
 
-@pytest.mark.parametrize("asset", [assets.YUNET, assets.SFACE, assets.FACE_MESH, assets.IRIS])
+@pytest.mark.parametrize("asset", [assets.YUNET, assets.YUNET_LITE, assets.SFACE, assets.FACE_MESH, assets.IRIS])
 def test_shipped_model_files_are_found_and_match_their_digest(asset):
     path = assets.path(asset)
     assert path.is_file() and assets.sha256_file(path) == asset.sha256

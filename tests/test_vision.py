@@ -40,6 +40,33 @@ def test_downscaled_detection_maps_back_to_full_frame(astronaut_bgr):
     assert np.abs(full.landmarks - small.landmarks).max() < 8
 
 
+def test_the_shipped_yunet_finds_what_opencvs_yunet_finds(astronaut_bgr, lfw, nuaa):
+    """The .tflite the package ships (bench/make_yunet_tflite.py) against OpenCV's FaceDetectorYN on
+    the pinned ONNX file: real faces at the full scan's size, at region sizes and at sizes that are
+    not multiples of 32 (padded), several faces in one image (the NMS), grey frames, no face."""
+    from facewarden.cli.demo import compose
+    from facewarden.recognition import assets
+
+    images = [cv2.resize(vision.read_image(p), (w, h), interpolation=cv2.INTER_AREA)
+              for p, (w, h) in zip(sorted(lfw.glob("*/*_0001.jpg"))[:12], [(250, 250), (96, 96), (64, 64), (100, 75)] * 3)]
+    images += [cv2.resize(cv2.imread(str(p)), (320, 240), interpolation=cv2.INTER_AREA)
+               for p in sorted((nuaa / "sequences").glob("*/010.jpg"))]
+    images += [compose([astronaut_bgr, astronaut_bgr], np.full((480, 640, 3), 120, np.uint8)),
+               cv2.cvtColor(cv2.cvtColor(astronaut_bgr, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR),
+               np.zeros((240, 320, 3), np.uint8)]
+    ours = vision.YuNet(0.6, 0.3)
+    faces = 0
+    for image in images:
+        theirs = cv2.FaceDetectorYN.create(str(assets.path(assets.YUNET)), "", (image.shape[1], image.shape[0]), 0.6, 0.3)
+        expected, got = theirs.detect(image)[1], ours.detect(image)
+        assert (expected is None) == (got is None)
+        if expected is not None:
+            assert got.shape == expected.shape
+            assert np.abs(got - expected).max() < 1e-2  # px and score: float32 against OpenCV's float32
+            faces += len(got)
+    assert faces >= len(images) - 2  # (one image holds two faces, one none)
+
+
 def test_finds_a_face_in_a_webcam_sized_frame_at_320(detector, nuaa):
     frame = cv2.imread(str(nuaa / "sequences" / "0001_live" / "000.jpg"))
     assert frame.shape[:2] == (480, 640)

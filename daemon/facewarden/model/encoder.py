@@ -36,7 +36,7 @@ def dequantize(q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, axis: i
     return ((q.astype(np.float32) - zero_point.astype(np.float32)) * scale).astype(np.float32)
 
 
-class _Graph:
+class OnnxGraph:
     """The ONNX graph's constants, with every DequantizeLinear/Reshape weight chain folded to float32."""
 
     def __init__(self, onnx_path: Path):
@@ -76,7 +76,7 @@ def build(onnx_path: Path | None = None):
     import keras
     from keras import layers
 
-    graph = _Graph(onnx_path or assets.path(assets.SFACE))
+    graph = OnnxGraph(onnx_path or assets.path(assets.SFACE))
     v = graph.values
     inp = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="rgb")
     x = inp

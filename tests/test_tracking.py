@@ -67,11 +67,20 @@ def owner_frame(astronaut_bgr: np.ndarray) -> np.ndarray:
 def test_the_owner_keeps_the_verdict_without_the_model_until_the_reverify_period(verifier, astronaut_bgr):
     frame = owner_frame(astronaut_bgr)
     judged = counted(verifier)
-    seen = [verifier.observe(shifted(frame, dx=2 * (t % 2)), float(t)) for t in range(12)]
+    regions: list[float] = []
+    around = verifier.detector.around
+    verifier.detector.around = lambda frame, box: regions.append(now) or around(frame, box)
+    seen = []
+    for t in range(12):
+        now = float(t)
+        seen.append(verifier.observe(shifted(frame, dx=2 * (t % 2)), now))
     assert all(s.owner_face is not None for s in seen)
     # Judged at 0 s, then followed: at 5 s and 10 s (reverify_s) the model looks again.
     assert [t for t, s in enumerate(seen) if not s.owner_face.tracked] == [0, 5, 10]
     assert len(judged) == 3
+    # Found by its look where it was in between: the detector looks in its region every full_scan_s
+    # (2 s, as the scene around it is looked at) and where the model judges it again (5 s, 10 s).
+    assert regions == [2.0, 4.0, 5.0, 6.0, 8.0, 10.0]
     # A dark frame breaks the track: the next sample is judged in full.
     assert verifier.observe(np.full_like(frame, 5), 12.0).skipped == "dark"
     assert not verifier.observe(frame, 13.0).owner_face.tracked
@@ -94,7 +103,7 @@ def test_a_stranger_cut_in_for_the_owner_in_the_same_place_is_judged_at_once(ver
         t = 100.0 * i  # each cut on a fresh track: judged, then followed one sample, then the cut
         assert not verifier.observe(frame, t).owner_face.tracked
         assert verifier.observe(frame, t + 1).owner_face.tracked
-        seen = verifier.observe(cut, t + 2)
+        seen = verifier.observe(cut, t + 1.5)  # (found by its look alone at t + 1: no detector)
         assert seen.owner_face is None, f"cut {i} taken for the owner"
         # Judged by the model (an LFW photo may bring a bystander's face along): nobody enrolled.
         assert seen.faces and all(not f.tracked and f.person is None for f in seen.faces)
@@ -205,7 +214,9 @@ def test_a_still_scene_is_not_scanned_again_but_a_face_coming_into_view_is(verif
     # Something with no face comes into view at the edge, far from the face: its part is searched, not the frame.
     edge = brighter.copy()
     edge[100:180, 10:70] = 240
-    verifier.observe(edge, tracking.FULL_SCAN_MAX_S + 4.0)
+    assert verifier.observe(edge, tracking.FULL_SCAN_MAX_S + 4.0).owner_face.tracked  # followed by its look...
+    assert searched == []  # ...the scene looked at full_scan_s after the last look
+    verifier.observe(edge, tracking.FULL_SCAN_MAX_S + 5.0)
     assert len(scanned) == 1 and len(searched) == 1
     x0, y0, x1, y1 = searched[0]
     assert x0 <= 10 and y0 <= 100 and x1 >= 70 and y1 >= 180 and (x1 - x0) * (y1 - y0) < 0.2 * 640 * 480

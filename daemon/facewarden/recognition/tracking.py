@@ -10,14 +10,18 @@ size, another look (someone else sat down in the same place), two faces in its p
 blurred frame (the verifier drops the track), or `reverify_s` since the model last judged it.
 
 Where to look: while the followed face is the only face (and has proved life, where liveness is
-on: until then its landmarks must be exactly where a full scan puts them), samples between
-full-frame scans search only the region around it (`Detector.around`; a second face there, or
-none, breaks the track and the frame is scanned). A face found there in its place but looking different, or due to be
-re-verified, is judged by the model on the spot; the rest of the frame waits for its scan. Every
-`full_scan_s` the parts of the scene that changed around the followed face (`Scene`) are searched
-for a face (`Detector.within`), and the whole frame is scanned when one is there: a face that
-appears elsewhere changes the scene, so it is seen in time, while a still room is not scanned for
-nothing (at least every FULL_SCAN_MAX_S all the same) and a busy one costs the area that changed.
+on: until then its landmarks must be exactly where a full scan puts them), it is first looked for
+where it was, by its look alone: within `full_scan_s` of the last look at the scene, a face that
+still looks as it did there keeps its verdict with no detector at all (the look is compared at
+the best shift within SLACK, so it is in the same place; someone cut in is another look). Else,
+and every `full_scan_s`, the detector searches the region around it (`Detector.around`; a second
+face there, or none, breaks the track and the frame is scanned). A face found there in its place
+but looking different, or due to be re-verified, is judged by the model on the spot; the rest of
+the frame waits for the next look at the scene. Every `full_scan_s` the parts of the scene that
+changed around the followed face (`Scene`) are searched for a face (`Detector.within`), and the
+whole frame is scanned when one is there: a face that appears elsewhere changes the scene, so it
+is seen in time, while a still room is not scanned for nothing (at least every FULL_SCAN_MAX_S all
+the same) and a busy one costs the area that changed.
 A scene where the last scan found nobody is searched again as soon as anything in it changes
 (someone arriving), and not while nothing does.
 While other faces are in the frame every sample scans it all and those faces are judged every time:
@@ -108,7 +112,8 @@ class Tracker:
         self.scene = Scene()
         self._alone = False  # the last full scan found the followed face and no other...
         self._empty = False  # ...or no face at all
-        self._scanned_at = -np.inf
+        self._scanned_at = -np.inf  # the last scan of the whole frame, or search of what changed
+        self._looked_at = -np.inf  # the last time the scene was looked at (the followed face's region too)
 
     def drop(self) -> None:
         """Forget the followed face: the next sample is judged in full."""
@@ -117,21 +122,25 @@ class Tracker:
     def faces(self, frame: np.ndarray, now: float, precise: bool = False) -> tuple[FaceVerdict, ...]:
         """The frame's faces and verdicts. `precise`: every face exactly where a full scan finds it
         (a face proving life: the liveness cues read its landmarks' motion), so the whole frame is
-        scanned; else the followed face is searched for in its region (`Detector.around`)."""
+        scanned; else the followed face is looked for where it was (by its look, or in its region
+        with `Detector.around`)."""
         track = self._track
         if track is None and self._empty and not self._scan_due(frame, now, None):
             return ()  # nobody at the last scan, and nothing has changed since
-        if track is not None and self._alone and not precise and not self._scan_due(frame, now, track.verdict.face):
-            found = self.detector.around(frame, track.verdict.face.box)
-            if len(found) == 1 and same_spot(track.verdict.face, found[0]):
-                kept = self._follow(frame, found[0], now)
-                if kept is None:  # looks different, or due to be re-verified: judged on the spot
-                    kept = self.judge(frame, found[0])
-                    self._start(frame, (kept,), now)
-                return (kept,)
-            self._track = None  # broken: the whole frame is looked at and judged now
+        if track is not None and self._alone and not precise:
+            if _within(self._looked_at, now, self.full_scan_s) and (kept := self._follow(frame, None, now)) is not None:
+                return (kept,)  # where it was found lately, looking as it did: no detector
+            if not self._scan_due(frame, now, track.verdict.face):
+                found = self.detector.around(frame, track.verdict.face.box)
+                if len(found) == 1 and same_spot(track.verdict.face, found[0]):
+                    kept = self._follow(frame, found[0], now)
+                    if kept is None:  # looks different, or due to be re-verified: judged on the spot
+                        kept = self.judge(frame, found[0])
+                        self._start(frame, (kept,), now)
+                    return (kept,)
+                self._track = None  # broken: the whole frame is looked at and judged now
         found = self.detector(frame)
-        self._scanned_at = now
+        self._scanned_at = self._looked_at = now
         kept = None
         if self._track is not None:
             there = [f for f in found if same_spot(self._track.verdict.face, f)]
@@ -149,10 +158,11 @@ class Tracker:
         view. The part of the scene that changed since the last scan is searched first (`Scene`,
         `Detector.within`): a change with no face in it (a passer-by's back, a curtain) costs its area,
         not a scan."""
-        if followed is not None and _within(self._scanned_at, now, self.full_scan_s):
+        if followed is not None and _within(self._looked_at, now, self.full_scan_s):
             return False
         if not _within(self._scanned_at, now, FULL_SCAN_MAX_S):
             return True
+        self._looked_at = now
         region = self.scene.changed(frame, followed)
         if region is None:
             return False
@@ -177,13 +187,16 @@ class Tracker:
             looks = (*before.looks, *looks)[-LOOKS:]  # the same person judged again in place: their looks still hold
         self._track = _Track(named[0], looks, now)
 
-    def _follow(self, frame: np.ndarray, face: Face, now: float) -> FaceVerdict | None:
-        """The track's verdict for `face` when it continues the track (and the track moves on); else None."""
+    def _follow(self, frame: np.ndarray, face: Face | None, now: float) -> FaceVerdict | None:
+        """The track's verdict for `face` when it continues the track (and the track moves on); else
+        None. `face` None: the face where the detector found it last, not looked for this sample."""
         track = self._track
         assert track is not None
-        if not _within(track.verified_at, now, self.reverify_s) or face_problem(face, self.min_score):
+        if not _within(track.verified_at, now, self.reverify_s):
             return None
-        if not same_spot(track.verdict.face, face):
+        if face is None:
+            face = track.verdict.face
+        elif face_problem(face, self.min_score) or not same_spot(track.verdict.face, face):
             return None
         # Where the face was, at its scale: boxes of one face jitter by pixels between samples (and
         # between the full scan's and the region's), which would shift the look by fractions of a

@@ -44,8 +44,10 @@ from .systemd import Notifier
 
 log = logging.getLogger("facewarden")
 
-MODEL_CHECK_S = 2.0  # how often a job looks whether `train` published a new model
-WATCH_PERIOD_S = 0.5  # how often the main thread looks
+MODEL_CHECK_S = 5.0  # how often a job looks whether a model was published (`train` also tells the daemon)
+# The main thread wakes when the watchdog is due (a sample that completes meanwhile moves that on),
+# and at least this often: systemd's WATCHDOG=1 goes out in time for WatchdogSec=30.
+WATCH_MAX_S = 5.0
 SLEEP_RELEASE_WAIT_S = 3.0  # before sleep, how long the camera may take to be let go
 SAMPLE_DRAIN_S = 5.0  # at shutdown, how long a running camera read may take
 
@@ -267,7 +269,7 @@ class Daemon:
         self.scheduler.add_job(self._check_model, "interval", seconds=MODEL_CHECK_S, max_instances=1, coalesce=True)
         self.scheduler.start()
         log.info("watching %s (state %s)", self.config.camera.source, self.guard.presence.state.value)
-        while not self.stopping.wait(WATCH_PERIOD_S):
+        while not self.stopping.wait(min(WATCH_MAX_S, max(0.0, -self.watchdog.late()))):
             self._watch()
         self._shutdown()
         return self.exit_code

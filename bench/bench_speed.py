@@ -6,8 +6,10 @@ facewarden, with 2 and with 1 inference thread(s), on each frame twice:
   trained (score >= its threshold), else the exported SFace encoder plus a cosine against a template
   (what the owner model's head does, minus the head's own few microseconds);
 - a tracked face: the next sample of a face the model judged (the frame moved by 2 px), through the
-  daemon's tracker (recognition/tracking.py): YuNet on the region around the face, the look compared,
-  the verdict kept without the encoder. Frames whose face the tracker does not keep are counted.
+  daemon's tracker (recognition/tracking.py), the verdict kept without the encoder, two ways: found
+  by its look where it was (most samples), and with the scene looked at (every full_scan_s: the
+  changes around the face compared, YuNet on the region around it, the look compared). Frames
+  whose face the tracker does not keep are counted.
   (While a face still proves life the daemon scans the whole frame for it instead: a new face's
   detection, without the encoder.)
 OpenCV's own thread pool runs as many threads as the model in facewarden's pipelines (as in the
@@ -107,8 +109,10 @@ class Facewarden:
         self.owner = owner
         self.template: np.ndarray | None = None
         self.stages: dict[str, list[float]] = {"detect": [], "align": [], "embed": [], "decide": []}
-        # The daemon's tracker; periods long enough that the tracked sample is neither re-verified nor a full scan.
-        self.tracker = tracking.Tracker(self.detector, self.judge, 1e9, 1e9, cfg.model.min_detection_score)
+        # The daemon's tracker, never re-verifying: one that never looks at the scene (the face found by
+        # its look), one that looks at it on every sample after the first (the region searched).
+        self.trackers = {looked: tracking.Tracker(self.detector, self.judge, 1e9, 1.0 if looked else 1e9,
+                                                  cfg.model.min_detection_score) for looked in (False, True)}
 
     def judge(self, frame: np.ndarray, face: vision.Face) -> FaceVerdict:
         """The tracker's call of the model (untimed: it starts the track before the timed sample).
@@ -124,10 +128,11 @@ class Facewarden:
             self.template = embedding
         return float(embedding @ self.template) >= self.threshold
 
-    def tracked(self, frame: np.ndarray, now: float) -> bool:
-        """One sample through the tracker; whether the face kept the track's verdict."""
+    def tracked(self, frame: np.ndarray, now: float, looked: bool) -> bool:
+        """One sample through a tracker (`looked`: the one that looks at the scene); whether the face
+        kept the track's verdict."""
         cv2.setNumThreads(self.threads)
-        verdicts = self.tracker.faces(frame, now)
+        verdicts = self.trackers[looked].faces(frame, now)
         return len(verdicts) == 1 and verdicts[0].tracked
 
     def __call__(self, frame: np.ndarray) -> bool | None:
@@ -227,7 +232,8 @@ def main() -> int:
     model = owner if owner is not None and owner.is_file() else None
     ours = [Facewarden(cfg, threads, model) for threads in (2, 1)]
     pipelines = [*ours, OpenCV(cfg)] + ([] if args.no_dlib else [Dlib()])
-    names = [p.name for p in pipelines] + [f"{p.name}, tracked" for p in ours]
+    kinds = {False: "tracked", True: "tracked, region"}
+    names = [p.name for p in pipelines] + [f"{p.name}, {kinds[looked]}" for p in ours for looked in kinds]
     times: dict[str, list[float]] = {n: [] for n in names}
     # CPU time (all threads) as well: on a shared machine the wall time includes waiting for a core.
     cpu: dict[str, list[float]] = {n: [] for n in names}
@@ -243,8 +249,9 @@ def main() -> int:
     for p in pipelines:  # warm-up: first-call allocations, XNNPACK packing, caches
         p(frames[0])
     for p in ours:
-        p.tracked(frames[0], 0.0)
-        p.tracked(moved[0], 1.0)
+        for looked in kinds:
+            p.tracked(frames[0], 0.0, looked)
+            p.tracked(moved[0], 1.0, looked)
         for stage in p.stages.values():
             stage.clear()
 
@@ -255,13 +262,14 @@ def main() -> int:
                 verdict = timed(p.name, p, frame)
                 found[p.name] += verdict is not None and repeat == 0
             for p in ours:
-                name, now = f"{p.name}, tracked", 10.0 * (i + repeat * len(frames))
-                p.tracked(frame, now)  # the model judges it: the track starts (untimed)
-                kept = timed(name, p.tracked, moved[i], now + 1)
-                found[name] += bool(kept) and repeat == 0
-                if not kept:  # judged afresh instead (a second face, a box that moved): not a tracked sample
-                    times[name].pop()
-                    cpu[name].pop()
+                for looked, kind in kinds.items():
+                    name, now = f"{p.name}, {kind}", 10.0 * (i + repeat * len(frames))
+                    p.tracked(frame, now, looked)  # the model judges it: the track starts (untimed)
+                    kept = timed(name, p.tracked, moved[i], now + 1, looked)
+                    found[name] += bool(kept) and repeat == 0
+                    if not kept:  # judged afresh instead (a second face, a box that moved): not a tracked sample
+                        times[name].pop()
+                        cpu[name].pop()
 
     print(f"frames: {described}; {args.repeats} repeats; detect width {cfg.model.detect_width}; "
           f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
@@ -283,11 +291,12 @@ def main() -> int:
     opencv = ms(cpu[pipelines[len(ours)].name])
     for p in ours:
         threads = p.name.split(", ")[-1].rstrip(")")
-        tracked = f"{p.name}, tracked"
-        check(f"tracked face, {threads}, median wall ms", ms(times[tracked]), 2, True)
-        check(f"tracked face, {threads}, median CPU ms", ms(cpu[tracked]), 3, True)
+        for kind in kinds.values():
+            tracked = f"{p.name}, {kind}"
+            check(f"{kind} face, {threads}, median wall ms", ms(times[tracked]), 2, True)
+            check(f"{kind} face, {threads}, median CPU ms", ms(cpu[tracked]), 3, True)
+            check(f"OpenCV's pipeline / {kind} face, {threads}, CPU ms", opencv / ms(cpu[tracked]), 10, False)
         check(f"OpenCV's pipeline / new face, {threads}, CPU ms", opencv / ms(cpu[p.name]), 2, False)
-        check(f"OpenCV's pipeline / tracked face, {threads}, CPU ms", opencv / ms(cpu[tracked]), 10, False)
         if not args.no_dlib:
             check(f"dlib / new face, {threads}, CPU ms", ms(cpu[pipelines[-1].name]) / ms(cpu[p.name]), 15, False)
     heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))

@@ -201,11 +201,12 @@ class Tracker:
         # Where the face was, at its scale: boxes of one face jitter by pixels between samples (and
         # between the full scan's and the region's), which would shift the look by fractions of a
         # pixel; the face itself moving is what SLACK is for.
-        if not any(correlation(look, patch(frame, then.box, then.box[2])) >= MIN_CORRELATION
-                   for then, look in reversed(track.looks)):
+        current = patch(frame, face.box, face.box[2])  # (followed by its look: where its last look was taken)
+        if not any(correlation(look, current if then.box == face.box else patch(frame, then.box, then.box[2]))
+                   >= MIN_CORRELATION for then, look in reversed(track.looks)):
             return None
         verdict = replace(track.verdict, face=face, tracked=True)
-        looks = (*track.looks, (face, patch(frame, face.box, face.box[2])))[-LOOKS:]
+        looks = (*track.looks, (face, current))[-LOOKS:]
         self._track = replace(track, verdict=verdict, looks=looks)
         return verdict
 

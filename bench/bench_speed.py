@@ -7,9 +7,10 @@ facewarden, with 2 and with 1 inference thread(s), on each frame twice:
   (what the owner model's head does, minus the head's own few microseconds);
 - a tracked face: the next sample of a face the model judged (the frame moved by 2 px), through the
   daemon's tracker (recognition/tracking.py), the verdict kept without the encoder, two ways: found
-  by its look where it was (most samples), and with the scene looked at (every full_scan_s: the
-  changes around the face compared, YuNet on the region around it, the look compared). Frames
-  whose face the tracker does not keep are counted.
+  by its look where it was (most samples), and with the scene looked at (every full_scan_s: a still
+  scene compared with the last scan's, YuNet on the region around the face, the look compared; a
+  scene that changed adds a search of the part that did). Frames whose face the tracker does not
+  keep are counted.
   (While a face still proves life the daemon scans the whole frame for it instead: a new face's
   detection, without the encoder.)
 OpenCV's own thread pool runs as many threads as the model in facewarden's pipelines (as in the
@@ -264,7 +265,10 @@ def main() -> int:
             for p in ours:
                 for looked, kind in kinds.items():
                     name, now = f"{p.name}, {kind}", 10.0 * (i + repeat * len(frames))
-                    p.tracked(frame, now, looked)  # the model judges it: the track starts (untimed)
+                    # The model judges it: the track starts (untimed). The scene looked at is the frame
+                    # the track started on (a room that did not move: its changes cost a search on top).
+                    start = moved[i] if looked else frame
+                    p.tracked(start, now, looked)
                     kept = timed(name, p.tracked, moved[i], now + 1, looked)
                     found[name] += bool(kept) and repeat == 0
                     if not kept:  # judged afresh instead (a second face, a box that moved): not a tracked sample

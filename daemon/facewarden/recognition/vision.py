@@ -37,15 +37,23 @@ class YuNet:
         self._size = (0, 0)  # the image's part of it
         self._grid = np.zeros((0, 3), np.float32)  # each anchor's column, row and stride
 
+    @classmethod
+    def _anchors(cls, height: int, width: int) -> np.ndarray:
+        """Each anchor's column, row and stride, in the network's output order (stride by stride,
+        each row-major over its grid)."""
+        grids = []
+        for stride in cls.STRIDES:
+            rows, cols = np.mgrid[: height // stride, : width // stride]
+            grids.append(np.stack([cols, rows, np.full_like(cols, stride)], -1).reshape(-1, 3))
+        return np.concatenate(grids).astype(np.float32)
+
     def detect(self, image: np.ndarray) -> np.ndarray | None:
         h, w = image.shape[:2]
         coarsest = self.STRIDES[-1]
         padded = (-(-h // coarsest) * coarsest, -(-w // coarsest) * coarsest)
         if self._input.shape[1:3] != padded:
             self._input = np.zeros((1, *padded, 3), np.float32)
-            self._grid = np.concatenate([np.stack([*np.mgrid[: padded[0] // s, : padded[1] // s][::-1],
-                                                   np.full((padded[0] // s, padded[1] // s), s)], -1).reshape(-1, 3)
-                                         for s in self.STRIDES]).astype(np.float32)
+            self._grid = self._anchors(*padded)
         elif self._size != (h, w):
             self._input[:] = 0
         self._size = (h, w)

@@ -315,3 +315,20 @@ def test_the_readmes_example_config_locks_when_the_owner_leaves(owner_home, astr
     daemon.fanout.shutdown()
     assert marker.read_text() == "-f\n"
     assert daemon.guard.locked and daemon.guard.locked_by == "facewarden"
+
+
+def test_the_main_thread_waits_for_the_watchdog_until_due_and_past_it_does_not_poll():
+    """The daemon's main thread sleeps until the watchdog is due (at most WATCH_MAX_S); once past due
+    the watchdog has acted, and the thread sleeps on instead of looking again and again until a
+    sample completes (a read that stays hung)."""
+    import math
+
+    from facewarden.service.sampler import Watchdog
+
+    dog = Watchdog()
+    dog.due = time.monotonic() + 3.0
+    assert 2.0 < dog.until_due() <= 3.0
+    dog.due = time.monotonic() - 1.0
+    assert dog.until_due() == math.inf
+    dog.fed()
+    assert 0.0 < dog.until_due() <= dog.deadline

@@ -269,7 +269,7 @@ class Daemon:
         self.scheduler.add_job(self._check_model, "interval", seconds=MODEL_CHECK_S, max_instances=1, coalesce=True)
         self.scheduler.start()
         log.info("watching %s (state %s)", self.config.camera.source, self.guard.presence.state.value)
-        while not self.stopping.wait(min(WATCH_MAX_S, max(0.0, -self.watchdog.late()))):
+        while not self.stopping.wait(min(WATCH_MAX_S, self.watchdog.until_due())):
             self._watch()
         self._shutdown()
         return self.exit_code

@@ -264,3 +264,9 @@ class Watchdog:
     def late(self) -> float:
         """How long past due the next sample is (<= 0: in time)."""
         return time.monotonic() - self.due
+
+    def until_due(self) -> float:
+        """Seconds until the watchdog is due; inf once it is past due (it acts once, and the next
+        completed sample moves it on)."""
+        late = self.late()
+        return -late if late < 0 else math.inf

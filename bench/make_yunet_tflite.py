@@ -20,7 +20,6 @@ import argparse
 import hashlib
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -28,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "daemon"))
 
 import numpy as np  # noqa: E402
 
-from facewarden.model.encoder import OnnxGraph  # noqa: E402
+from facewarden.model.encoder import OnnxGraph, tflite_bytes  # noqa: E402
 from facewarden.recognition import assets, vision  # noqa: E402
 
 HEADS = (("cls", 1), ("obj", 1), ("bbox", 4), ("kps", 10))
@@ -89,21 +88,6 @@ def build():
     return keras.Model(inp, layers.Concatenate(axis=1, name="heads")(strides), name="yunet")
 
 
-def export(model) -> bytes:
-    import keras
-    import tensorflow as tf
-
-    with tempfile.TemporaryDirectory() as saved_model:
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.add_endpoint("serve", lambda x: model(x, training=False),
-                             input_signature=[tf.TensorSpec((1, None, None, 3), tf.float32)])
-        archive.write_out(saved_model, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        return converter.convert()
-
-
 def check(flatbuffer: bytes) -> float:
     """The largest difference between the .tflite's heads and the ONNX file's run by OpenCV's dnn."""
     import cv2
@@ -131,7 +115,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", action="store_true", help="write it into daemon/facewarden/data/")
     args = parser.parse_args()
-    flatbuffer = export(build())
+    flatbuffer = tflite_bytes(build(), (1, None, None, 3), int8_weights=False)
     worst = check(flatbuffer)
     print(f"yunet.tflite: {len(flatbuffer)} bytes, sha256 {hashlib.sha256(flatbuffer).hexdigest()}")
     print(f"largest difference from OpenCV's run of the ONNX file: {worst:.2e}")

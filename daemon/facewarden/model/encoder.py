@@ -195,27 +195,31 @@ def export_tflite(model, path: Path) -> Path:
     1.6x faster on this project's machine (7.5 against 12.3 CPU-ms, AVX-512 VNNI; an earlier
     machine and LiteRT measured it slower), its packed weights take a quarter of the memory, and
     the embeddings stay within cosine 0.997 of float32, with the same LFW pairs accuracy
-    (bench/bench_accuracy.py prints the rest).
+    (bench/bench_accuracy.py prints the rest). The batch dimension stays free (the file runs a
+    batch of one by default; `runtime.TFLiteModel` resizes for more).
     """
+    flatbuffer = tflite_bytes(model, (None, *model.input_shape[1:]), int8_weights=True)
+    return paths.write_private(Path(path), flatbuffer)
+
+
+def tflite_bytes(model, input_shape: tuple[int | None, ...], int8_weights: bool) -> bytes:
+    """A Keras model as a .tflite flatbuffer taking float32 input of `input_shape` (None: free), its
+    weights int8 (dynamic range, no representative data) or float32."""
     import tempfile
 
     import keras
     import tensorflow as tf
 
     # Keras 3's own route (keras.export.ExportArchive -> SavedModel -> converter), but builtin ops
-    # only: LiteRT in the daemon has no TensorFlow "flex" ops to fall back on. The batch dimension
-    # stays free (the file runs a batch of one by default; `runtime.TFLiteModel` resizes for more).
+    # only: LiteRT in the daemon has no TensorFlow "flex" ops to fall back on.
     with tempfile.TemporaryDirectory() as saved_model:
         archive = keras.export.ExportArchive()
         archive.track(model)
-        archive.add_endpoint(
-            "serve",
-            lambda x: model(x, training=False),
-            input_signature=[tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)],
-        )
+        archive.add_endpoint("serve", lambda x: model(x, training=False),
+                             input_signature=[tf.TensorSpec(input_shape, tf.float32)])
         archive.write_out(saved_model, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]  # no representative data: int8 weights only
-        flatbuffer = converter.convert()
-    return paths.write_private(Path(path), flatbuffer)
+        if int8_weights:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        return converter.convert()

@@ -34,7 +34,6 @@ class YuNet:
         # release=False: a 0.25 MB file, loaded three times a Detector.
         self._model = runtime.TFLiteModel(assets.path(assets.YUNET_LITE), threads, release=False)
         self._input = np.zeros((1, 0, 0, 3), np.float32)  # the padded input, reused while the size holds
-        self._size = (0, 0)  # the image's part of it
         self._grid = np.zeros((0, 3), np.float32)  # each anchor's column, row and stride
 
     @classmethod
@@ -52,12 +51,11 @@ class YuNet:
         coarsest = self.STRIDES[-1]
         padded = (-(-h // coarsest) * coarsest, -(-w // coarsest) * coarsest)
         if self._input.shape[1:3] != padded:
-            self._input = np.zeros((1, *padded, 3), np.float32)
+            self._input = np.empty((1, *padded, 3), np.float32)
             self._grid = self._anchors(*padded)
-        elif self._size != (h, w):
-            self._input[:] = 0
-        self._size = (h, w)
         self._input[0, :h, :w] = image
+        self._input[0, h:] = 0  # the padding, as OpenCV's
+        self._input[0, :h, w:] = 0
         heads = self._model(self._input)[0][0]
         score = np.sqrt(np.clip(heads[:, 0], 0, 1) * np.clip(heads[:, 1], 0, 1))
         keep = np.flatnonzero(score >= self.min_score)
@@ -88,7 +86,7 @@ class Detector:
 
     COARSE_FACE = 56  # px as YuNet sees it: the face's side in a region
     REGION_GROW = 1.5  # the region's side in face sizes: room for a face that moved since the last sample
-    STRIDE = 32  # px as YuNet sees it: its coarsest feature map's step, which region sides are multiples of
+    STRIDE = YuNet.STRIDES[-1]  # px as YuNet sees it: its coarsest step, which region sides are multiples of
 
     def __init__(self, detect_width: int = 320, min_score: float = 0.6, nms_threshold: float = 0.3,
                  threads: int = 1):

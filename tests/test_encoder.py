@@ -125,3 +125,12 @@ def test_tflite_export_matches_keras_on_the_astronaut(encoder_model, encoder_tfl
 
 def test_tflite_export_matches_keras_on_lfw_faces(encoder_model, encoder_tflite, lfw_faces):
     assert _tflite_vs_keras(encoder_model, encoder_tflite, lfw_faces[:16]) >= EXPORT_PARITY
+
+
+def test_tflite_export_runs_whole_in_xnnpack(encoder_tflite):
+    """int8 depthwise weights would leave those ops to TFLite's hybrid kernel (13 partitions);
+    in float32 only the trailing flatten of a free batch size runs outside XNNPACK."""
+    lite = TFLiteModel(encoder_tflite, threads=1)
+    ops = lite._interpreter._get_ops_details()
+    assert lite.weights == "int8"
+    assert sum(op["op_name"] == "DELEGATE" for op in ops) <= 2

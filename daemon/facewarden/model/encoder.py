@@ -191,10 +191,10 @@ def export_tflite(model, path: Path) -> Path:
     """Convert a Keras model to a .tflite file that `runtime.TFLiteModel` runs without TensorFlow,
     written 0600 in a 0700 directory.
 
-    With int8 weights (dynamic range: activations stay float, PReLU too): XNNPACK runs the encoder
-    1.6x faster on this project's machine (7.5 against 12.3 CPU-ms, AVX-512 VNNI; an earlier
-    machine and LiteRT measured it slower), its packed weights take a quarter of the memory, and
-    the embeddings stay within cosine 0.997 of float32, with the same LFW pairs accuracy
+    With int8 weights (dynamic range: activations stay float, PReLU too) where XNNPACK runs them
+    (`_float_depthwise`): the encoder runs about 2.5x faster on this project's machine than in
+    float32 (bench/bench_speed.py), its packed weights take a quarter of the memory, and the
+    embeddings stay within cosine 0.997 of float32, with the same LFW pairs accuracy
     (bench/bench_accuracy.py prints the rest). The batch dimension stays free (the file runs a
     batch of one by default; `runtime.TFLiteModel` resizes for more).
     """
@@ -222,4 +222,34 @@ def tflite_bytes(model, input_shape: tuple[int | None, ...], int8_weights: bool)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if int8_weights:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            return _float_depthwise(converter.convert())
         return converter.convert()
+
+
+def _float_depthwise(flatbuffer: bytes) -> bytes:
+    """The flatbuffer with its depthwise convolutions' int8 weights back in float32 (the same values).
+
+    XNNPACK runs dynamic-range int8 CONV_2D and FULLY_CONNECTED, but not DEPTHWISE_CONV_2D: an int8
+    depthwise kernel is left to TFLite's own hybrid kernel, and splits the encoder into 13 XNNPACK
+    partitions. Their weights are a few KB: in float32 the whole graph runs in XNNPACK, a third
+    faster (bench/bench_speed.py)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    for graph in model.subgraphs:
+        for op in graph.operators:
+            if codes[op.opcodeIndex] != schema.BuiltinOperator.DEPTHWISE_CONV_2D:
+                continue
+            weights = graph.tensors[op.inputs[1]]
+            if weights.type != schema.TensorType.INT8:
+                continue
+            q, buffer = weights.quantization, model.buffers[weights.buffer]
+            axis = [1] * len(weights.shape)
+            axis[q.quantizedDimension] = -1
+            values = np.frombuffer(bytes(buffer.data), np.int8).reshape(weights.shape).astype(np.float32)
+            values = (values - np.asarray(q.zeroPoint, np.float32).reshape(axis)) * np.asarray(q.scale, np.float32).reshape(axis)
+            buffer.data = np.frombuffer(values.tobytes(), np.uint8)
+            weights.type, weights.quantization = schema.TensorType.FLOAT32, None
+    return flatbuffer_utils.convert_object_to_bytearray(model)

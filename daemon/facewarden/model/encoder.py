@@ -249,7 +249,8 @@ def _float_depthwise(flatbuffer: bytes) -> bytes:
             axis = [1] * len(weights.shape)
             axis[q.quantizedDimension] = -1
             values = np.frombuffer(bytes(buffer.data), np.int8).reshape(weights.shape).astype(np.float32)
-            values = (values - np.asarray(q.zeroPoint, np.float32).reshape(axis)) * np.asarray(q.scale, np.float32).reshape(axis)
+            zero, scale = (np.asarray(v, np.float32).reshape(axis) for v in (q.zeroPoint, q.scale))
+            values = (values - zero) * scale
             buffer.data = np.frombuffer(values.tobytes(), np.uint8)
             weights.type, weights.quantization = schema.TensorType.FLOAT32, None
     return flatbuffer_utils.convert_object_to_bytearray(model)

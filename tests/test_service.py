@@ -12,7 +12,6 @@ import signal
 import subprocess
 import threading
 import time
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -29,6 +28,7 @@ from facewarden.paths import paths
 from facewarden.core.guard import Pause
 from facewarden.core.presence import State
 from facewarden.service.daemon import Daemon
+from facewarden.service.pacer import Pacer
 
 WAIT_S = 60.0  # generous: CI has 2 shared cores
 
@@ -144,24 +144,49 @@ def test_daemon_control_and_reload(owner_home, replay, tmp_path):
 
 
 def test_a_slow_sample_never_meets_the_next(owner_home, replay):
-    """The real scheduler paces the sampling job: whenever the trigger would fire next, a sample
-    that ends moves the next one to an interval after its end, so a slow camera never has two
-    reads at once. The scheduler is paused: nothing runs but the one sample called here."""
+    """A sample that ends moves the next one to an interval after its end, whenever it was due, so
+    a slow camera never has two reads at once. The sampling thread is not started: nothing runs but
+    the one sample called here."""
     cfg = parse({"camera": {"source": str(replay)}, "sampling": {"interval_s": 0.3, "doubt_interval_s": 0.3},
                  "liveness": {"enabled": False}})
     daemon = Daemon(cfg, paths())
-    ended: list[datetime] = []
-    daemon.sampler.take = lambda: ended.append(datetime.now(timezone.utc)) or []  # type: ignore[method-assign]
-    daemon.scheduler.start(paused=True)
+    ended: list[float] = []
+    daemon.sampler.take = lambda: ended.append(time.monotonic()) or []  # type: ignore[method-assign]
+    daemon.pacer = Pacer(daemon._sample, 0.3)  # due at once, as `run` starts it
     try:
-        with daemon.mutex:
-            daemon._add_job()
-            daemon._job.modify(next_run_time=datetime.now(timezone.utc))  # the trigger due again at once
         daemon._sample()
-        assert daemon._job.next_run_time >= ended[0] + timedelta(seconds=0.3)
+        assert daemon.pacer.due >= ended[0] + 0.3
     finally:
-        daemon.scheduler.shutdown(wait=False)
         daemon.fanout.shutdown()
+
+
+def test_the_sampling_thread_runs_when_due_and_when_kicked():
+    """The pacer's thread samples at once, then not before the interval, unless told to now; one
+    started afresh takes over while the old one still hangs in its run."""
+    runs: list[str] = []
+    ran, hang, hung = threading.Event(), threading.Event(), threading.Event()
+
+    def job() -> None:
+        runs.append(threading.current_thread().name)
+        ran.set()
+        if len(runs) == 2:  # the second run hangs, as a wedged camera read
+            hung.set()
+            hang.wait(10)
+
+    pacer = Pacer(job, 3600.0)
+    pacer.start()
+    try:
+        assert ran.wait(5) and runs == ["sampling"]  # at once
+        ran.clear()
+        assert pacer.due - time.monotonic() > 3000 and runs == ["sampling"]  # then an hour away
+        pacer.pace(3600.0, now=True)
+        assert hung.wait(5) and len(runs) == 2
+        ran.clear()
+        pacer.start()  # the watchdog's fresh thread
+        assert ran.wait(5) and len(runs) == 3
+    finally:
+        pacer.stop()
+        hang.set()
 
 
 def test_a_sample_handed_over_as_the_daemon_stops_does_not_hold_up_its_exit(owner_home, replay):

@@ -1,12 +1,12 @@
 """The daemon (`facewarden run`): the composition root. It wires the guard (core/guard.py, the one
 holder of the session's state), the sampler, the event fan-out, the control API and the desktop
-session, and runs them: signals, the scheduler, the watchdog, shutdown.
+session, and runs them: signals, the sampling thread, the scheduler, the watchdog, shutdown.
 
 Every input reaches the guard through `Daemon.feed`, holding `mutex`; the events that follow go to
 the fan-out, and the sampling pace follows the guard (`Guard.interval`, the one place it is decided).
-APScheduler runs one sampling job whose trigger changes when the pace does, and the model check as a
-job of its own; `max_instances=1` and `coalesce` keep a slow sample from piling up. The watchdog runs
-on the main thread, outside the scheduler it watches.
+The sampling job runs on a thread of its own (`Pacer`), due when the pace says, one sample at a
+time; APScheduler runs the model check. The watchdog runs on the main thread, outside the sampling
+thread it watches.
 
 This module must never import TensorFlow: inference runs through runtime.py (LiteRT).
 """
@@ -18,11 +18,9 @@ import os
 import signal
 import threading
 import time
-from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 import numpy as np
-from apscheduler.job import Job
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from ..config import Config
@@ -37,6 +35,7 @@ from .camera import Cameras, ReplayEnded
 from .control import Server
 from .fanout import Fanout
 from .hooks import scripts
+from .pacer import Pacer
 from .sampler import ModelFollower, Observer, Sampler, Verify, Watchdog, build_liveness, build_verifier
 from .session import Session
 from .surroundings import Surroundings
@@ -75,7 +74,7 @@ class Daemon:
         self.stopping = threading.Event()
         self.exit_code = 0
         self.stuck = False  # a camera read still hung at shutdown
-        self._job: Job | None = None
+        self.pacer: Pacer | None = None  # the sampling thread, from `run` until shutdown
         self._running = threading.Lock()  # held by the sampling job while it runs
         self._inhibitor: int | None = None
         self._ready = False
@@ -134,25 +133,19 @@ class Daemon:
         next sample comes one interval after this one ended, so that a slow sample never meets the
         next one; `kick`: sample now (to let the camera go, or to look again at once after an unlock,
         a wake, a resume)."""
-        if self._job is None:
+        if self.pacer is None:
             return
-        interval = self.guard.interval()
-        now = datetime.now(timezone.utc)
-        if interval != self.watchdog.interval:
-            self.watchdog.interval = interval
-            self._job.reschedule("interval", seconds=interval)
-        elif after_sample:
-            self._job.modify(next_run_time=now + timedelta(seconds=interval))
-        if kick and not self._running.locked():  # a running sample ends by looking again
-            self._job.modify(next_run_time=now)
+        interval = self.watchdog.interval = self.guard.interval()
+        # A running sample is followed by one an interval after it ends, at the new pace.
+        self.pacer.pace(interval, after_run=after_sample, now=kick and not self._running.locked())
 
     # -- sampling -----------------------------------------------------------------------------
 
     def _sample(self) -> None:
         """The sampling job: one sample (its events already dispatched), the watchdogs fed."""
         running = self._running
-        # Held by nothing else but shutdown, which keeps it: a sample the scheduler had already
-        # handed to its pool must not wait for it (the pool's threads are joined at exit).
+        # Held by nothing else but shutdown, which keeps it: a sample due as the daemon stops must
+        # not wait for it.
         if not running.acquire(blocking=False):
             return
         try:
@@ -175,11 +168,12 @@ class Daemon:
         if self.guard.wants_camera:
             self.model.check(self.sampler.observer)
 
-    def _add_job(self) -> None:
+    def _start_sampling(self) -> None:
+        """A sampling thread, sampling at once (holding `mutex`)."""
         self.watchdog.interval = self.guard.interval()
-        self._job = self.scheduler.add_job(self._sample, "interval", seconds=self.watchdog.interval,
-                                           max_instances=1, coalesce=True, misfire_grace_time=None,
-                                           next_run_time=datetime.now(timezone.utc))
+        if self.pacer is None:
+            self.pacer = Pacer(self._sample, self.watchdog.interval)
+        self.pacer.start()
         self.watchdog.fed()
 
     def _watch(self) -> None:
@@ -204,12 +198,11 @@ class Daemon:
             log.error("camera.source: %s", e)
         else:
             self.sampler.camera = camera  # the hung one is left to its read
-        # A fresh job, on a fresh scheduler thread: the old one is stuck in its sample.
+        # A fresh sampling thread: the old one is stuck in its sample.
         with self.mutex:
-            if self._job is not None:
-                self._job.remove()
-            self._running = threading.Lock()
-            self._add_job()
+            if self.pacer is not None:
+                self._running = threading.Lock()
+                self._start_sampling()
 
     # -- the session (on its bus threads) -----------------------------------------------------
 
@@ -265,7 +258,7 @@ class Daemon:
         self.surroundings.start(self.session.logind.bus, self.session.session_bus, lambda: self.guard.wants_camera)
         self.fanout.actions.dimmer.restore()  # a dim that a daemon before this one left behind
         with self.mutex:
-            self._add_job()
+            self._start_sampling()
         self.scheduler.add_job(self._check_model, "interval", seconds=MODEL_CHECK_S, max_instances=1, coalesce=True)
         self.scheduler.start()
         log.info("watching %s (state %s)", self.config.camera.source, self.guard.presence.state.value)
@@ -280,7 +273,9 @@ class Daemon:
 
     def _shutdown(self) -> None:
         with self.mutex:
-            self._job = None  # a sample still running must not pace a job that is gone
+            if self.pacer is not None:
+                self.pacer.stop()
+            self.pacer = None  # a sample still running must not pace a thread that is gone
         self.scheduler.shutdown(wait=False)
         self.server.stop()
         finished = self._running.acquire(timeout=SAMPLE_DRAIN_S)  # a running sample finishes first

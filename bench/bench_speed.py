@@ -78,7 +78,7 @@ def load_frames(n: int) -> tuple[list[np.ndarray], str]:
 def encoder_tflite() -> Path:
     """The SFace encoder exported to .tflite, beside the cached .h5. Exported in a child process:
     this one must not import TensorFlow (it would also skew the timings)."""
-    path = encoder.cache_file().with_suffix(".int8-weights.tflite")  # as export_tflite makes it now
+    path = encoder.cache_file().with_suffix(".int8-conv.tflite")  # as export_tflite makes it now (float depthwise)
     if not path.is_file():
         code = (
             "import sys; from pathlib import Path; from facewarden.model import encoder;"

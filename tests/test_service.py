@@ -137,6 +137,13 @@ def test_daemon_control_and_reload(owner_home, replay, tmp_path):
     assert api.reload()["ok"] is False and daemon.config == cfg
     (owner_home / "config.toml").write_text(base + "after_absent_s = 4\n")
     assert api.reload()["ok"] is True and daemon.guard.presence.after_absent_s == 4.0
+    # What the verifier was built with is built again when it changes, not only the model's section.
+    tracker = daemon.sampler.observer.verify.__self__.tracker  # type: ignore[attr-defined]
+    assert (tracker.reverify_s, tracker.full_scan_s) == (5.0, 2.0)
+    (owner_home / "config.toml").write_text(base + "after_absent_s = 4\n[sampling]\nreverify_s = 3\nfull_scan_s = 1\n")
+    assert api.reload()["ok"] is True
+    tracker = daemon.sampler.observer.verify.__self__.tracker  # type: ignore[attr-defined]
+    assert (tracker.reverify_s, tracker.full_scan_s) == (3.0, 1.0)
 
     daemon.fanout.shutdown()
     events = [json.loads(line)["event"] for line in paths().events_file.read_text().splitlines()]

@@ -21,7 +21,7 @@ from ..paths import Paths
 from ..recognition import ownerfile
 from .camera import Cameras
 from .fanout import Fanout
-from .sampler import ModelFollower, Observer, Sampler, Watchdog, build_liveness
+from .sampler import ModelFollower, Observer, Sampler, Watchdog, build_liveness, verifier_settings
 from .session import Session
 from .surroundings import Surroundings
 
@@ -113,7 +113,7 @@ class Api:
                 version = ownerfile.current_version(d.paths)
                 model.config = new
                 verify = sampler.observer.verify
-                if new.model != d.config.model or version != model.version:
+                if verifier_settings(new) != verifier_settings(d.config) or version != model.version:
                     verify = model.load()
                 liveness = sampler.observer.liveness
                 if new.liveness != d.config.liveness:

@@ -59,6 +59,14 @@ def build_verifier(config: Config, where: Paths) -> Verify:
     return Verifier.from_config(config, where).observe
 
 
+def verifier_settings(config: Config) -> tuple:
+    """What `Verifier.from_config` reads of the config: a reload that changes any of it builds a new
+    verifier (the model, the tracking's periods, the dark and blur thresholds, who is an owner)."""
+    camera, sampling = config.camera, config.sampling
+    return (config.model, config.people, sampling.reverify_s, sampling.full_scan_s, camera.dark_threshold,
+            camera.blur_threshold)
+
+
 def build_liveness(config: Config) -> LivenessCheck | None:
     if not config.liveness.enabled:
         return None

@@ -1,6 +1,6 @@
 """The daemon over a long replayed run at the default cadence: memory, CPU, lock latency, false locks.
 
-    .venv/bin/python bench/bench_daemon.py [--minutes 10] [--threads N] [--no-liveness] [--frames bmp]
+    .venv/bin/python bench/bench_daemon.py [--minutes 10] [--threads N] [--no-liveness]
 
 The real `facewarden run` process, with the shipped defaults (liveness on), watches a replayed camera
 (an image directory at 5 fps). The owner is NUAA subject 0008, enrolled from three of their live
@@ -9,9 +9,7 @@ the seams). The replay: 5 minutes at the desk (the steady stretch), away 20 s, b
 then a stranger (NUAA subject 0001's live clip) cut in for the owner in the same place between two
 frames (cli.demo.in_place_of, frame by frame) for 20 s, away 20 s, then the owner coming and going
 (100 s at the desk, 20 s away) to the end. Away is an empty scene. The lock command is a script
-recording when it ran. The frames are JPEGs, decoded on every read as an MJPEG webcam's are;
-`--frames bmp` replays them as uncompressed pixels, as a webcam streaming YUYV delivers them (its
-conversion to BGR costs a tenth of a JPEG's decoding).
+recording when it ran.
 
 `--no-liveness`: an LFW person in still photos (enrolled and trained with the real commands from
 other photos of them), liveness off (the photos would rightly be refused), coming and going.
@@ -70,11 +68,9 @@ def owner_photos(enroll_dir: Path) -> tuple[str, list]:
     return "the astronaut (no ../shared: augmented copies of one photo)", augmented(photo, 20, seed=11)
 
 
-def live_owner(enroll_dir: Path, frames_dir: Path, seconds: float,
-               suffix: str = ".jpg") -> tuple[str, list[tuple[str, float, float]]]:
+def live_owner(enroll_dir: Path, frames_dir: Path, seconds: float) -> tuple[str, list[tuple[str, float, float]]]:
     """The shipped-defaults scenario: enrolls NUAA 0008's live frames into `enroll_dir` and writes the
-    replay into `frames_dir` (image files of `suffix`); returns the owner's name and the segments
-    (name, start, end in seconds)."""
+    replay into `frames_dir`; returns the owner's name and the segments (name, start, end in seconds)."""
     clips = FACES / "nuaa-dev" / "sequences"
     if not (clips / f"{LIVE_OWNER}_live").is_dir():
         sys.exit(f"needs the shared NUAA clips at {clips}")
@@ -105,7 +101,7 @@ def live_owner(enroll_dir: Path, frames_dir: Path, seconds: float,
         start = index / FPS
         for _ in range(round(length * FPS)):
             # The owner's clip runs on across segments: a cut at the segment's start is between two frames.
-            cv2.imwrite(str(frames_dir / f"{index:05d}{suffix}"), frames[index % len(frames)])
+            cv2.imwrite(str(frames_dir / f"{index:05d}.jpg"), frames[index % len(frames)])
             index += 1
         segments.append((name, start, index / FPS))
     return f"NUAA {LIVE_OWNER} (live clip), stranger NUAA {STRANGER}", segments
@@ -140,8 +136,6 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--threads", type=int, help="model.threads for the daemon (default: the config's)")
     parser.add_argument("--no-liveness", action="store_true", help="liveness off, an LFW owner in still photos")
-    parser.add_argument("--frames", choices=("jpg", "bmp"), default="jpg",
-                        help="the replay's frames: JPEGs (an MJPEG webcam) or uncompressed (a YUYV one)")
     args = parser.parse_args()
     defaults = Config()
     liveness = not args.no_liveness
@@ -153,7 +147,7 @@ def main() -> int:
     env = {**os.environ, "FACEWARDEN_HOME": str(home)}
     python = [sys.executable, "-m", "facewarden"]
     if liveness:
-        owner, segments = live_owner(home / "bench-enroll", home / "bench-frames", args.minutes * 60, f".{args.frames}")
+        owner, segments = live_owner(home / "bench-enroll", home / "bench-frames", args.minutes * 60)
     else:
         owner, photos = owner_photos(home / "bench-enroll")
         plan = []
@@ -240,7 +234,7 @@ spoof_suspected = ["lock"]
     print(f"daemon bench: {end / 60:.1f} min replay at {FPS} fps, owner {owner}, default cadence "
           f"(interval {interval:g} s, doubt {defaults.sampling.doubt_interval_s:g} s, re-verify "
           f"{defaults.sampling.reverify_s:g} s, full scan {defaults.sampling.full_scan_s:g} s), {threads} inference "
-          f"thread(s), liveness {'on' if liveness else 'off'}, frames .{args.frames if liveness else 'jpg'}; load average {os.getloadavg()[0]:.1f} at the end")
+          f"thread(s), liveness {'on' if liveness else 'off'}; load average {os.getloadavg()[0]:.1f} at the end")
     when = peak_at - t0
     during = next((name for name, start, end in segments if start <= when < end), "start-up" if when < 0 else "-")
     print(f"peak RSS             : {peak_mb:7.1f} MB ({peak_kib / 1024:.1f} MiB, VmHWM) (target <= 160 MB)  "

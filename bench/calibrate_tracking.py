@@ -7,7 +7,9 @@ samples', as the tracker compares), the later face found as the daemon finds it 
 scans (the region around the earlier box). Against that, the same samples with someone else put
 exactly where the face was (cli.demo.in_place_of): every other NUAA subject, and LFW people.
 Prints, per threshold, the share of samples a staying face keeps its track and the cut-ins that
-would keep it (each of those would be judged by the model at the next re-verify).
+would keep it (each of those would be judged by the model at the next re-verify); then the cut-ins
+as the samples between looks at the scene meet them, by the look alone (no detector, so also those
+whose face the region's geometry would have refused).
 
 Then the still-scene check (`tracking.Scene`): the change it reads 2 s apart (a full scan's
 period) in the same clips, where nobody new comes in, against the same later frames with an LFW
@@ -66,6 +68,7 @@ def main() -> int:
     # previous sample's look alone and against the last LOOKS samples' (as the tracker compares).
     stays: dict[int, list[float]] = {1: [], tracking.LOOKS: []}
     cuts: dict[int, list[float]] = {1: [], tracking.LOOKS: []}
+    by_look: list[float] = []  # every cut-in against the last LOOKS looks, whatever its geometry
     for i, clip in enumerate(clips):
         frames = [cv2.imread(str(p)) for p in sorted(clip.glob("*.jpg"))][::5]
         looks: list[tuple[vision.Face, np.ndarray]] = []
@@ -77,9 +80,10 @@ def main() -> int:
             before = max(found, key=lambda f: f.box[2])
             looks = (looks + [(before, tracking.patch(before_frame, before.box, before.box[2]))])[-tracking.LOOKS:]
             held = geometry_holds(after_frame, before, detector)
-            cut_frames = [c for j, image in enumerate(others + lfw) if j != i
-                          for c in [in_place_of(before_frame, before, image, detector)]
-                          if c is not None and geometry_holds(c, before, detector)]
+            cut_in = [c for j, image in enumerate(others + lfw) if j != i
+                      for c in [in_place_of(before_frame, before, image, detector)] if c is not None]
+            by_look += [best_look(looks, c) for c in cut_in]
+            cut_frames = [c for c in cut_in if geometry_holds(c, before, detector)]
             for k in stays:
                 stays[k].append(best_look(looks[-k:], after_frame) if held else -1.0)
                 cuts[k] += [best_look(looks[-k:], c) for c in cut_frames]
@@ -99,6 +103,10 @@ def main() -> int:
         marker = "  <- shipped" if t == tracking.MIN_CORRELATION else ""
         print(f"{t:9.2f} " + " ".join(f"{(s[k] >= t).mean():13.1%} {int((c[k] >= t).sum()):>6d} of {n}" for k in s)
               + marker)
+    alone = np.array(by_look)
+    print(f"by the look alone (no detector), all {len(alone)} cut-ins against the last {tracking.LOOKS} looks: "
+          f"{int((alone >= tracking.MIN_CORRELATION).sum())} kept at the shipped {tracking.MIN_CORRELATION}, "
+          f"median {np.median(alone):.3f}, max {alone.max():.3f}")
     scene(clips, lfw, detector)
     return 0
 

@@ -192,10 +192,9 @@ def export_tflite(model, path: Path) -> Path:
     written 0600 in a 0700 directory.
 
     With int8 weights (dynamic range: activations stay float, PReLU too) where XNNPACK runs them
-    (`_float_depthwise`): the encoder runs about 2.5x faster on this project's machine than in
-    float32 (bench/bench_speed.py), its packed weights take a quarter of the memory, and the
-    embeddings stay within cosine 0.997 of float32, with the same LFW pairs accuracy
-    (bench/bench_accuracy.py prints the rest). The batch dimension stays free (the file runs a
+    (`_float_depthwise`): the encoder runs faster than in float32 on a CPU with VNNI
+    (bench/bench_speed.py), its packed weights take a quarter of the memory, and the embeddings
+    keep float32's accuracy (tests/test_encoder.py, bench/bench_accuracy.py). The batch dimension stays free (the file runs a
     batch of one by default; `runtime.TFLiteModel` resizes for more).
     """
     flatbuffer = tflite_bytes(model, (None, *model.input_shape[1:]), int8_weights=True)
@@ -230,9 +229,8 @@ def _float_depthwise(flatbuffer: bytes) -> bytes:
     """The flatbuffer with its depthwise convolutions' int8 weights back in float32 (the same values).
 
     XNNPACK runs dynamic-range int8 CONV_2D and FULLY_CONNECTED, but not DEPTHWISE_CONV_2D: an int8
-    depthwise kernel is left to TFLite's own hybrid kernel, and splits the encoder into 13 XNNPACK
-    partitions. Their weights are a few KB: in float32 the whole graph runs in XNNPACK, a third
-    faster (bench/bench_speed.py)."""
+    depthwise kernel is left to TFLite's own hybrid kernel and splits the graph into XNNPACK
+    partitions around it. Their weights are small: in float32 the whole graph runs in XNNPACK."""
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 

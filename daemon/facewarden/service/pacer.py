@@ -2,9 +2,9 @@
 guard's pace changes.
 
 A thread of its own rather than an APScheduler interval job: at a sample a second, the scheduler's
-thread woke, worked out the trigger and handed every sample to its pool, which cost a tenth of the
-CPU the whole daemon may spend at the desk (bench/bench_daemon.py). The rest of the daemon's
-periodic work (the model check) stays with APScheduler.
+thread woke, worked out the trigger and handed every sample to its pool, a large share of what the
+daemon may spend at the desk (bench/bench_daemon.py, README). The rest of the daemon's periodic
+work (the model check) stays with APScheduler.
 """
 
 from __future__ import annotations

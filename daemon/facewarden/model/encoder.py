@@ -194,8 +194,8 @@ def export_tflite(model, path: Path) -> Path:
     With int8 weights (dynamic range: activations stay float, PReLU too) where XNNPACK runs them
     (`_float_depthwise`): the encoder runs faster than in float32 on a CPU with VNNI
     (bench/bench_speed.py), its packed weights take a quarter of the memory, and the embeddings
-    keep float32's accuracy (tests/test_encoder.py, bench/bench_accuracy.py). The batch dimension stays free (the file runs a
-    batch of one by default; `runtime.TFLiteModel` resizes for more).
+    keep float32's accuracy (tests/test_encoder.py, bench/bench_accuracy.py). The batch dimension
+    stays free (the file runs a batch of one by default; `runtime.TFLiteModel` resizes for more).
     """
     flatbuffer = tflite_bytes(model, (None, *model.input_shape[1:]), int8_weights=True)
     return paths.write_private(Path(path), flatbuffer)

@@ -1,9 +1,13 @@
 """The daemon over a long replayed run at the default cadence: memory, CPU, lock latency, false locks.
 
-    .venv/bin/python bench/bench_daemon.py [--minutes 10] [--threads N] [--no-liveness]
+    .venv/bin/python bench/bench_daemon.py [--minutes 10] [--threads N] [--no-liveness] [--frames raw|jpeg]
 
 The real `facewarden run` process, with the shipped defaults (liveness on), watches a replayed camera
-(an image directory at 5 fps). The owner is NUAA subject 0008, enrolled from three of their live
+at 5 fps. Its frames come as the shipped default camera (`source = 0`, a webcam at 640x480) delivers
+them: raw YUV 4:2:2, what a webcam's YUYV carries and OpenCV's V4L2 backend asks for first, in a
+YUV4MPEG file that OpenCV plays (a colour conversion a frame). `--frames jpeg`: an image directory
+of JPEGs instead, as an MJPEG-only camera delivers them (a JPEG decode a frame, and one open of a
+file, which the camera's watcher sees). The owner is NUAA subject 0008, enrolled from three of their live
 frames, and sits in the replay as their live 8-s clip played forwards and backwards (no jump at
 the seams). The replay: 5 minutes at the desk (the steady stretch), away 20 s, back for a minute,
 then a stranger (NUAA subject 0001's live clip) cut in for the owner in the same place between two
@@ -35,6 +39,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "daemon"))
@@ -107,6 +112,29 @@ def live_owner(enroll_dir: Path, frames_dir: Path, seconds: float) -> tuple[str,
     return f"NUAA {LIVE_OWNER} (live clip), stranger NUAA {STRANGER}", segments
 
 
+# BT.601 at studio range, RGB -> Y Cb Cr: what a webcam's YUYV carries and what FFmpeg reads a
+# YUV4MPEG file as.
+_YCBCR = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]], np.float32) / 255
+
+
+def to_y4m(frames_dir: Path, path: Path, fps: int) -> Path:
+    """The numbered frames of `frames_dir` as one YUV4MPEG video at `fps`, chroma halved across as in
+    YUYV (4:2:2); the directory is removed. OpenCV reads it back within about a grey level a pixel."""
+    frames = sorted(frames_dir.glob("*.jpg"))
+    height, width = cv2.imread(str(frames[0])).shape[:2]
+    with open(path, "wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C422\n".encode())
+        for frame in frames:
+            rgb = cv2.imread(str(frame))[..., ::-1].astype(np.float32)
+            ycc = rgb @ _YCBCR.T + np.array([16, 128, 128], np.float32)
+            chroma = (ycc[:, 0::2, 1:] + ycc[:, 1::2, 1:]) / 2
+            out.write(b"FRAME\n")
+            for plane in (ycc[..., 0], chroma[..., 0], chroma[..., 1]):
+                out.write(np.clip(np.rint(plane), 0, 255).astype(np.uint8).tobytes())
+    subprocess.run(["rm", "-rf", str(frames_dir)], check=True)
+    return path
+
+
 def enroll_and_train(python: list[str], env: dict, enroll_dir: Path) -> bool:
     """`facewarden enroll --from` and `train`, as a user runs them; False (their output printed) on failure."""
     for cmd in (["enroll", "--from", str(enroll_dir)], ["train"]):
@@ -136,6 +164,8 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--threads", type=int, help="model.threads for the daemon (default: the config's)")
     parser.add_argument("--no-liveness", action="store_true", help="liveness off, an LFW owner in still photos")
+    parser.add_argument("--frames", choices=("raw", "jpeg"), default="raw",
+                        help="raw: YUV 4:2:2 as a webcam's YUYV (default); jpeg: JPEG files as an MJPEG camera's")
     args = parser.parse_args()
     defaults = Config()
     liveness = not args.no_liveness
@@ -157,6 +187,9 @@ def main() -> int:
         segments = [(name, starts[name], starts[name] + length) for name, length, _ in plan]
     if not enroll_and_train(python, env, home / "bench-enroll"):
         return 1
+    source = home / "bench-frames"
+    if args.frames == "raw":
+        source = to_y4m(source, home / "bench-frames.y4m", FPS)
 
     locks = home / "locks.txt"
     lock_script = home / "lock"
@@ -164,7 +197,7 @@ def main() -> int:
     lock_script.chmod(0o755)
     (home / "config.toml").write_text(f"""
 [camera]
-source = "{home / 'bench-frames'}"
+source = "{source}"
 replay_fps = {FPS}
 [lock]
 command = ["{lock_script}"]
@@ -231,7 +264,7 @@ spoof_suspected = ["lock"]
     peak_mb = peak_kib * 1024 / 1e6  # the target is read as decimal MB, the stricter
     cpu = (usage.ru_utime + usage.ru_stime) / wall * 100
     end = segments[-1][2]
-    print(f"daemon bench: {end / 60:.1f} min replay at {FPS} fps, owner {owner}, default cadence "
+    print(f"daemon bench: {end / 60:.1f} min replay at {FPS} fps ({args.frames} frames), owner {owner}, default cadence "
           f"(interval {interval:g} s, doubt {defaults.sampling.doubt_interval_s:g} s, re-verify "
           f"{defaults.sampling.reverify_s:g} s, full scan {defaults.sampling.full_scan_s:g} s), {threads} inference "
           f"thread(s), liveness {'on' if liveness else 'off'}; load average {os.getloadavg()[0]:.1f} at the end")

@@ -23,6 +23,7 @@ def main() -> int:
         ["bench_daemon.py", "--minutes", "2" if quick else "10"],
         ["bench_day.py", "--minutes", "2" if quick else "10"],
         ["bench_lock.py"],
+        ["bench_reopen.py"],
     ]
     failed = []
     for script, *args in runs:

@@ -138,6 +138,34 @@ def test_a_short_probe_costs_a_moment(video):
         cams.close()
 
 
+def test_a_camera_opened_for_each_sample_scans_for_others_only_when_they_come(video, monkeypatch):
+    """camera.keep_open = false: the camera's own open and close at every sample are no sign of
+    anyone else, so they cost no scan of /proc (thousands of descriptors on a desktop); another
+    program's open still does, and the camera lets go and comes back as with a kept-open one."""
+    import facewarden.service.holders as holders_module
+
+    scans: list[list[Holder]] = []  # each scan's finding, in order
+
+    def counted(target: str, own_pid: int | None = None) -> list[Holder]:
+        scans.append(holders(target, own_pid))
+        return scans[-1]
+
+    monkeypatch.setattr(holders_module, "holders", counted)
+    cams = Cameras(parse({"camera": {"source": str(video), "replay_loop": True, "keep_open": False}}).camera)
+    try:
+        for _ in range(10):
+            assert cams.read() is not None and not we_hold(video)
+        # The other program's events come after ours: the scans before the one that finds it were ours.
+        with holding(video) as (proc, _):
+            wait_for(lambda: any(scans), "the other program's open")
+            assert cams.read() is None and cams.busy_by == f"holder (pid {proc.pid})"
+        wait_for(lambda: cams.read() is not None, "the camera back")
+    finally:
+        cams.close()
+    own = next(i for i, found in enumerate(scans) if found)
+    assert own <= 1, f"{own} scans for 10 samples of our own"  # the first open's, before anything was known
+
+
 def test_a_list_falls_to_the_next_camera_and_returns_to_the_first(tmp_path):
     first, second = image_dir(tmp_path, "first", 50), image_dir(tmp_path, "second", 150)
     cfg = parse({"camera": {"source": [str(first), str(second)], "replay_loop": True, "replay_fps": 1,

@@ -135,8 +135,12 @@ class Camera:
                 self.release()
                 raise
             if frame is None:
-                # Another program that got the camera first makes it busy, not lost.
-                if self.watcher is None or not self.watcher.check(self.target):
+                # Another program that got the camera first makes it busy, not lost: at once, even
+                # while the watcher's thread is still on its way to say so.
+                holders = self.watcher.check(self.target) if self.watcher is not None else []
+                if holders:
+                    self.hold(holders)
+                else:
                     self._failed(now)
                 return None
             if self.lost:
@@ -191,7 +195,7 @@ class Camera:
 
     def _held_elsewhere(self) -> bool:
         """Checked before (re)opening: someone else streams from it, and opening would disturb them."""
-        return self.watcher is not None and bool(self.watcher.check(self.target))
+        return self.watcher is not None and bool(self.watcher.known(self.target))
 
     def _read(self, now: float) -> np.ndarray | None:
         if self.images:
@@ -208,6 +212,8 @@ class Camera:
     def _open(self) -> bool:
         if self._held_elsewhere():
             return False
+        if self.watcher is not None:
+            self.watcher.opening(self.target)
         if self.device is not None:
             cap = cv2.VideoCapture(self.device)
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.config.width)

@@ -4,6 +4,13 @@ video file, or an image directory itself), and the same user's `/proc/PID/fd` li
 inotify reports the open itself, before the opener can start streaming, so the daemon can let go in
 time for a video-call app that would not retry. It does not say who opened, hence the /proc scan;
 only processes of this user are readable there, which are the ones a desktop session runs.
+
+A scan reads a link for every descriptor of every process of the user: thousands on a desktop
+with a browser open, so it is made only when someone else may have opened or closed a camera. The
+camera announces its own opens (`Watcher.opening`); a close while nobody else held the camera
+changes nothing; and while the watch has seen nothing else since the last scan, that scan's
+answer still holds (`Watcher.known`), so a camera opened for each sample (`camera.keep_open =
+false`) costs no scan at all.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ log = logging.getLogger(__name__)
 IN_CLOSE_WRITE = 0x08
 IN_CLOSE_NOWRITE = 0x10
 IN_OPEN = 0x20
+IN_Q_OVERFLOW = 0x4000  # the queue overflowed: events were lost
 IN_IGNORED = 0x8000  # the watch is gone (the node was removed)
 WATCH_MASK = IN_OPEN | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE
 EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then the name)
@@ -106,7 +114,7 @@ class Inotify:
         events, offset = [], 0
         while offset < len(data):
             wd, mask, _, length = EVENT.unpack_from(data, offset)
-            if not length or mask & IN_IGNORED:  # a name follows only for an entry of a directory
+            if not length or mask & (IN_IGNORED | IN_Q_OVERFLOW):  # a name follows only for a directory's entry
                 events.append((wd, mask))
             offset += EVENT.size + length
         return events
@@ -126,6 +134,9 @@ class Watcher:
         self._inotify = Inotify()
         self._targets: dict[int, str] = {}  # wd -> target
         self._held: dict[str, list[Holder]] = {}
+        self._own: dict[str, int] = {}  # our own opens of a target announced and not yet seen
+        self._news: dict[str, int] = {}  # events about a target that may be someone else's, counted
+        self._fresh: set[str] = set()  # targets watched since their last scan, with no such event since
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()  # close() wakes the thread out of its select
@@ -141,6 +152,8 @@ class Watcher:
                 log.warning("cannot watch %s for other programs: %s", target, e)
             return False
         with self._lock:
+            if self._targets.get(wd) != target:  # a new watch: what happened before it is unknown
+                self._fresh.discard(target)
             self._targets[wd] = target
         return True
 
@@ -148,15 +161,62 @@ class Watcher:
         with self._lock:
             return list(self._held.get(target, []))
 
+    def opening(self, target: str) -> None:
+        """We are about to open `target` ourselves: that open is no sign of anyone else."""
+        with self._lock:
+            self._own[target] = self._own.get(target, 0) + 1
+
+    def known(self, target: str) -> list[Holder]:
+        """`target`'s holders: the last scan's while it still holds, else a scan's now."""
+        with self._lock:
+            if target in self._fresh:
+                return list(self._held.get(target, []))
+        return self.check(target)
+
     def check(self, target: str) -> list[Holder]:
         """Scan /proc for `target` now, report a change, and return its holders."""
+        with self._lock:
+            news = self._news.get(target, 0)
+            # An announced open not seen by now may never be (the open failed): it must not hide
+            # someone else's, and the scan tells all the same.
+            self._own.pop(target, None)
         found = holders(target)
         with self._lock:
             changed = found != self._held.get(target, [])
             self._held[target] = found
+            if self._news.get(target, 0) == news and target in self._targets.values():
+                self._fresh.add(target)
         if changed:
             self._on_change(target, found)
         return found
+
+    def _sort(self, events: list[tuple[int, int]]) -> tuple[set[str], set[str]]:
+        """The targets someone else may have opened or closed (scanned), and of those the ones opened."""
+        touched, opened = set(), set()
+        with self._lock:
+            for wd, mask in events:
+                if mask & IN_Q_OVERFLOW:  # lost events: anything may have happened to any target
+                    touched.update(self._targets.values())
+                    opened.update(self._targets.values())
+                    continue
+                target = self._targets.get(wd)
+                if target is None:
+                    continue
+                if mask & IN_IGNORED:
+                    del self._targets[wd]
+                    self._fresh.discard(target)
+                elif mask & IN_OPEN:
+                    if self._own.get(target):
+                        self._own[target] -= 1
+                    else:
+                        touched.add(target)
+                        opened.add(target)
+                elif self._held.get(target):  # a close: a change only while someone else held it
+                    touched.add(target)
+            for target in touched:
+                self._news[target] = self._news.get(target, 0) + 1
+                self._fresh.discard(target)
+        return touched, opened
 
     def _loop(self) -> None:
         recheck = FIRST_RECHECK_S
@@ -167,16 +227,9 @@ class Watcher:
             if self._stop.is_set():
                 return
             events = self._inotify.read() if ready else []
-            touched = set()
-            with self._lock:
-                for wd, mask in events:
-                    if mask & IN_IGNORED:
-                        self._targets.pop(wd, None)
-                    elif wd in self._targets:
-                        touched.add(self._targets[wd])
-            opened = any(mask & IN_OPEN for _, mask in events)
+            touched, opened = self._sort(events)
             for target in touched:
-                if not self.check(target) and opened:
+                if not self.check(target) and target in opened:
                     # An open whose fd is not installed yet shows no holder: one more look.
                     self._stop.wait(SETTLE_S)
                     self.check(target)

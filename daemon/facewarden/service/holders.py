@@ -192,7 +192,8 @@ class Watcher:
 
     def _sort(self, events: list[tuple[int, int]]) -> tuple[set[str], set[str]]:
         """The targets someone else may have opened or closed (scanned), and of those the ones opened."""
-        touched, opened = set(), set()
+        touched: set[str] = set()
+        opened: set[str] = set()
         with self._lock:
             for wd, mask in events:
                 if mask & IN_Q_OVERFLOW:  # lost events: anything may have happened to any target

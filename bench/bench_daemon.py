@@ -167,13 +167,21 @@ def main() -> int:
     parser.add_argument("--frames", choices=("raw", "jpeg"), default="raw",
                         help="raw: YUV 4:2:2 as a webcam's YUYV (default); jpeg: JPEG files as an MJPEG camera's")
     args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="facewarden-bench-"))
+    try:
+        return run(args, home)
+    finally:
+        subprocess.run(["rm", "-rf", str(home)], check=False)  # the raw replay alone is 2 GB
+
+
+def run(args: argparse.Namespace, home: Path) -> int:
+    """The run in `home`; 0 once the figures are printed."""
     defaults = Config()
     liveness = not args.no_liveness
     interval, after_absent, after_stranger = (defaults.sampling.interval_s, defaults.lock.after_absent_s,
                                               defaults.lock.after_stranger_s)
     threads = args.threads or defaults.model.threads
 
-    home = Path(tempfile.mkdtemp(prefix="facewarden-bench-"))
     env = {**os.environ, "FACEWARDEN_HOME": str(home)}
     python = [sys.executable, "-m", "facewarden"]
     if liveness:
@@ -300,7 +308,6 @@ spoof_suspected = ["lock"]
               if locked else "not locked  FAIL")
     print(f"false locks          : {false_locks} of {len(lock_times)} locks while the owner was present (target 0)  "
           f"{verdict(false_locks == 0)}")
-    subprocess.run(["rm", "-rf", str(home)], check=False)
     return 0
 
 

@@ -26,7 +26,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "daemon"))
+sys.path.insert(0, str(REPO / "tests"))
 
+from desktop_helpers.holder import holding  # noqa: E402
 import facewarden.service.holders as holders_module  # noqa: E402
 from facewarden.config import parse  # noqa: E402
 from facewarden.service.camera import Cameras  # noqa: E402
@@ -40,17 +42,6 @@ fds = [os.open("/dev/null", os.O_RDONLY) for _ in range(int(sys.argv[1]))]
 print("ready", flush=True)
 sys.stdin.read()
 """
-# A call app: opens the file, says so, holds it until stdin closes.
-CALL = """
-import os, sys
-with open("/proc/self/comm", "w") as comm:
-    comm.write("call")
-fd = os.open(sys.argv[1], os.O_RDONLY)
-print("open", flush=True)
-sys.stdin.read()
-"""
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=60)
@@ -88,15 +79,11 @@ def main() -> int:
             time.sleep(0.2)  # the watcher's thread handles our open and close meanwhile
         own = len(scans) - first
         own_ms = sum(t for t, _ in scans[first:]) * 1000
-        call = subprocess.Popen([sys.executable, "-c", CALL, str(video)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True)
-        assert call.stdout.readline().startswith("open")
-        deadline = time.monotonic() + 5
-        while (cams.read() is not None or cams.busy_by is None) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        seen = cams.busy_by
-        call.kill()
-        call.wait()
+        with holding(video):  # a call app's open
+            deadline = time.monotonic() + 5
+            while (cams.read() is not None or cams.busy_by is None) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            seen = cams.busy_by
     finally:
         if cams is not None:
             cams.close()

@@ -18,6 +18,9 @@ searches a staying face's clip still runs (the rest are saved) and the new faces
 then how much of the frame the changed part is, and whether searching it finds the new faces a
 full scan finds.
 
+Last, the dark and blur check (`vision.Quality`), which reads a followed face's box instead of the
+whole frame: the same frames, sharp, blurred and darkened, read both ways at the shipped thresholds.
+
     .venv/bin/python bench/calibrate_tracking.py [--lfw 100]
 """
 
@@ -108,6 +111,7 @@ def main() -> int:
           f"{int((alone >= tracking.MIN_CORRELATION).sum())} kept at the shipped {tracking.MIN_CORRELATION}, "
           f"median {np.median(alone):.3f}, max {alone.max():.3f}")
     scene(clips, lfw, detector)
+    quality(clips, detector)
     return 0
 
 
@@ -160,6 +164,42 @@ def scene(clips: list[Path], lfw: list[np.ndarray], detector: vision.Detector) -
     print(f"the changed part searched (GROW {tracking.Scene.GROW} blocks): median {np.median(a):.1%} of the frame, "
           f"max {a.max():.1%}; newcomers found by a full scan {seen['scan']} of {len(n)}, by searching the "
           f"changed part {seen['search']}")
+
+
+def quality(clips: list[Path], detector: vision.Detector) -> None:
+    """The share of frames, and of the same frames' face boxes, the shipped thresholds call dark or
+    blurry, sharp and degraded, and the box's Laplacian variance against its frame's."""
+    from facewarden.config import CameraConfig
+
+    camera = CameraConfig()
+    check = vision.Quality(camera.dark_threshold, camera.blur_threshold)
+    cases = {"as taken": lambda f: f, "5x5 blur": lambda f: cv2.GaussianBlur(f, (5, 5), 0),
+             "9x9 blur": lambda f: cv2.GaussianBlur(f, (9, 9), 0), "13x13 blur": lambda f: cv2.GaussianBlur(f, (13, 13), 0),
+             "a fifth of the light": lambda f: (f // 5).astype(np.uint8),
+             "a tenth of the light": lambda f: (f // 10).astype(np.uint8)}
+    flagged = {name: [0, 0] for name in cases}
+    ratios: list[float] = []
+    n = 0
+    for clip in clips:
+        for path in sorted(clip.glob("*.jpg"))[::5]:
+            frame = cv2.imread(str(path))
+            found = detector(frame)
+            if not found:
+                continue
+            box = max(found, key=lambda f: f.box[2]).box
+            x, y, w, h = (int(v) for v in box)
+            ratios.append(vision.sharpness(frame[max(0, y):y + h, max(0, x):x + w]) / vision.sharpness(frame))
+            n += 1
+            for name, degrade in cases.items():
+                seen = degrade(frame)
+                flagged[name][0] += check(seen) is not None
+                flagged[name][1] += check(seen, box) is not None
+    print(f"\nDark and blur check (dark < {camera.dark_threshold}, blurry < {camera.blur_threshold}), {n} NUAA "
+          f"live frames with a face: the face box's Laplacian variance is {np.median(ratios):.2f} of its frame's "
+          f"(median; 5th-95th percentile {np.percentile(ratios, 5):.2f}-{np.percentile(ratios, 95):.2f})")
+    print(f"{'frames':>22s} {'flagged, frame':>15s} {'flagged, face box':>18s}")
+    for name, (frame_flags, box_flags) in flagged.items():
+        print(f"{name:>22s} {frame_flags / n:15.1%} {box_flags / n:18.1%}")
 
 
 def area(box: tuple[int, int, int, int]) -> int:

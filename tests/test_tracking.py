@@ -90,6 +90,28 @@ def test_the_owner_keeps_the_verdict_without_the_model_until_the_reverify_period
     assert not verifier.observe(shifted(frame, dx=150), 3.0).owner_face.tracked
 
 
+def test_the_dark_and_blur_check_reads_a_followed_face_and_else_the_whole_frame(verifier, astronaut_bgr):
+    """While a face is followed, the frame's quality is read in its box: a face its screen still lights
+    in a room gone dark keeps its track, and a face blurred in a sharp room breaks it. With no face
+    followed, the whole frame is read."""
+    frame = owner_frame(astronaut_bgr)
+    x, y, w, h = (int(v) for v in verifier.detector(frame)[0].box)
+    top, left, side = max(0, y - h // 4), max(0, x - w // 4), 3 * w // 2
+    lit = np.zeros_like(frame)  # the room gone dark around the face (and its look's margin)
+    lit[top:y + h + h // 4, left:left + side] = frame[top:y + h + h // 4, left:left + side]
+    blurred = frame.copy()  # the face alone blurred (its box and a few pixels), the room as sharp as before
+    blurred[y - 4:y + h + 4, x - 4:x + w + 4] = cv2.GaussianBlur(frame, (41, 41), 0)[y - 4:y + h + 4, x - 4:x + w + 4]
+    thresholds = (verifier.quality.dark_threshold, verifier.quality.blur_threshold)
+    assert vision.quality_issue(lit, *thresholds) == "dark"  # as a whole frame: too dark...
+    assert vision.quality_issue(blurred, *thresholds) is None  # ...and sharp enough
+    assert not verifier.observe(frame, 0.0).owner_face.tracked
+    seen = verifier.observe(lit, 1.0)
+    assert seen.skipped is None and seen.owner_face.tracked
+    assert verifier.observe(blurred, 2.0).skipped == "blurry"
+    assert verifier.observe(lit, 3.0).skipped == "dark"  # no face followed since: the frame is read
+    assert not verifier.observe(frame, 4.0).owner_face.tracked
+
+
 def test_a_stranger_cut_in_for_the_owner_in_the_same_place_is_judged_at_once(verifier, astronaut_bgr, lfw, nuaa):
     """LFW people and NUAA webcam subjects put where the owner sat, between two samples: every one is
     judged by the model at the first sample after the cut, and not taken for the owner."""

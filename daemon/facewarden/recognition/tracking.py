@@ -7,7 +7,8 @@ MAX_RESIZE) and looks the same: the normalised correlation of a small grey patch
 and nose against one of its last LOOKS samples', at the best shift within a few pixels (boxes jitter).
 Anything else breaks the track and the face is judged by the model at once: a jump, a change of
 size, another look (someone else sat down in the same place), two faces in its place, a dark or
-blurred frame (the verifier drops the track), or `reverify_s` since the model last judged it.
+blurred face (the verifier reads the followed face's box, not the frame, and drops the track), or
+`reverify_s` since the model last judged it.
 
 Where to look: while the followed face is the only face (and has proved life, where liveness is
 on: until then its landmarks must be exactly where a full scan puts them), it is first looked for
@@ -118,6 +119,12 @@ class Tracker:
     def drop(self) -> None:
         """Forget the followed face: the next sample is judged in full."""
         self._track = None
+
+    def followed_box(self, precise: bool = False) -> tuple[float, float, float, float] | None:
+        """The box of the face the next `faces` call looks for where it was (the only face, none
+        proving life), where the detector found it last; None when that call scans the frame."""
+        track = self._track
+        return track.verdict.face.box if track is not None and self._alone and not precise else None
 
     def faces(self, frame: np.ndarray, now: float, precise: bool = False) -> tuple[FaceVerdict, ...]:
         """The frame's faces and verdicts. `precise`: every face exactly where a full scan finds it

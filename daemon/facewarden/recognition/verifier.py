@@ -88,7 +88,8 @@ class Verifier:
         """The frame's faces and verdicts. `now` (seconds, the sampling clock): a camera sample, on
         which a face tracked since an earlier sample keeps its verdict; None: every face judged afresh.
         `precise`: every face where a full scan finds it, none from a region (liveness is pending)."""
-        issue = self.quality(frame_bgr)
+        # A followed face is read where it is; anything else is looked for in the whole frame.
+        issue = self.quality(frame_bgr, self.tracker.followed_box(precise) if now is not None else None)
         if issue:
             self.tracker.drop()  # unseen for a sample: not continuous
             return Observation(skipped=issue)

@@ -238,7 +238,11 @@ def quality_issue(image: np.ndarray, dark_threshold: float, blur_threshold: floa
 
 class Quality:
     """`quality_issue` for a camera's frames, one every sample: the grey frame and its Laplacian
-    are written into the buffers of the sample before (frames keep their size) instead of new ones."""
+    are written into the buffers of the sample before (frames keep their size) instead of new ones.
+
+    Given a face's box (the face the tracker follows), only the box is read: it is the face that
+    must be seen to be judged, and reading a whole frame every sample costs several times as much.
+    The thresholds read a face's box about as they read its frame (bench/calibrate_tracking.py)."""
 
     def __init__(self, dark_threshold: float, blur_threshold: float):
         self.dark_threshold = dark_threshold
@@ -246,14 +250,23 @@ class Quality:
         self._grey = np.empty((0, 0), np.uint8)
         self._laplacian = np.empty((0, 0), np.int16)
 
-    def __call__(self, image: np.ndarray) -> str | None:
+    def __call__(self, image: np.ndarray, box: tuple[float, float, float, float] | None = None) -> str | None:
+        if box is not None:
+            x, y, w, h = box
+            x0, y0 = max(0, int(x)), max(0, int(y))
+            x1, y1 = min(image.shape[1], math.ceil(x + w)), min(image.shape[0], math.ceil(y + h))
+            if x1 - x0 >= 3 and y1 - y0 >= 3:  # (a box off the frame: the frame is read instead)
+                return self._issue(_grey(image[y0:y1, x0:x1]), None)
         if self._laplacian.shape != image.shape[:2]:
             self._grey = np.empty(image.shape[:2], np.uint8)
             self._laplacian = np.empty(image.shape[:2], np.int16)
         grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY, dst=self._grey)
+        return self._issue(grey, self._laplacian)
+
+    def _issue(self, grey: np.ndarray, laplacian: np.ndarray | None) -> str | None:
         if brightness(grey) < self.dark_threshold:
             return "dark"
-        if sharpness(grey, self._laplacian) < self.blur_threshold:
+        if sharpness(grey, laplacian) < self.blur_threshold:
             return "blurry"
         return None
 

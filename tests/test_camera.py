@@ -120,6 +120,18 @@ def test_video_replays_at_its_own_frame_rate(tmp_path, keep_open):
     assert cam._cap is None
 
 
+@pytest.mark.parametrize("keep_open", [True, False])
+def test_each_frame_is_read_into_the_buffer_of_the_one_before(tmp_path, keep_open):
+    # No frame-sized allocation per sample: a frame is the sample's, the next read overwrites it.
+    video = tmp_path / "clip.avi"
+    write_video(video, [frame(i * 10) for i in range(20)], fps=10)
+    cam, clock = camera(video, keep_open=keep_open)
+    first = cam.read()
+    clock.t += 0.5
+    second = cam.read()
+    assert level(second) == 5 and np.shares_memory(first, second)
+
+
 def test_missing_device_fails_closed_without_error():
     cam, clock = camera("/dev/video99")
     assert cam.read() is None and cam.lost

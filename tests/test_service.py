@@ -72,6 +72,24 @@ def test_sampling_step_over_a_replayed_camera(owner_home, replay):
     assert intervals == {0.25, 1.0}  # the cadence followed the state
 
 
+def test_a_snapshot_keeps_its_own_frame_while_the_camera_reads_the_next_into_the_same_buffer(
+        owner_home, replay, astronaut_bgr):
+    import cv2
+
+    cfg = parse({"camera": {"source": str(replay)}, "liveness": {"enabled": False},
+                 "snapshot": {"enabled": True}, "actions": {"stranger_detected": ["snapshot"]}})
+    daemon = sampling(cfg, Clock())
+    busy = threading.Event()
+    daemon.fanout._actions.submit(busy.wait)  # the actions thread still busy with an earlier event
+    frame = astronaut_bgr.copy()
+    daemon.fanout.dispatch([Event.STRANGER_DETECTED], frame)
+    frame[:] = 0  # the next sample's read, into the buffer this frame came in
+    busy.set()
+    assert daemon.fanout._actions.drain(WAIT_S)
+    (snapshot,) = paths().snapshots_dir.iterdir()
+    assert abs(float(cv2.imread(str(snapshot)).mean()) - float(astronaut_bgr.mean())) < 2
+
+
 def test_real_liveness_refuses_the_photo_of_the_owner(owner_home, astronaut_bgr, tmp_path):
     frames = tmp_path / "photo"
     write_replay(frames, [("photo held up", 12, [[astronaut_bgr]])])

@@ -105,6 +105,7 @@ class Camera:
         self._cap: cv2.VideoCapture | None = None
         self._position = -1  # index of the last frame taken from an open video...
         self._frame: np.ndarray | None = None  # ...and that frame
+        self._buffer: np.ndarray | None = None  # what OpenCV writes each frame into (see `read`)
         self._started: float | None = None  # the replay clock's zero
         self.lost = False
         self._retry_at = 0.0
@@ -122,7 +123,11 @@ class Camera:
     # -- the adapter's one entry point --------------------------------------------------------
 
     def read(self) -> np.ndarray | None:
-        """The current frame, or None while the source fails or is busy. Raises ReplayEnded at the end."""
+        """The current frame, or None while the source fails or is busy. Raises ReplayEnded at the end.
+
+        A webcam's or video's frame is written into the buffer of the read before (a frame-sized
+        allocation every sample otherwise): the next read overwrites it, so whoever keeps a frame
+        past its sample keeps a copy."""
         with self._io:
             now = self.clock()
             if self.held_by or (self.lost and now < self._retry_at):
@@ -245,10 +250,10 @@ class Camera:
                     return None
                 if time.monotonic() - started > frame_s / 2:
                     break
-            ok, frame = cap.retrieve()
+            ok, frame = cap.retrieve(self._buffer)
         else:
-            ok, frame = cap.read()
-        return frame if ok and frame is not None else None
+            ok, frame = cap.read(self._buffer)
+        return self._written(frame) if ok else None
 
     def _read_video(self, now: float) -> np.ndarray | None:
         cap = self._cap
@@ -265,13 +270,19 @@ class Camera:
             for _ in range(index - self._position - 1):
                 if not cap.grab():
                     break
-        ok, frame = cap.read()
-        if not ok or frame is None:
+        ok, frame = cap.read(self._buffer)
+        if not ok or self._written(frame) is None:
             if count <= 0:
                 # A stream without a frame count ends when it stops delivering frames.
                 raise ReplayEnded(str(self.source))
             return None
         self._position, self._frame = index, frame
+        return frame
+
+    def _written(self, frame: np.ndarray | None) -> np.ndarray | None:
+        """The frame OpenCV wrote, kept as the next read's buffer (a new one when the size changed)."""
+        if frame is not None:
+            self._buffer = frame
         return frame
 
 

@@ -100,6 +100,8 @@ class Fanout:
         the guard's step, so that each context shows the state that event left."""
         guard = self.core.guard
         last = guard.presence.last
+        if frame is not None and events:  # the camera reads the next frame into this one's buffer
+            frame = frame.copy()
         for event in events:
             context = Context(event, self.clock(), guard.presence.state.value, faces=last.faces,
                               score=last.score, frame=frame, person=last.person,

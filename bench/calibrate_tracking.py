@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from facewarden.cli.demo import in_place_of
+from facewarden.config import CameraConfig
 from facewarden.core.adapt_track import overlap
 from facewarden.recognition import tracking, vision
 
@@ -169,8 +170,6 @@ def scene(clips: list[Path], lfw: list[np.ndarray], detector: vision.Detector) -
 def quality(clips: list[Path], detector: vision.Detector) -> None:
     """The share of frames, and of the same frames' face boxes, the shipped thresholds call dark or
     blurry, sharp and degraded, and the box's Laplacian variance against its frame's."""
-    from facewarden.config import CameraConfig
-
     camera = CameraConfig()
     check = vision.Quality(camera.dark_threshold, camera.blur_threshold)
     cases = {"as taken": lambda f: f, "5x5 blur": lambda f: cv2.GaussianBlur(f, (5, 5), 0),

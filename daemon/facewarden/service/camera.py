@@ -105,7 +105,7 @@ class Camera:
         self._cap: cv2.VideoCapture | None = None
         self._position = -1  # index of the last frame taken from an open video...
         self._frame: np.ndarray | None = None  # ...and that frame
-        self._buffer: np.ndarray | None = None  # what OpenCV writes each frame into (see `read`)
+        self._buffer: np.ndarray | None = None  # what OpenCV writes the next frame into (see `read`): the last one
         self._started: float | None = None  # the replay clock's zero
         self.lost = False
         self._retry_at = 0.0
@@ -253,7 +253,10 @@ class Camera:
             ok, frame = cap.retrieve(self._buffer)
         else:
             ok, frame = cap.read(self._buffer)
-        return self._written(frame) if ok else None
+        if not ok or frame is None:
+            return None
+        self._buffer = frame
+        return frame
 
     def _read_video(self, now: float) -> np.ndarray | None:
         cap = self._cap
@@ -271,18 +274,13 @@ class Camera:
                 if not cap.grab():
                     break
         ok, frame = cap.read(self._buffer)
-        if not ok or self._written(frame) is None:
+        if not ok or frame is None:
             if count <= 0:
                 # A stream without a frame count ends when it stops delivering frames.
                 raise ReplayEnded(str(self.source))
             return None
         self._position, self._frame = index, frame
-        return frame
-
-    def _written(self, frame: np.ndarray | None) -> np.ndarray | None:
-        """The frame OpenCV wrote, kept as the next read's buffer (a new one when the size changed)."""
-        if frame is not None:
-            self._buffer = frame
+        self._buffer = frame
         return frame
 
 

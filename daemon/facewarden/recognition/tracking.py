@@ -16,13 +16,15 @@ where it was, by its look alone: within `full_scan_s` of the last look at the sc
 still looks as it did there keeps its verdict with no detector at all (the look is compared at
 the best shift within SLACK, so it is in the same place; someone cut in is another look). Else,
 and every `full_scan_s`, the detector searches the region around it (`Detector.around`; a second
-face there, or none, breaks the track and the frame is scanned). A face found there in its place
-but looking different, or due to be re-verified, is judged by the model on the spot; the rest of
-the frame waits for the next look at the scene. Every `full_scan_s` the parts of the scene that
-changed around the followed face (`Scene`) are searched for a face (`Detector.within`), and the
-whole frame is scanned when one is there: a face that appears elsewhere changes the scene, so it
-is seen in time, while a still room is not scanned for nothing (at least every FULL_SCAN_MAX_S all
-the same) and a busy one costs the area that changed.
+face there, or none, breaks the track and the frame is scanned), unless the face is still where the
+detector last put it: its look then (the anchor) matches at a shift of at most STILL, so its box and
+landmarks still hold (a face that drifts, however slowly, drifts from the anchor and is searched for).
+A face found there in its place but looking different, or due to be re-verified, is judged by the
+model on the spot; the rest of the frame waits for the next look at the scene. Every `full_scan_s`
+the parts of the scene that changed around the followed face (`Scene`) are searched for a face
+(`Detector.within`), and the whole frame is scanned when one is there: a face that appears
+elsewhere changes the scene, so it is seen in time, while a still room is not scanned for nothing
+(at least every FULL_SCAN_MAX_S all the same) and a busy one costs the area that changed.
 A scene where the last scan found nobody is searched again as soon as anything in it changes
 (someone arriving), and not while nothing does.
 While other faces are in the frame every sample scans it all and those faces are judged every time:
@@ -53,6 +55,7 @@ SLACK = 6  # px of PATCH each way the face may have moved within its box (boxes 
 MIDDLE = 0.4  # the square's centre, down the box (the box runs from brow to chin: its eyes and nose)
 MIN_CORRELATION = 0.92  # below it the face looks different: judged again (bench/calibrate_tracking.py)
 LOOKS = 4  # the last samples' looks a face is compared with, newest first (bench/calibrate_tracking.py)
+STILL = 1  # px of PATCH (a 150 px face: 5 frame px): a face matching its anchor within this has not moved
 MIN_OVERLAP = 0.5  # intersection over union with the previous sample's box
 MAX_RESIZE = 1.25  # the box's width may grow or shrink by this factor between two samples
 FULL_SCAN_MAX_S = 30.0  # a still scene is scanned all the same this often
@@ -73,12 +76,25 @@ def patch(frame: np.ndarray, box: tuple[float, float, float, float], width: floa
     return cv2.resize(grey, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
-def correlation(before: np.ndarray, after: np.ndarray) -> float:
+def match(before: np.ndarray, after: np.ndarray) -> tuple[float, int]:
     """How alike two looks are (`patch`es at one scale): the normalised correlation (so a change of
-    exposure does not count) of `before`'s middle against `after`, at the best shift within SLACK:
-    about 0 for unrelated faces, 1 for the same image."""
+    exposure does not count) of `before`'s middle against `after`, at the best shift within SLACK
+    (about 0 for unrelated faces, 1 for the same image); and that shift, in PATCH px (the larger of
+    its two parts)."""
     middle = before[SLACK:-SLACK, SLACK:-SLACK]
-    return float(cv2.matchTemplate(after, middle, cv2.TM_CCOEFF_NORMED).max())
+    _, best, _, (x, y) = cv2.minMaxLoc(cv2.matchTemplate(after, middle, cv2.TM_CCOEFF_NORMED))
+    return float(best), max(abs(x - SLACK), abs(y - SLACK))
+
+
+def correlation(before: np.ndarray, after: np.ndarray) -> float:
+    """`match`'s correlation alone."""
+    return match(before, after)[0]
+
+
+def _still(anchor: np.ndarray, current: np.ndarray) -> bool:
+    """The face looks as it did at its anchor, at most STILL px from it."""
+    alike, shift = match(anchor, current)
+    return alike >= MIN_CORRELATION and shift <= STILL
 
 
 def same_spot(before: Face, after: Face) -> bool:
@@ -92,6 +108,7 @@ class _Track:
     verdict: FaceVerdict  # the model's verdict, its face where it was seen last
     looks: tuple[tuple[Face, np.ndarray], ...]  # the last LOOKS samples' faces and looks (at its width), newest last
     verified_at: float  # when the model last judged it
+    anchor: np.ndarray  # its look where the detector last found it (the box its face carries)
 
 
 def _within(since: float, now: float, period: float) -> bool:
@@ -135,9 +152,12 @@ class Tracker:
         if track is None and self._empty and not self._scan_due(frame, now, None):
             return ()  # nobody at the last scan, and nothing has changed since
         if track is not None and self._alone and not precise:
-            if _within(self._looked_at, now, self.full_scan_s) and (kept := self._follow(frame, None, now)) is not None:
+            looked = _within(self._looked_at, now, self.full_scan_s)
+            if looked and (kept := self._follow(frame, None, now)) is not None:
                 return (kept,)  # where it was found lately, looking as it did: no detector
             if not self._scan_due(frame, now, track.verdict.face):
+                if not looked and (kept := self._follow(frame, None, now, unmoved=True)) is not None:
+                    return (kept,)  # nobody new in the scene, and the face not moved from its box
                 found = self.detector.around(frame, track.verdict.face.box)
                 if len(found) == 1 and same_spot(track.verdict.face, found[0]):
                     kept = self._follow(frame, found[0], now)
@@ -192,15 +212,17 @@ class Tracker:
         looks: tuple[tuple[Face, np.ndarray], ...] = ((face, patch(frame, face.box, face.box[2])),)
         if before is not None and before.verdict.person == named[0].person and same_spot(before.verdict.face, face):
             looks = (*before.looks, *looks)[-LOOKS:]  # the same person judged again in place: their looks still hold
-        self._track = _Track(named[0], looks, now)
+        self._track = _Track(named[0], looks, now, looks[-1][1])
 
-    def _follow(self, frame: np.ndarray, face: Face | None, now: float) -> FaceVerdict | None:
+    def _follow(self, frame: np.ndarray, face: Face | None, now: float, unmoved: bool = False) -> FaceVerdict | None:
         """The track's verdict for `face` when it continues the track (and the track moves on); else
-        None. `face` None: the face where the detector found it last, not looked for this sample."""
+        None. `face` None: the face where the detector found it last, not looked for this sample;
+        `unmoved`: only if it is still there (its anchor matches within STILL)."""
         track = self._track
         assert track is not None
         if not _within(track.verified_at, now, self.reverify_s):
             return None
+        found = face is not None
         if face is None:
             face = track.verdict.face
         elif face_problem(face, self.min_score) or not same_spot(track.verdict.face, face):
@@ -209,12 +231,14 @@ class Tracker:
         # between the full scan's and the region's), which would shift the look by fractions of a
         # pixel; the face itself moving is what SLACK is for.
         current = patch(frame, face.box, face.box[2])  # (followed by its look: where its last look was taken)
+        if unmoved and not _still(track.anchor, current):
+            return None
         if not any(correlation(look, current if then.box == face.box else patch(frame, then.box, then.box[2]))
                    >= MIN_CORRELATION for then, look in reversed(track.looks)):
             return None
         verdict = replace(track.verdict, face=face, tracked=True)
         looks = (*track.looks, (face, current))[-LOOKS:]
-        self._track = replace(track, verdict=verdict, looks=looks)
+        self._track = replace(track, verdict=verdict, looks=looks, anchor=current if found else track.anchor)
         return verdict
 
 

@@ -40,10 +40,12 @@ def test_downscaled_detection_maps_back_to_full_frame(astronaut_bgr):
     assert np.abs(full.landmarks - small.landmarks).max() < 8
 
 
-def test_the_shipped_yunet_finds_what_opencvs_yunet_finds(astronaut_bgr, lfw, nuaa):
+@pytest.mark.parametrize("sizes", [1, 3])
+def test_the_shipped_yunet_finds_what_opencvs_yunet_finds(astronaut_bgr, lfw, nuaa, sizes):
     """The .tflite the package ships (bench/make_yunet_tflite.py) against OpenCV's FaceDetectorYN on
     the pinned ONNX file: real faces at the full scan's size, at region sizes and at sizes that are
-    not multiples of 32 (padded), several faces in one image (the NMS), grey frames, no face."""
+    not multiples of 32 (padded), several faces in one image (the NMS), grey frames, no face; with
+    one net resized for each size, and with nets kept for a few sizes and reused."""
     from facewarden.cli.demo import compose
     from facewarden.recognition import assets
 
@@ -54,7 +56,7 @@ def test_the_shipped_yunet_finds_what_opencvs_yunet_finds(astronaut_bgr, lfw, nu
     images += [compose([astronaut_bgr, astronaut_bgr], np.full((480, 640, 3), 120, np.uint8)),
                cv2.cvtColor(cv2.cvtColor(astronaut_bgr, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR),
                np.zeros((240, 320, 3), np.uint8)]
-    ours = vision.YuNet(0.6, 0.3)
+    ours = vision.YuNet(0.6, 0.3, sizes=sizes)
     faces = 0
     for image in images:
         theirs = cv2.FaceDetectorYN.create(str(assets.path(assets.YUNET)), "", (image.shape[1], image.shape[0]), 0.6, 0.3)
@@ -65,6 +67,28 @@ def test_the_shipped_yunet_finds_what_opencvs_yunet_finds(astronaut_bgr, lfw, nu
             assert np.abs(got - expected).max() < 1e-2  # px and score: float32 against OpenCV's float32
             faces += len(got)
     assert faces >= len(images) - 2  # (one image holds two faces, one none)
+
+
+def test_a_net_is_allocated_once_for_each_size_it_keeps(astronaut_bgr, monkeypatch):
+    """The changed parts of a scene come in a few sizes: a net kept for each is not allocated again
+    when its size comes back, and the least recently used one is resized for a size it does not keep."""
+    from facewarden.recognition import runtime
+
+    allocated: list[tuple[int, ...]] = []
+    allocate = runtime.TFLiteModel._allocate
+    monkeypatch.setattr(runtime.TFLiteModel, "_allocate", lambda model: allocate(model) or allocated.append(
+        model.input_shapes[0]))
+    net = vision.YuNet(0.6, 0.3, sizes=2)
+    found: dict[tuple[int, int], np.ndarray] = {}
+    for size in [(96, 96), (128, 96), (96, 96), (128, 96), (96, 96)]:
+        rows = net.detect(cv2.resize(astronaut_bgr, size, interpolation=cv2.INTER_AREA))
+        assert rows is not None and np.array_equal(rows, found.setdefault(size, rows))
+    # Each net made (at the file's 1 x 1 input), then sized once.
+    assert allocated == [(1, 1, 1, 3), (1, 96, 96, 3), (1, 1, 1, 3), (1, 96, 128, 3)]
+    net.detect(cv2.resize(astronaut_bgr, (160, 128), interpolation=cv2.INTER_AREA))
+    assert allocated[4:] == [(1, 128, 160, 3)]  # the 128 x 96 net, unused the longest, resized
+    net.detect(cv2.resize(astronaut_bgr, (96, 96), interpolation=cv2.INTER_AREA))
+    assert len(allocated) == 5
 
 
 def test_finds_a_face_in_a_webcam_sized_frame_at_320(detector, nuaa):

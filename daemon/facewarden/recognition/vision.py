@@ -25,16 +25,19 @@ class YuNet:
     """YuNet (`assets.YUNET_LITE`) through LiteRT: `detect(image)` gives what OpenCV's FaceDetectorYN
     does (the same rows, x y w h, five points, score; None for no face), for about two thirds of its
     CPU. The image is padded at the bottom and right to multiples of the coarsest stride, as OpenCV
-    pads it; the decoding and NMS follow OpenCV's face_detect.cpp."""
+    pads it; the decoding and NMS follow OpenCV's face_detect.cpp.
+
+    A net is allocated for one input size, and allocating it again for another costs more than a
+    small region's detection: `sizes` nets are kept, one per padded size, the least recently used
+    one resized when another size comes (each costs 2 to 3 MB)."""
 
     STRIDES = (8, 16, 32)
 
-    def __init__(self, min_score: float, nms_threshold: float, threads: int = 1):
+    def __init__(self, min_score: float, nms_threshold: float, threads: int = 1, sizes: int = 1):
         self.min_score, self.nms_threshold = min_score, nms_threshold
-        # release=False: a 0.25 MB file, loaded three times a Detector.
-        self._model = runtime.TFLiteModel(assets.path(assets.YUNET_LITE), threads, release=False)
-        self._input = np.zeros((1, 0, 0, 3), np.float32)  # the padded input, reused while the size holds
-        self._grid = np.zeros((0, 3), np.float32)  # each anchor's column, row and stride
+        self.threads, self.sizes = threads, sizes
+        # Each padded size's net, padded input and each anchor's column, row and stride; most recent last.
+        self._nets: dict[tuple[int, int], tuple[runtime.TFLiteModel, np.ndarray, np.ndarray]] = {}
 
     @classmethod
     def _anchors(cls, height: int, width: int) -> np.ndarray:
@@ -50,18 +53,25 @@ class YuNet:
         h, w = image.shape[:2]
         coarsest = self.STRIDES[-1]
         padded = (-(-h // coarsest) * coarsest, -(-w // coarsest) * coarsest)
-        if self._input.shape[1:3] != padded:
-            self._input = np.empty((1, *padded, 3), np.float32)
-            self._grid = self._anchors(*padded)
-        self._input[0, :h, :w] = image
-        self._input[0, h:] = 0  # the padding, as OpenCV's
-        self._input[0, :h, w:] = 0
-        heads = self._model(self._input)[0][0]
+        net = self._nets.pop(padded, None)
+        if net is None:
+            if len(self._nets) < self.sizes:
+                # release=False: a 0.25 MB file, loaded a few times a Detector.
+                model = runtime.TFLiteModel(assets.path(assets.YUNET_LITE), self.threads, release=False)
+            else:
+                model = self._nets.pop(next(iter(self._nets)))[0]  # resized on its first call
+            net = (model, np.empty((1, *padded, 3), np.float32), self._anchors(*padded))
+        self._nets[padded] = net
+        model, padded_input, grid = net
+        padded_input[0, :h, :w] = image
+        padded_input[0, h:] = 0  # the padding, as OpenCV's
+        padded_input[0, :h, w:] = 0
+        heads = model(padded_input)[0][0]
         score = np.sqrt(np.clip(heads[:, 0], 0, 1) * np.clip(heads[:, 1], 0, 1))
         keep = np.flatnonzero(score >= self.min_score)
         if not keep.size:
             return None
-        kept, (col, row, stride) = heads[keep], self._grid[keep].T
+        kept, (col, row, stride) = heads[keep], grid[keep].T
         rows = np.empty((keep.size, 15), np.float32)
         rows[:, 2], rows[:, 3] = np.exp(kept[:, 4]) * stride, np.exp(kept[:, 5]) * stride
         rows[:, 0] = (col + kept[:, 2]) * stride - rows[:, 2] / 2
@@ -93,10 +103,13 @@ class Detector:
         self.detect_width = detect_width
         self.min_score = min_score
         self._small = np.empty((0, 0, 3), np.uint8)
-        # One net for whole frames, one for the followed face's region, whose size seldom changes, and
-        # one for the changed parts of a scene, whose size changes every time: a net resized is
-        # allocated again, and the full scan's never is.
-        self._nets = {k: YuNet(min_score, nms_threshold, threads) for k in ("frame", "around", "within")}
+        # Nets for whole frames (one size), for the followed face's region (its size changes with the
+        # face's, seldom, and back), and for the changed parts of a scene, in sizes that come and go:
+        # the desk replay's 125 searches of changed parts in 260 s came in 7 sizes, which resized one
+        # net 61 times, two 33 times (four: 27).
+        self._nets = {"frame": YuNet(min_score, nms_threshold, threads),
+                      "around": YuNet(min_score, nms_threshold, threads, sizes=2),
+                      "within": YuNet(min_score, nms_threshold, threads, sizes=2)}
 
     def __call__(self, frame: np.ndarray) -> list[Face]:
         frame = _bgr(frame)

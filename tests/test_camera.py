@@ -3,6 +3,10 @@ failures with back-off, a missing device."""
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -135,6 +139,24 @@ def test_each_frame_is_read_into_the_buffer_of_the_one_before(tmp_path, keep_ope
 def test_missing_device_fails_closed_without_error():
     cam, clock = camera("/dev/video99")
     assert cam.read() is None and cam.lost
+
+
+def test_a_video_kept_under_dev_replays_as_a_recording_and_a_device_node_is_a_webcam(tmp_path):
+    # A replay kept in memory (/dev/shm) is read on the replay clock like any video; only a character
+    # device (or a node not there yet: a camera unplugged) is opened as a webcam.
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        pytest.skip("no writable /dev/shm here")
+    with tempfile.TemporaryDirectory(dir=shm) as held:
+        video = Path(held) / "clip.avi"
+        write_video(video, [frame(i * 10) for i in range(20)], fps=10)
+        cam, clock = camera(video)
+        assert cam.recorded
+        assert level(cam.read()) == 0
+        clock.t += 1.35
+        assert level(cam.read()) == 13
+    assert not camera("/dev/null")[0].recorded
+    assert not camera("/dev/video99")[0].recorded
 
 
 def test_bad_sources_are_user_errors(tmp_path):

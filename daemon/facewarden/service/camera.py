@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -57,8 +58,13 @@ def _device(source: Source) -> int | str | None:
     if source.isdigit():
         return int(source)
     if source.startswith("/dev/"):
-        # /dev/v4l/by-id/... are symlinks; V4L2 wants the node they point at.
-        return os.path.realpath(source)
+        # /dev/v4l/by-id/... are symlinks; V4L2 wants the node they point at. A node that is missing
+        # is a camera not plugged in (yet); a file under /dev (a replay kept in /dev/shm) is a recording.
+        node = os.path.realpath(source)
+        try:
+            return node if stat.S_ISCHR(os.stat(node).st_mode) else None
+        except FileNotFoundError:
+            return node
     return None
 
 

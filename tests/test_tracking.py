@@ -79,9 +79,9 @@ def test_the_owner_keeps_the_verdict_without_the_model_until_the_reverify_period
     assert [t for t, s in enumerate(seen) if not s.owner_face.tracked] == [0, 5, 10]
     assert len(judged) == 3
     # Found by its look where it was in between; as the scene around it is looked at (every
-    # full_scan_s, 2 s) it is still where the detector put it (2 px of jitter), so the detector looks
-    # in its region only where the model judges it again (5 s, 10 s).
-    assert regions == [5.0, 10.0]
+    # full_scan_s, 2 s) and as the model judges it again it is still where the detector put it (2 px
+    # of jitter): the detector never searches its region.
+    assert regions == []
     # A dark frame breaks the track: the next sample is judged in full.
     assert verifier.observe(np.full_like(frame, 5), 12.0).skipped == "dark"
     assert not verifier.observe(frame, 13.0).owner_face.tracked
@@ -115,6 +115,33 @@ def test_a_face_that_drifts_is_searched_for_as_the_scene_is_looked_at(owner_home
         assert abs(seen.face.box[0] - where[0]) <= 3 * 2 + 6, f"{t} s: the box {seen.face.box[0] - where[0]:.0f} px off"
     assert [t for t in regions if t <= 8] == []
     assert len([t for t in regions if t > 8]) >= 6
+
+
+def test_a_face_due_to_be_judged_again_is_searched_for_only_once_it_moved(owner_home, astronaut_bgr):
+    """Re-verification of a face still where the detector last put it judges it there (its box and
+    landmarks hold); once it moved, its region is searched first and it is judged where it is now."""
+    config = Config.model_validate({"sampling": {"reverify_s": 2.5}})  # due at 3, 6, 9: 3 and 9 between looks
+    verifier = Verifier.from_config(config, paths())
+    frame = owner_frame(astronaut_bgr)
+    first = verifier.detector(frame)[0]
+    x, y, w, h = (int(v) for v in first.box)
+    moved = frame.copy()
+    head = slice(y - h // 4, y + 3 * h // 2), slice(x - 2 * w // 5, x + 7 * w // 5)
+    moved[head] = shifted(frame, dx=w // 10)[head]  # a tenth of its width: no longer still
+    judged: list[tuple[float, Face]] = []
+    verifier.tracker.judge = lambda f, face: judged.append((now, face)) or verifier.judge(f, face)
+    regions: list[float] = []
+    around = verifier.detector.around
+    verifier.detector.around = lambda f, box: regions.append(now) or around(f, box)
+    for t in range(10):
+        now = float(t)
+        seen = verifier.observe(frame if t < 9 else moved, now).owner_face
+        assert seen is not None and seen.owner
+    assert [t for t, _ in judged] == [0.0, 3.0, 6.0, 9.0]
+    assert [face.box for t, face in judged if t in (3.0, 6.0)] == [first.box, first.box]  # no search
+    assert regions == [9.0]
+    where = verifier.detector(moved)[0]
+    assert abs(judged[-1][1].box[0] - where.box[0]) <= 3 and abs(judged[-1][1].box[0] - first.box[0]) >= w // 20
 
 
 def test_the_dark_and_blur_check_reads_a_followed_face_and_else_the_whole_frame(verifier, astronaut_bgr):

@@ -20,7 +20,8 @@ face there, or none, breaks the track and the frame is scanned), unless the face
 detector last put it: its look then (the anchor) matches at a shift of at most STILL, so its box and
 landmarks still hold (a face that drifts, however slowly, drifts from the anchor and is searched for).
 A face found there in its place but looking different, or due to be re-verified, is judged by the
-model on the spot; the rest of the frame waits for the next look at the scene. Every `full_scan_s`
+model on the spot; the rest of the frame waits for the next look at the scene. A face due to be
+re-verified that is still where the detector last put it is judged there, with no search. Every `full_scan_s`
 the parts of the scene that changed around the followed face (`Scene`) are searched for a face
 (`Detector.within`), and the whole frame is scanned when one is there: a face that appears
 elsewhere changes the scene, so it is seen in time, while a still room is not scanned for nothing
@@ -153,10 +154,11 @@ class Tracker:
             return ()  # nobody at the last scan, and nothing has changed since
         if track is not None and self._alone and not precise:
             looked = _within(self._looked_at, now, self.full_scan_s)
-            if looked and (kept := self._follow(frame, None, now)) is not None:
+            due = not _within(track.verified_at, now, self.reverify_s)
+            if looked and not due and (kept := self._follow(frame, None, now)) is not None:
                 return (kept,)  # where it was found lately, looking as it did: no detector
             if not self._scan_due(frame, now, track.verdict.face):
-                if not looked and (kept := self._follow(frame, None, now, unmoved=True)) is not None:
+                if (due or not looked) and (kept := self._unmoved(frame, now, due)) is not None:
                     return (kept,)  # nobody new in the scene, and the face not moved from its box
                 found = self.detector.around(frame, track.verdict.face.box)
                 if len(found) == 1 and same_spot(track.verdict.face, found[0]):
@@ -214,10 +216,27 @@ class Tracker:
             looks = (*before.looks, *looks)[-LOOKS:]  # the same person judged again in place: their looks still hold
         self._track = _Track(named[0], looks, now, looks[-1][1])
 
-    def _follow(self, frame: np.ndarray, face: Face | None, now: float, unmoved: bool = False) -> FaceVerdict | None:
+    def _unmoved(self, frame: np.ndarray, now: float, due: bool) -> FaceVerdict | None:
+        """The followed face's verdict when it is still where the detector last put it (its anchor
+        matches within STILL), so that its box and landmarks hold without searching for it: kept while
+        it looks as it did, or when `due` to be re-verified, the model's on that face. None: it moved."""
+        track = self._track
+        assert track is not None
+        face = track.verdict.face
+        current = patch(frame, face.box, face.box[2])
+        if not _still(track.anchor, current):
+            return None
+        if due:
+            verdict = self.judge(frame, face)
+            self._start(frame, (verdict,), now)
+            return verdict
+        return self._follow(frame, None, now, current)
+
+    def _follow(self, frame: np.ndarray, face: Face | None, now: float,
+                current: np.ndarray | None = None) -> FaceVerdict | None:
         """The track's verdict for `face` when it continues the track (and the track moves on); else
         None. `face` None: the face where the detector found it last, not looked for this sample;
-        `unmoved`: only if it is still there (its anchor matches within STILL)."""
+        `current`: its look there, when already taken."""
         track = self._track
         assert track is not None
         if not _within(track.verified_at, now, self.reverify_s):
@@ -230,9 +249,8 @@ class Tracker:
         # Where the face was, at its scale: boxes of one face jitter by pixels between samples (and
         # between the full scan's and the region's), which would shift the look by fractions of a
         # pixel; the face itself moving is what SLACK is for.
-        current = patch(frame, face.box, face.box[2])  # (followed by its look: where its last look was taken)
-        if unmoved and not _still(track.anchor, current):
-            return None
+        if current is None:
+            current = patch(frame, face.box, face.box[2])  # (followed by its look: where its last look was taken)
         if not any(correlation(look, current if then.box == face.box else patch(frame, then.box, then.box[2]))
                    >= MIN_CORRELATION for then, look in reversed(track.looks)):
             return None

@@ -63,7 +63,7 @@ def _device(source: Source) -> int | str | None:
         node = os.path.realpath(source)
         try:
             return node if stat.S_ISCHR(os.stat(node).st_mode) else None
-        except FileNotFoundError:
+        except OSError:  # not there (or not ours to see): opened as a camera, which fails and backs off
             return node
     return None
 

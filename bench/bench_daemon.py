@@ -1,15 +1,20 @@
 """The daemon over a long replayed run at the default cadence: memory, CPU, lock latency, false locks.
 
-    .venv/bin/python bench/bench_daemon.py [--minutes 10] [--threads N] [--no-liveness] [--frames raw|jpeg]
+    .venv/bin/python bench/bench_daemon.py [--minutes 10] [--threads N] [--no-liveness] [--frames webcam|raw|jpeg]
 
-The real `facewarden run` process, with the shipped defaults (liveness on), watches a replayed camera
-at 5 fps. Its frames come as the shipped default camera (`source = 0`, a webcam at 640x480) delivers
-them: raw YUV 4:2:2, what a webcam's YUYV carries and OpenCV's V4L2 backend asks for first, in a
-YUV4MPEG file that OpenCV plays (a colour conversion a frame). `--frames jpeg`: an image directory
-of JPEGs instead, as an MJPEG-only camera delivers them (a JPEG decode a frame, and one open of a
-file, which the camera's watcher sees). The owner is NUAA subject 0008, enrolled from three of their live
-frames, and sits in the replay as their live 8-s clip played forwards and backwards (no jump at
-the seams). The replay: 5 minutes at the desk (the steady stretch), away 20 s, back for a minute,
+The real `facewarden run` process, with the shipped defaults (liveness on), watches a camera whose
+frames are a replay at 5 fps. By default it is the shipped default camera itself (`source = 0`,
+/dev/video0, a webcam at 640x480 kept open) read through OpenCV's V4L2 back-end, as on a laptop:
+bench/fakecam.c (built here with gcc, preloaded into the daemon alone) plays the part of the
+webcam's driver, handing out YUYV frames at the rate the daemon asks for (10 fps), into buffers
+the daemon queues, and drops them while none is queued. `--frames raw`: the same YUYV as a
+YUV4MPEG file that OpenCV plays itself through FFmpeg (`camera.source` a recording: each frame
+between two samples is read from the file and skipped, which a webcam does not cost). `--frames
+jpeg`: an image directory of JPEGs instead, as an MJPEG-only camera delivers them (a JPEG decode
+a frame, and one open of a file, which the camera's watcher sees).
+
+The owner is NUAA subject 0008, enrolled from three of their live frames, and sits in the replay as
+their live 8-s clip played forwards and backwards (no jump at the seams). The replay: 5 minutes at the desk (the steady stretch), away 20 s, back for a minute,
 then a stranger (NUAA subject 0001's live clip) cut in for the owner in the same place between two
 frames (cli.demo.in_place_of, frame by frame) for 20 s, away 20 s, then the owner coming and going
 (100 s at the desk, 20 s away) to the end. Away is an empty scene. The lock command is a script
@@ -117,22 +122,40 @@ def live_owner(enroll_dir: Path, frames_dir: Path, seconds: float) -> tuple[str,
 _YCBCR = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]], np.float32) / 255
 
 
-def to_y4m(frames_dir: Path, path: Path, fps: int) -> Path:
-    """The numbered frames of `frames_dir` as one YUV4MPEG video at `fps`, chroma halved across as in
-    YUYV (4:2:2); the directory is removed. OpenCV reads it back within about a grey level a pixel."""
+def to_video(frames_dir: Path, path: Path, fps: int, webcam: bool) -> tuple[Path, tuple[int, int]]:
+    """The numbered frames of `frames_dir` as raw video, chroma halved across as in YUYV (4:2:2), and
+    their size (width, height); the directory is removed. `webcam`: YUYV buffers back to back, as a
+    webcam fills them (what bench/fakecam.c hands out); else one YUV4MPEG video at `fps` (planes),
+    which OpenCV plays, and reads back within about a grey level a pixel."""
     frames = sorted(frames_dir.glob("*.jpg"))
     height, width = cv2.imread(str(frames[0])).shape[:2]
     with open(path, "wb") as out:
-        out.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C422\n".encode())
+        if not webcam:
+            out.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C422\n".encode())
         for frame in frames:
             rgb = cv2.imread(str(frame))[..., ::-1].astype(np.float32)
             ycc = rgb @ _YCBCR.T + np.array([16, 128, 128], np.float32)
-            chroma = (ycc[:, 0::2, 1:] + ycc[:, 1::2, 1:]) / 2
-            out.write(b"FRAME\n")
-            for plane in (ycc[..., 0], chroma[..., 0], chroma[..., 1]):
-                out.write(np.clip(np.rint(plane), 0, 255).astype(np.uint8).tobytes())
+            luma = np.clip(np.rint(ycc[..., 0]), 0, 255).astype(np.uint8)
+            chroma = np.clip(np.rint((ycc[:, 0::2, 1:] + ycc[:, 1::2, 1:]) / 2), 0, 255).astype(np.uint8)
+            if webcam:  # Y0 Cb Y1 Cr for each pair of pixels
+                out.write(np.stack([luma[:, 0::2], chroma[..., 0], luma[:, 1::2], chroma[..., 1]], -1).tobytes())
+            else:
+                out.write(b"FRAME\n")
+                for plane in (luma, chroma[..., 0], chroma[..., 1]):
+                    out.write(plane.tobytes())
     subprocess.run(["rm", "-rf", str(frames_dir)], check=True)
-    return path
+    return path, (width, height)
+
+
+def fake_webcam(home: Path) -> Path:
+    """bench/fakecam.c built into `home`: the preload that makes /dev/video0 a V4L2 webcam."""
+    library = home / "fakecam.so"
+    try:
+        subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", str(library), str(REPO / "bench" / "fakecam.c"),
+                        "-ldl", "-lm"], check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        sys.exit(f"--frames webcam needs gcc to build bench/fakecam.c ({e}); --frames raw does without")
+    return library
 
 
 def enroll_and_train(python: list[str], env: dict, enroll_dir: Path) -> bool:
@@ -164,8 +187,9 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--threads", type=int, help="model.threads for the daemon (default: the config's)")
     parser.add_argument("--no-liveness", action="store_true", help="liveness off, an LFW owner in still photos")
-    parser.add_argument("--frames", choices=("raw", "jpeg"), default="raw",
-                        help="raw: YUV 4:2:2 as a webcam's YUYV (default); jpeg: JPEG files as an MJPEG camera's")
+    parser.add_argument("--frames", choices=("webcam", "raw", "jpeg"), default="webcam",
+                        help="webcam: the shipped default camera, /dev/video0, a YUYV webcam (bench/fakecam.c; "
+                             "the default); raw: its YUYV in a YUV4MPEG file; jpeg: JPEG files as an MJPEG camera's")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="facewarden-bench-"))
     try:
@@ -196,17 +220,22 @@ def run(args: argparse.Namespace, home: Path) -> int:
     if not enroll_and_train(python, env, home / "bench-enroll"):
         return 1
     source = home / "bench-frames"
-    if args.frames == "raw":
-        source = to_y4m(source, home / "bench-frames.y4m", FPS)
+    webcam = args.frames == "webcam"
+    daemon_env, replay_log = env, home / "fakecam.log"
+    if webcam:
+        frames, (width, height) = to_video(source, home / "bench-frames.yuyv", FPS, webcam=True)
+        daemon_env = {**env, "LD_PRELOAD": str(fake_webcam(home)), "FAKECAM_FRAMES": str(frames),
+                      "FAKECAM_SIZE": f"{width}x{height}", "FAKECAM_FPS": str(FPS), "FAKECAM_LOG": str(replay_log)}
+    elif args.frames == "raw":
+        source = to_video(source, home / "bench-frames.y4m", FPS, webcam=False)[0]
+    camera = "" if webcam else f'[camera]\nsource = "{source}"\nreplay_fps = {FPS}'  # webcam: the shipped default, 0
 
     locks = home / "locks.txt"
     lock_script = home / "lock"
     lock_script.write_text(f'#!/bin/sh\ndate +%s.%N >> "{locks}"\n')
     lock_script.chmod(0o755)
     (home / "config.toml").write_text(f"""
-[camera]
-source = "{source}"
-replay_fps = {FPS}
+{camera}
 [lock]
 command = ["{lock_script}"]
 methods = ["command"]
@@ -220,15 +249,23 @@ stranger_detected = ["lock"]
 spoof_suspected = ["lock"]
 """)
 
+    end = segments[-1][2]
+    started_at = re.compile(r"replay (?:of .* )?started at ([0-9.]+)")
     log_path = home / "daemon.log"
     cpu_at: list[tuple[float, float]] = []  # (wall time, the daemon's CPU seconds), once a second
     peak_kib, peak_at = 0, 0.0  # and when the peak was last raised (wall time)
+    stopped = False
     with open(log_path, "w") as log:
         started = time.time()
-        proc = subprocess.Popen(python + ["run"], env=env, stderr=log, stdout=subprocess.DEVNULL)
+        proc = subprocess.Popen(python + ["run"], env=daemon_env, stderr=log, stdout=subprocess.DEVNULL)
         # os.wait4 rather than proc.poll(): the daemon's own rusage (peak RSS, CPU) comes with its exit.
         while (waited := os.wait4(proc.pid, os.WNOHANG))[0] == 0:
             time.sleep(1.0)
+            # A recording ends the daemon's run at its end; a webcam goes on, so it is stopped there.
+            if webcam and not stopped and replay_log.exists() and (
+                    played := started_at.search(replay_log.read_text())) and time.time() > float(played.group(1)) + end:
+                proc.terminate()
+                stopped = True
             try:
                 cpu_at.append((time.time(), cpu_seconds(proc.pid)))
                 if (hwm := peak_rss_kib(proc.pid)) > peak_kib:
@@ -240,7 +277,7 @@ spoof_suspected = ["lock"]
         wall = time.time() - started
     code = proc.returncode
     text = log_path.read_text()
-    match = re.search(r"replay of .* started at ([0-9.]+)", text)
+    match = started_at.search(replay_log.read_text() if webcam and replay_log.exists() else text)
     if code != 0 or not match:
         print(text[-3000:])
         print(f"daemon exited {code}")
@@ -271,7 +308,6 @@ spoof_suspected = ["lock"]
 
     peak_mb = peak_kib * 1024 / 1e6  # the target is read as decimal MB, the stricter
     cpu = (usage.ru_utime + usage.ru_stime) / wall * 100
-    end = segments[-1][2]
     print(f"daemon bench: {end / 60:.1f} min replay at {FPS} fps ({args.frames} frames), owner {owner}, default cadence "
           f"(interval {interval:g} s, doubt {defaults.sampling.doubt_interval_s:g} s, re-verify "
           f"{defaults.sampling.reverify_s:g} s, full scan {defaults.sampling.full_scan_s:g} s), {threads} inference "

@@ -41,6 +41,9 @@ WARMUP_FRAMES = 3
 DEVICE_FPS = 10
 # At most this many frames wait in the driver's queue (we ask for one buffer; drivers may keep more).
 STALE_FRAMES = 4
+# A frame waiting in the driver's queue is handed over in microseconds; a grab that takes longer
+# waited for the sensor, so its frame is the current one.
+QUEUED_S = 0.003
 LID = "the closed lid"
 
 # OpenCV's own warnings would repeat on every retry of a lost camera; we log the loss once ourselves.
@@ -248,13 +251,13 @@ class Camera:
         assert cap is not None  # opened by _read
         if self.config.keep_open:
             # Queued frames were taken just after the last read, a second ago: drop them, until a
-            # grab has to wait for the sensor (then its frame is the current one).
-            frame_s = 1.0 / max(cap.get(cv2.CAP_PROP_FPS) or DEVICE_FPS, 1.0)
+            # grab has to wait for the sensor at all (its frame is then the current one; waiting
+            # for the one after would cost up to a frame's time, 100 ms at 10 fps).
             for _ in range(STALE_FRAMES):
                 started = time.monotonic()
                 if not cap.grab():
                     return None
-                if time.monotonic() - started > frame_s / 2:
+                if time.monotonic() - started > QUEUED_S:
                     break
             ok, frame = cap.retrieve(self._buffer)
         else:

@@ -89,8 +89,9 @@ def test_a_kept_open_webcam_hands_over_the_frame_of_now_at_the_first_wait_for_th
         index = int(np.argmin(abs(greys - grey)))
         assert abs(greys[index] - grey) < 1.0, f"a frame of the replay, not grey {grey}"
         # The frame of the moment of the read: one the sensor took after it was asked for (a stale
-        # buffer, queued at the read before, would be 8 or more frames behind).
-        assert now - 1 <= index <= now + 3, f"frame {index} read {now:.1f} frames into the replay"
+        # buffer, queued at the read before, would be 8 or more frames behind). How long the read
+        # took is the machine's business, not bounded here.
+        assert index >= now - 1, f"frame {index} read {now:.1f} frames into the replay"
     # Two stale frames dropped, and the first the sensor delivered taken: not a period more for the
     # one after it. (A late read, in a busy moment, may meet one more.)
     assert sorted(grabs for *_, grabs in reads)[-2] == 3, reads

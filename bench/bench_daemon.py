@@ -23,7 +23,9 @@ recording when it ran.
 `--no-liveness`: an LFW person in still photos (enrolled and trained with the real commands from
 other photos of them), liveness off (the photos would rightly be refused), coming and going.
 
-Measured on the daemon process alone (os.wait4 and /proc): peak RSS (VmHWM) (target <= 160 MB), CPU as a
+Measured on the daemon process alone (os.wait4 and /proc): peak RSS (VmHWM) (target <= 160 MB; and
+at the once-a-second reading that raised it, how much was the daemon's own memory and how much pages
+of mapped files, libraries and models, which depend on how those files came into the page cache), CPU as a
 share of one core over the whole run (target <= 1%) and over the desk stretch after its first 20 s
 (target <= 0.5%), time from the owner's last frame to the lock (target <= lock.after_absent_s + 2 s),
 from the stranger's cut to the lock (target <= lock.after_stranger_s + 2 s), and locks while the
@@ -43,15 +45,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "daemon"))
 
+# Nothing here maps the daemon's libraries (OpenCV, LiteRT, NumPy): the replay is made by a child
+# process (`prepare`), so that what the daemon has resident is its own, as on a machine where
+# nothing else runs them. A page that another process maps stays in the page cache as it came,
+# in the large folios of a file just installed (runtime.release_file_pages).
 from facewarden.config import Config  # noqa: E402
-from facewarden.cli.demo import _astronaut, _empty_scene, augmented, in_place_of, write_replay  # noqa: E402
-from facewarden.recognition.vision import Detector  # noqa: E402
 
 FACES = Path(os.environ.get("FACEWARDEN_FACES", REPO.parent / "shared" / "data" / "faces"))
 OWNER_S, AWAY_S = 100, 20
@@ -64,6 +65,10 @@ SETTLE_S = 20  # the desk stretch's CPU leaves out its start (the owner proving 
 
 def owner_photos(enroll_dir: Path) -> tuple[str, list]:
     """Enrolls photos into `enroll_dir`; returns the owner's name and other photos of them for the replay."""
+    import cv2
+
+    from facewarden.cli.demo import _astronaut, augmented
+
     enroll_dir.mkdir(parents=True)
     people = FACES / "lfw-dev"
     if people.is_dir():
@@ -81,6 +86,11 @@ def owner_photos(enroll_dir: Path) -> tuple[str, list]:
 def live_owner(enroll_dir: Path, frames_dir: Path, seconds: float) -> tuple[str, list[tuple[str, float, float]]]:
     """The shipped-defaults scenario: enrolls NUAA 0008's live frames into `enroll_dir` and writes the
     replay into `frames_dir`; returns the owner's name and the segments (name, start, end in seconds)."""
+    import cv2
+
+    from facewarden.cli.demo import _empty_scene, in_place_of
+    from facewarden.recognition.vision import Detector
+
     clips = FACES / "nuaa-dev" / "sequences"
     if not (clips / f"{LIVE_OWNER}_live").is_dir():
         sys.exit(f"needs the shared NUAA clips at {clips}")
@@ -117,16 +127,18 @@ def live_owner(enroll_dir: Path, frames_dir: Path, seconds: float) -> tuple[str,
     return f"NUAA {LIVE_OWNER} (live clip), stranger NUAA {STRANGER}", segments
 
 
-# BT.601 at studio range, RGB -> Y Cb Cr: what a webcam's YUYV carries and what FFmpeg reads a
-# YUV4MPEG file as.
-_YCBCR = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]], np.float32) / 255
-
-
 def to_video(frames_dir: Path, path: Path, fps: int, webcam: bool) -> tuple[Path, tuple[int, int]]:
     """The numbered frames of `frames_dir` as raw video, chroma halved across as in YUYV (4:2:2), and
     their size (width, height); the directory is removed. `webcam`: YUYV buffers back to back, as a
     webcam fills them (what bench/fakecam.c hands out); else one YUV4MPEG video at `fps` (planes),
     which OpenCV plays, and reads back within about a grey level a pixel."""
+    import cv2
+    import numpy as np
+
+    # BT.601 at studio range, RGB -> Y Cb Cr: what a webcam's YUYV carries and what FFmpeg reads a
+    # YUV4MPEG file as.
+    ycbcr = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]],
+                     np.float32) / 255
     frames = sorted(frames_dir.glob("*.jpg"))
     height, width = cv2.imread(str(frames[0])).shape[:2]
     with open(path, "wb") as out:
@@ -134,7 +146,7 @@ def to_video(frames_dir: Path, path: Path, fps: int, webcam: bool) -> tuple[Path
             out.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C422\n".encode())
         for frame in frames:
             rgb = cv2.imread(str(frame))[..., ::-1].astype(np.float32)
-            ycc = rgb @ _YCBCR.T + np.array([16, 128, 128], np.float32)
+            ycc = rgb @ ycbcr.T + np.array([16, 128, 128], np.float32)
             luma = np.clip(np.rint(ycc[..., 0]), 0, 255).astype(np.uint8)
             chroma = np.clip(np.rint((ycc[:, 0::2, 1:] + ycc[:, 1::2, 1:]) / 2), 0, 255).astype(np.uint8)
             if webcam:  # Y0 Cb Y1 Cr for each pair of pixels
@@ -168,13 +180,16 @@ def enroll_and_train(python: list[str], env: dict, enroll_dir: Path) -> bool:
     return True
 
 
-def peak_rss_kib(pid: int) -> int:
-    """The process's peak resident set so far (VmHWM). Not wait4's ru_maxrss: exec carries the
-    spawning process's peak (this bench's, with the replay's frames in memory) into the child's."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise ValueError(f"no VmHWM for {pid}")
+def memory_kib(pid: int) -> dict[str, int]:
+    """The process's peak resident set so far (VmHWM), and what is resident now: RssAnon (its own
+    memory) and RssFile (pages of mapped files: libraries, models). Not wait4's ru_maxrss: exec
+    carries the spawning process's peak (this bench's, with the replay's frames in memory) into the
+    child's."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    try:
+        return {key: int(fields[key].split()[0]) for key in ("VmHWM", "RssAnon", "RssFile")}
+    except (KeyError, ValueError):
+        raise ValueError(f"no memory figures for {pid}") from None
 
 
 def cpu_seconds(pid: int) -> float:
@@ -190,12 +205,38 @@ def main() -> int:
     parser.add_argument("--frames", choices=("webcam", "raw", "jpeg"), default="webcam",
                         help="webcam: the shipped default camera, /dev/video0, a YUYV webcam (bench/fakecam.c; "
                              "the default); raw: its YUYV in a YUV4MPEG file; jpeg: JPEG files as an MJPEG camera's")
+    parser.add_argument("--prepare", type=Path, help=argparse.SUPPRESS)  # the child that makes the replay
     args = parser.parse_args()
+    if args.prepare is not None:
+        print(json.dumps(prepare(args, args.prepare)))
+        return 0
     home = Path(tempfile.mkdtemp(prefix="facewarden-bench-"))
     try:
         return run(args, home)
     finally:
         subprocess.run(["rm", "-rf", str(home)], check=False)  # the raw replay alone is 2 GB
+
+
+def prepare(args: argparse.Namespace, home: Path) -> dict:
+    """The replay and the enrollment photos in `home` (in the child process): the owner's name, the
+    segments, the camera's source and its frame size (the webcam's replay file, the YUV4MPEG file
+    or the image directory)."""
+    if not args.no_liveness:
+        owner, segments = live_owner(home / "bench-enroll", home / "bench-frames", args.minutes * 60)
+    else:
+        from facewarden.cli.demo import write_replay
+
+        owner, photos = owner_photos(home / "bench-enroll")
+        plan = []
+        for i in range(max(1, round(args.minutes * 60 / (OWNER_S + AWAY_S)))):
+            plan += [(f"owner{i}", OWNER_S, [[p] for p in photos]), (f"away{i}", AWAY_S, [[]])]
+        starts = write_replay(home / "bench-frames", plan, FPS)
+        segments = [(name, starts[name], starts[name] + length) for name, length, _ in plan]
+    source, size = home / "bench-frames", None
+    if args.frames != "jpeg":
+        webcam = args.frames == "webcam"
+        source, size = to_video(source, home / ("bench-frames.yuyv" if webcam else "bench-frames.y4m"), FPS, webcam)
+    return {"owner": owner, "segments": segments, "source": str(source), "size": size}
 
 
 def run(args: argparse.Namespace, home: Path) -> int:
@@ -208,26 +249,20 @@ def run(args: argparse.Namespace, home: Path) -> int:
 
     env = {**os.environ, "FACEWARDEN_HOME": str(home)}
     python = [sys.executable, "-m", "facewarden"]
-    if liveness:
-        owner, segments = live_owner(home / "bench-enroll", home / "bench-frames", args.minutes * 60)
-    else:
-        owner, photos = owner_photos(home / "bench-enroll")
-        plan = []
-        for i in range(max(1, round(args.minutes * 60 / (OWNER_S + AWAY_S)))):
-            plan += [(f"owner{i}", OWNER_S, [[p] for p in photos]), (f"away{i}", AWAY_S, [[]])]
-        starts = write_replay(home / "bench-frames", plan, FPS)
-        segments = [(name, starts[name], starts[name] + length) for name, length, _ in plan]
+    forwarded = [f"--minutes={args.minutes}", f"--frames={args.frames}"] + (["--no-liveness"] if not liveness else [])
+    child = subprocess.run([sys.executable, __file__, f"--prepare={home}", *forwarded], stdout=subprocess.PIPE, text=True)
+    if child.returncode != 0:
+        return child.returncode
+    prepared = json.loads(child.stdout.strip().splitlines()[-1])  # (a library may print before it)
+    owner, segments, source = prepared["owner"], [tuple(s) for s in prepared["segments"]], Path(prepared["source"])
     if not enroll_and_train(python, env, home / "bench-enroll"):
         return 1
-    source = home / "bench-frames"
     webcam = args.frames == "webcam"
     daemon_env, replay_log = env, home / "fakecam.log"
     if webcam:
-        frames, (width, height) = to_video(source, home / "bench-frames.yuyv", FPS, webcam=True)
-        daemon_env = {**env, "LD_PRELOAD": str(fake_webcam(home)), "FAKECAM_FRAMES": str(frames),
+        width, height = prepared["size"]
+        daemon_env = {**env, "LD_PRELOAD": str(fake_webcam(home)), "FAKECAM_FRAMES": str(source),
                       "FAKECAM_SIZE": f"{width}x{height}", "FAKECAM_FPS": str(FPS), "FAKECAM_LOG": str(replay_log)}
-    elif args.frames == "raw":
-        source = to_video(source, home / "bench-frames.y4m", FPS, webcam=False)[0]
     camera = "" if webcam else f'[camera]\nsource = "{source}"\nreplay_fps = {FPS}'  # webcam: the shipped default, 0
 
     locks = home / "locks.txt"
@@ -254,6 +289,7 @@ spoof_suspected = ["lock"]
     log_path = home / "daemon.log"
     cpu_at: list[tuple[float, float]] = []  # (wall time, the daemon's CPU seconds), once a second
     peak_kib, peak_at = 0, 0.0  # and when the peak was last raised (wall time)
+    split = (0, 0)  # RssAnon and RssFile at the reading that raised the peak
     stopped = False
     with open(log_path, "w") as log:
         started = time.time()
@@ -268,8 +304,9 @@ spoof_suspected = ["lock"]
                 stopped = True
             try:
                 cpu_at.append((time.time(), cpu_seconds(proc.pid)))
-                if (hwm := peak_rss_kib(proc.pid)) > peak_kib:
-                    peak_kib, peak_at = hwm, time.time()
+                if (memory := memory_kib(proc.pid))["VmHWM"] > peak_kib:
+                    peak_kib, peak_at = memory["VmHWM"], time.time()
+                    split = (memory["RssAnon"], memory["RssFile"])
             except (FileNotFoundError, ProcessLookupError, ValueError):
                 pass  # exiting: wait4 collects it on the next turn
         _, status, usage = waited
@@ -315,7 +352,8 @@ spoof_suspected = ["lock"]
     when = peak_at - t0
     during = next((name for name, start, end in segments if start <= when < end), "start-up" if when < 0 else "-")
     print(f"peak RSS             : {peak_mb:7.1f} MB ({peak_kib / 1024:.1f} MiB, VmHWM) (target <= 160 MB)  "
-          f"{verdict(peak_mb <= 160)}  (reached at {when:.0f} s of the replay: {during})")
+          f"{verdict(peak_mb <= 160)}  (reached at {when:.0f} s of the replay: {during}; then "
+          f"{split[0] * 1024 / 1e6:.1f} MB its own, {split[1] * 1024 / 1e6:.1f} MB of mapped files)")
     print(f"CPU, whole run       : {cpu:7.2f} % of one core  (target <= 1%)      {verdict(cpu <= 1)}  "
           f"({usage.ru_utime + usage.ru_stime:.1f} CPU-s in {wall:.0f} s, start-up included)")
     print(f"CPU per hour         : {(usage.ru_utime + usage.ru_stime) / wall * 3600:7.1f} CPU-s")

@@ -73,6 +73,72 @@ def test_weights_are_not_kept_twice(encoder_tflite, astronaut_face):
     assert resident_kb(encoder_tflite) < kept / 3
 
 
+def cached_share(path) -> float:
+    """The share of `path`'s pages in the page cache (mincore on a mapping of our own)."""
+    import ctypes
+    import mmap
+    import os
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    size = os.path.getsize(path)
+    pages = -(-size // mmap.PAGESIZE)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        resident = (ctypes.c_ubyte * pages)()
+        assert libc.mincore(address, size, resident) == 0, os.strerror(ctypes.get_errno())
+        libc.munmap(address, size)
+    finally:
+        os.close(fd)
+    return sum(page & 1 for page in resident) / pages
+
+
+def test_release_can_also_drop_the_files_from_the_page_cache(tmp_path):
+    """`uncache` (after the owner model's load): a library just written by an install leaves the
+    page cache once this process lets go of it, and what is still used comes back from the disk.
+    Without it the file stays cached."""
+    import mmap
+    import os
+
+    library = tmp_path / "library.so"
+    with open(library, "wb") as f:
+        f.write(os.urandom(4 << 20))
+        os.fsync(f.fileno())  # written back, as an installed file is: only clean pages can go
+    for uncache in (False, True):
+        with open(library, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as mapped:
+            touched = sum(mapped[offset] for offset in range(0, len(mapped), mmap.PAGESIZE))
+            runtime.release_file_pages(uncache=uncache)
+            cached = cached_share(library)
+            assert sum(mapped[offset] for offset in range(0, len(mapped), mmap.PAGESIZE)) == touched
+        assert cached < 0.1 if uncache else cached > 0.9
+
+
+def test_loading_the_landmark_models_first_gives_back_idle_file_pages(tmp_path):
+    """An owner's return loads the landmark models beside everything else, the daemon's peak RSS:
+    the pages of files mapped since the last release (a library's code that a rare path ran) go
+    first. Only their mapping goes: the bytes still read the same."""
+    import mmap
+    import os
+
+    from facewarden.recognition.landmarks import Landmarker
+
+    library = tmp_path / "library.so"
+    content = os.urandom(4 << 20)
+    library.write_bytes(content)
+    with open(library, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as mapped:
+        touched = sum(mapped[offset] for offset in range(0, len(mapped), 4096))
+        before = resident_kb(library)
+        Landmarker()
+        after = resident_kb(library)
+        assert sum(mapped[offset] for offset in range(0, len(mapped), 4096)) == touched
+    assert before >= 0.9 * len(content) / 1024
+    assert after < before / 4
+
+
 def test_h5_runtime_gives_the_same_embedding(encoder_model, encoder_tflite, astronaut_face):
     keras_model = runtime.load(encoder_model.cache_path)
     assert isinstance(keras_model, runtime.KerasModel)

@@ -29,7 +29,7 @@ import numpy as np
 from ..core.observation import Face
 from ..errors import UserError
 from . import assets
-from .runtime import TFLiteModel
+from .runtime import TFLiteModel, release_file_pages
 
 MESH_SIZE = 192  # face_landmark.tflite input, RGB in [0, 1]
 EYE_SIZE = 64  # iris_landmark.tflite input, RGB in [0, 1]
@@ -104,7 +104,11 @@ class Landmarker:
 
     def __init__(self, threads: int = 1):
         # One thread: these models take a millisecond or two each, less than threads cost to wake.
-        # Their files are small and they are loaded whenever a face must prove life: no page release.
+        # They are loaded whenever a face must prove life (an owner's return), beside everything
+        # else: the peak RSS. The library pages mapped since the last release go first, once for
+        # both (each release costs tens of ms): with the page cache's large folios, each page that a
+        # rarely run path (a stranger, a full scan) touched maps its whole folio, megabytes of it.
+        release_file_pages()
         self._mesh = TFLiteModel(assets.path(assets.FACE_MESH), threads, release=False)
         self._iris = TFLiteModel(assets.path(assets.IRIS), threads, release=False)
 

@@ -30,6 +30,7 @@ from ..core.onlooker import Reach
 from ..errors import UserError
 from ..events import Event
 from ..paths import Paths
+from ..recognition import runtime
 from .api import Api
 from .camera import Cameras, ReplayEnded
 from .control import Server
@@ -257,6 +258,7 @@ class Daemon:
         self._hold_sleep()
         self.surroundings.start(self.session.logind.bus, self.session.session_bus, lambda: self.guard.wants_camera)
         self.fanout.actions.dimmer.restore()  # a dim that a daemon before this one left behind
+        runtime.release_file_pages(uncache=True)  # start-up is over: its pages go, the libraries' in small folios
         with self.mutex:
             self._start_sampling()
         self.scheduler.add_job(self._check_model, "interval", seconds=MODEL_CHECK_S, max_instances=1, coalesce=True)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import json
+import mmap
+import os
 import subprocess
 import sys
 
@@ -36,8 +39,6 @@ def test_tflite_model_runs_one_face_and_a_batch(encoder_tflite, astronaut_face):
 
 def resident_kb(path) -> int:
     """Resident kB of this process's mappings of `path`, from /proc/self/smaps."""
-    import os
-
     target, total, inside = os.path.realpath(path), 0, False
     with open("/proc/self/smaps") as smaps:
         for line in smaps:
@@ -75,10 +76,6 @@ def test_weights_are_not_kept_twice(encoder_tflite, astronaut_face):
 
 def cached_share(path) -> float:
     """The share of `path`'s pages in the page cache (mincore on a mapping of our own)."""
-    import ctypes
-    import mmap
-    import os
-
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mmap.restype = ctypes.c_void_p
     libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
@@ -97,23 +94,25 @@ def cached_share(path) -> float:
     return sum(page & 1 for page in resident) / pages
 
 
+def touched(mapped: mmap.mmap) -> int:
+    """Reads a byte of every page of `mapped` (they become resident); their sum, to compare later reads with."""
+    return sum(mapped[offset] for offset in range(0, len(mapped), mmap.PAGESIZE))
+
+
 def test_release_can_also_drop_the_files_from_the_page_cache(tmp_path):
-    """`uncache` (after the owner model's load): a library just written by an install leaves the
+    """`uncache` (the daemon, once started): a library just written by an install leaves the
     page cache once this process lets go of it, and what is still used comes back from the disk.
     Without it the file stays cached."""
-    import mmap
-    import os
-
     library = tmp_path / "library.so"
     with open(library, "wb") as f:
         f.write(os.urandom(4 << 20))
         os.fsync(f.fileno())  # written back, as an installed file is: only clean pages can go
     for uncache in (False, True):
         with open(library, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as mapped:
-            touched = sum(mapped[offset] for offset in range(0, len(mapped), mmap.PAGESIZE))
+            read = touched(mapped)
             runtime.release_file_pages(uncache=uncache)
             cached = cached_share(library)
-            assert sum(mapped[offset] for offset in range(0, len(mapped), mmap.PAGESIZE)) == touched
+            assert touched(mapped) == read
         assert cached < 0.1 if uncache else cached > 0.9
 
 
@@ -121,20 +120,17 @@ def test_loading_the_landmark_models_first_gives_back_idle_file_pages(tmp_path):
     """An owner's return loads the landmark models beside everything else, the daemon's peak RSS:
     the pages of files mapped since the last release (a library's code that a rare path ran) go
     first. Only their mapping goes: the bytes still read the same."""
-    import mmap
-    import os
-
     from facewarden.recognition.landmarks import Landmarker
 
     library = tmp_path / "library.so"
     content = os.urandom(4 << 20)
     library.write_bytes(content)
     with open(library, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as mapped:
-        touched = sum(mapped[offset] for offset in range(0, len(mapped), 4096))
+        read = touched(mapped)
         before = resident_kb(library)
         Landmarker()
         after = resident_kb(library)
-        assert sum(mapped[offset] for offset in range(0, len(mapped), 4096)) == touched
+        assert touched(mapped) == read
     assert before >= 0.9 * len(content) / 1024
     assert after < before / 4
 

@@ -18,8 +18,9 @@ from desktop_helpers.procs import need, session_bus, xvfb
 from facewarden.config import DimConfig
 from facewarden.service.dbus import Bus
 from facewarden.service.dim import Dimmer, XrandrGamma, backends
+from facewarden.service import surroundings
 from facewarden.service.surroundings import Surroundings
-from support import mode
+from support import mode, wait_for
 
 GNOME_POWER = "org.gnome.SettingsDaemon.Power"
 
@@ -154,40 +155,110 @@ def test_xrandr_says_why_it_cannot_dim_xvfb(monkeypatch):
 
 # -- the surroundings ---------------------------------------------------------------------------
 
-def test_surroundings_read_inhibitors_battery_and_monitors(panel, tmp_path):
-    _, _, sysfs, system = panel
-    for name, status in (("card0-eDP-1", "connected"), ("card0-HDMI-A-1", "disconnected")):
-        (sysfs / "drm" / name).mkdir(parents=True)
-        (sysfs / "drm" / name / "status").write_text(status + "\n")
-    with session_bus(tmp_path) as session, desktop(session, "org.gnome.SessionManager"):
+def connectors(sysfs: Path, **status: str) -> None:
+    """DRM connectors in a sysfs-like directory, as the kernel lists them: card0-eDP-1 ... status."""
+    for name, value in status.items():
+        (sysfs / "drm" / name.replace("_", "-")).mkdir(parents=True, exist_ok=True)
+        (sysfs / "drm" / name.replace("_", "-") / "status").write_text(value + "\n")
+
+
+def calls(record: Path, member: str) -> int:
+    return sum(r["what"] == "call" and r["member"] == member for r in map(json.loads, record.read_text().splitlines()))
+
+
+@pytest.mark.parametrize("desk", ["org.gnome.SessionManager", "org.freedesktop.PowerManagement.Inhibit"])
+def test_surroundings_follow_inhibitors_and_battery_as_the_desktop_announces_them(panel, tmp_path, monkeypatch, desk):
+    """Nothing is asked while nothing changes (a poller would ask every REFRESH_S, here 10 ms): each
+    answer is read once at the start and again at each announcement of a change."""
+    _, record, sysfs, system = panel
+    monkeypatch.setattr(surroundings, "REFRESH_S", 0.01)
+    connectors(sysfs, card0_eDP_1="connected")
+    with session_bus(tmp_path) as session, desktop(session, desk):
         around = Surroundings(sysfs)
         system_bus_ = Bus.open(system, "system", enable_fds=True)
         session_bus_ = Bus.open(session, "session")
         try:
             around.start(system_bus_, session_bus_)
             assert (around.inhibited, around.on_battery, around.monitors) == (False, False, 1)
-            # A video player takes logind's idle inhibitor.
+            # A video player takes logind's idle inhibitor, and lets go of it.
             with open_dbus_connection(system, enable_fds=True) as conn:
                 manager = DBusAddress("/org/freedesktop/login1", bus_name="org.freedesktop.login1",
                                       interface="org.freedesktop.login1.Manager")
                 fd = conn.send_and_get_reply(
                     new_method_call(manager, "Inhibit", "ssss", ("idle", "mpv", "playing", "block"))).body[0]
-                around.refresh()
-                assert around.inhibited
+                wait_for(lambda: around.inhibited, "logind's inhibitor seen")
                 os.close(fd.to_raw_fd())
-            drive_logind(system, "Inhibitors")  # the test logind notices the closed end
-            around.refresh()
-            assert not around.inhibited
-            # The desktop's session manager has one (an application's ScreenSaver Inhibit).
-            drive(session, "org.gnome.SessionManager", "SetInhibited", "u", 8)
+            wait_for(lambda: not around.inhibited, "logind's inhibitor gone")
+            # The desktop has one (an application's ScreenSaver Inhibit), and the laptop is unplugged.
+            drive(session, desk, "SetInhibited", "u", 8)
+            wait_for(lambda: around.inhibited, "the desktop's inhibitor seen")
             drive_logind(system, "SetBattery", "b", True)
-            (sysfs / "drm" / "card0-HDMI-A-1" / "status").write_text("connected\n")
-            around.refresh()
-            assert (around.inhibited, around.on_battery, around.monitors) == (True, True, 2)
+            wait_for(lambda: around.on_battery, "on battery")
+            drive(session, desk, "SetInhibited", "u", 0)
+            wait_for(lambda: not around.inhibited, "the desktop's inhibitor gone")
+            # Once at the start, then once for each change logind announced (the inhibitor's start and end).
+            assert calls(record, "ListInhibitors") == 3
+            assert calls(record, "Get") == 2  # OnBattery: at the start, and after the change
         finally:
             around.close()
             system_bus_.close()
             session_bus_.close()
+
+
+def test_surroundings_asks_a_desktop_service_that_starts_after_it(panel, tmp_path):
+    """A session manager that (re)starts later is asked at once: its inhibitor counts."""
+    _, _, sysfs, _ = panel
+    with session_bus(tmp_path) as session:
+        around = Surroundings(sysfs)
+        session_bus_ = Bus.open(session, "session")
+        try:
+            around.start(None, session_bus_)
+            assert not around.inhibited
+            with desktop(session, "org.gnome.SessionManager"):
+                drive(session, "org.gnome.SessionManager", "SetInhibited", "u", 8)
+                wait_for(lambda: around.inhibited, "the inhibitor of a session manager started later")
+            wait_for(lambda: not around.inhibited, "the inhibitor of a session manager that stopped")
+        finally:
+            around.close()
+            session_bus_.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a uevent is made by writing a device's uevent file, which needs root")
+def test_monitors_are_counted_again_at_the_kernels_uevents(tmp_path, monkeypatch):
+    """A real kernel uevent (of /dev/null's device, written to its uevent file, in the part of a
+    DRM connector's) makes the connectors be counted again; no timer does."""
+    if surroundings.kernel_uevents() is None:
+        pytest.skip("no netlink socket for the kernel's uevents here")
+    monkeypatch.setattr(surroundings, "SUBSYSTEM", b"mem")
+    monkeypatch.setattr(surroundings, "REFRESH_S", 0.01)
+    sysfs = tmp_path / "sys"
+    connectors(sysfs, card0_eDP_1="connected", card0_HDMI_A_1="disconnected")
+    around = Surroundings(sysfs)
+    around.start(None, None)
+    try:
+        assert around.monitors == 1
+        connectors(sysfs, card0_HDMI_A_1="connected")
+        with pytest.raises(AssertionError):  # nothing reads sysfs without a uevent
+            wait_for(lambda: around.monitors == 2, "a count without a uevent", timeout=0.3)
+        Path("/sys/class/mem/null/uevent").write_text("change")
+        wait_for(lambda: around.monitors == 2, "the monitor plugged in counted")
+    finally:
+        around.close()
+
+
+def test_monitors_are_read_every_few_seconds_without_uevents(tmp_path, monkeypatch):
+    monkeypatch.setattr(surroundings, "kernel_uevents", lambda: None)
+    monkeypatch.setattr(surroundings, "REFRESH_S", 0.01)
+    sysfs = tmp_path / "sys"
+    connectors(sysfs, card0_eDP_1="connected", card0_HDMI_A_1="disconnected")
+    around = Surroundings(sysfs)
+    around.start(None, None)
+    try:
+        assert around.monitors == 1
+        connectors(sysfs, card0_HDMI_A_1="connected")
+        wait_for(lambda: around.monitors == 2, "the monitor plugged in counted")
+    finally:
+        around.close()
 
 
 def test_doctor_names_the_dimming_back_end_that_works_and_why_the_others_do_not(panel):

@@ -5,14 +5,15 @@ pointing at a private bus. It owns org.freedesktop.login1 (and org.freedesktop.U
 - Manager: GetSession("auto") (refused with --no-auto, like a logind too old to resolve "auto"
   outside a session), GetUser(uid), Inhibit (a real pipe: the caller gets the write end, this side
   notices when it is closed, as logind does with its FIFOs), ListInhibitors, LockSession(id) (as
-  real logind: it only emits the session's Lock; the locker sets LockedHint), properties LidClosed;
-  signals PrepareForSleep, SessionNew, SessionRemoved.
+  real logind: it only emits the session's Lock; the locker sets LockedHint), properties LidClosed,
+  BlockInhibited and DelayInhibited; signals PrepareForSleep, SessionNew, SessionRemoved, and
+  PropertiesChanged for BlockInhibited or DelayInhibited as an inhibitor starts or ends.
 - /org/freedesktop/login1/session/<id> (and session/auto, the caller's): properties Id, LockedHint,
   IdleHint, IdleSinceHint; methods Lock (emits Lock, no hint), SetLockedHint(b) (what a locker
   calls) and SetBrightness(s subsystem, s name, u value), recorded and, with --sysfs, written to
   DIR/<subsystem>/<name>/brightness as the kernel would; signals Lock, Unlock; PropertiesChanged
   for LockedHint and IdleHint.
-- UPower's /org/freedesktop/UPower: property OnBattery.
+- UPower's /org/freedesktop/UPower: property OnBattery, and its PropertiesChanged.
 - /org/freedesktop/login1/user/_<uid>: properties Display (so), Sessions a(so).
 - org.facewarden.Test on / for the test to drive it: SetLocked(b) (as a locker would: hint and
   PropertiesChanged), EmitLock(), EmitUnlock(), Sleep(b) (PrepareForSleep), SetLid(b),
@@ -70,7 +71,8 @@ class Logind:
 
     def properties(self, path: str) -> tuple[str, dict] | None:
         if path == ROOT:
-            return MANAGER, {"LidClosed": ("b", self.lid)}
+            return MANAGER, {"LidClosed": ("b", self.lid), "BlockInhibited": ("s", self.inhibited("block")),
+                             "DelayInhibited": ("s", self.inhibited("delay"))}
         if path in (self.session_path, f"{ROOT}/session/auto"):
             return SESSION, {"Id": ("s", self.session_id), "LockedHint": ("b", self.locked),
                              "IdleHint": ("b", self.idle[0]), "IdleSinceHint": ("t", self.idle[1])}
@@ -80,6 +82,16 @@ class Logind:
             return USER, {"Display": ("(so)", (self.session_id, self.session_path)),
                           "Sessions": ("a(so)", [(self.session_id, self.session_path)])}
         return None
+
+    def inhibited(self, mode: str) -> str:
+        """What the inhibitors of `mode` inhibit, as logind's BlockInhibited says it: "idle:sleep"."""
+        whats = {w for what, _who, _why, m in self.inhibitors.values() if m == mode for w in what.split(":")}
+        return ":".join(sorted(whats))
+
+    def inhibitors_changed(self, mode: str) -> None:
+        """As logind, when an inhibitor of `mode` starts or ends."""
+        name = "BlockInhibited" if mode == "block" else "DelayInhibited"
+        self.changed(ROOT, MANAGER, {name: ("s", self.inhibited(mode))})
 
     def set_locked(self, locked: bool) -> None:
         self.locked = locked
@@ -115,6 +127,7 @@ class Logind:
             read, write = os.pipe()
             self.inhibitors[read] = tuple(args)
             self.note("inhibit", args=list(args))
+            self.inhibitors_changed(args[3])
             self.sent_fds.append(write)  # ours is closed once sent: only the caller holds it then
             return new_method_return(msg, "h", (write,))
         if member == "ListInhibitors":
@@ -156,6 +169,7 @@ class Logind:
             self.changed(self.user_path, USER, {"Display": ("(so)", (self.session_id, self.session_path))})
         elif member == "SetBattery":
             self.battery = args[0]
+            self.changed("/org/freedesktop/UPower", "org.freedesktop.UPower", {"OnBattery": ("b", self.battery)})
         elif member == "Inhibitors":
             return new_method_return(msg, "u", (len(self.inhibitors),))
         else:
@@ -173,6 +187,7 @@ class Logind:
             what = self.inhibitors.pop(fd)
             os.close(fd)
             self.note("inhibitor released", args=list(what))
+            self.inhibitors_changed(what[3])
 
 
 def main(record: str, uid: int, auto: bool, sysfs: str | None) -> None:

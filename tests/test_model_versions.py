@@ -51,6 +51,31 @@ def test_publish_makes_one_versioned_directory_each_and_keeps_the_old(home):
     assert sorted(os.listdir(p.models_dir)) == ["current", "versions"]  # no temporary link left
 
 
+def test_the_daemons_watch_on_the_link_sees_each_publication_at_once(home):
+    """models/current watched by inotify (the daemon's `LinkWatch`): each publish and activate is
+    seen as it happens, a removed link too, and the watch resumes on a link made again."""
+    from facewarden.service.sampler import LinkWatch
+
+    p = paths.paths()
+    first = ownerfile.publish(p, staged(p.models_dir / ".s1", "one"))
+    seen: list[str | None] = []
+    watch = LinkWatch(p.models_dir / ownerfile.CURRENT, lambda: seen.append(ownerfile.current_version(p)))
+    try:
+        assert watch.watching
+        second = ownerfile.publish(p, staged(p.models_dir / ".s2", "two"))
+        wait_for(lambda: seen and seen[-1] == second, "the publication seen")
+        ownerfile.activate(p, first)  # `facewarden model rollback`
+        wait_for(lambda: seen and seen[-1] == first, "the rollback seen")
+        (p.models_dir / ownerfile.CURRENT).unlink()
+        wait_for(lambda: not watch.watching and seen[-1] is None, "the removed link seen")
+        ownerfile.activate(p, second)
+        assert watch.rewatch()  # (the daemon's backstop does this)
+        ownerfile.activate(p, first)
+        wait_for(lambda: seen[-1] == first, "a publication after the watch resumed")
+    finally:
+        watch.close()
+
+
 def test_publish_refuses_an_incomplete_or_out_of_range_model(home):
     p = paths.paths()
     broken = staged(p.models_dir / ".s", "x")
@@ -163,7 +188,9 @@ def test_a_running_daemon_follows_train(astronaut_home, tmp_path, astronaut_bgr)
         moved = home / "models" / ".strict"
         shutil.move(strict, moved)
         third = ownerfile.publish(p, moved)
-        wait_for(lambda: request({"cmd": "status"}, sock)["state"] == "stranger", "the stricter model's verdict")
+        # At once: the daemon watches models/current (its backstop looks only once a minute).
+        wait_for(lambda: request({"cmd": "status"}, sock)["state"] == "stranger", "the stricter model's verdict",
+                 timeout=10)
         assert request({"cmd": "status"}, sock)["model"] == third
         assert f"owner model {third} loaded" in log.read_text()
 

@@ -223,7 +223,7 @@ def rollback(args) -> int:
     return 0
 
 
-SWITCH_WAIT_S = 15.0  # a paused daemon samples every 5 s and looks for a new model every 2 s
+SWITCH_WAIT_S = 15.0  # the daemon loads a model as it is published (within 5 s where it cannot watch the link)
 
 
 def _daemon_switch(version: str) -> str:

@@ -5,8 +5,9 @@ session, and runs them: signals, the sampling thread, the scheduler, the watchdo
 Every input reaches the guard through `Daemon.feed`, holding `mutex`; the events that follow go to
 the fan-out, and the sampling pace follows the guard (`Guard.interval`, the one place it is decided).
 The sampling job runs on a thread of its own (`Pacer`), due when the pace says, one sample at a
-time; APScheduler runs the model check. The watchdog runs on the main thread, outside the sampling
-thread it watches.
+time; a new model is taken when models/current changes (`LinkWatch`), and APScheduler runs the
+model check as a backstop (or, where the link cannot be watched, as the way). The watchdog runs on
+the main thread, outside the sampling thread it watches.
 
 This module must never import TensorFlow: inference runs through runtime.py (LiteRT).
 """
@@ -30,21 +31,22 @@ from ..core.onlooker import Reach
 from ..errors import UserError
 from ..events import Event
 from ..paths import Paths
-from ..recognition import runtime
+from ..recognition import ownerfile, runtime
 from .api import Api
 from .camera import Cameras, ReplayEnded
 from .control import Server
 from .fanout import Fanout
 from .hooks import scripts
 from .pacer import Pacer
-from .sampler import ModelFollower, Observer, Sampler, Verify, Watchdog, build_liveness, build_verifier
+from .sampler import LinkWatch, ModelFollower, Observer, Sampler, Verify, Watchdog, build_liveness, build_verifier
 from .session import Session
 from .surroundings import Surroundings
 from .systemd import Notifier
 
 log = logging.getLogger("facewarden")
 
-MODEL_CHECK_S = 5.0  # how often a job looks whether a model was published (`train` also tells the daemon)
+MODEL_CHECK_S = 5.0  # how often a job looks whether a model was published, where models/current is not watched
+MODEL_BACKSTOP_S = 60.0  # and where it is (the watch sees each publication at once)
 # The main thread wakes when the watchdog is due (a sample that completes meanwhile moves that on),
 # and at least this often: systemd's WATCHDOG=1 goes out in time for WatchdogSec=30.
 WATCH_MAX_S = 5.0
@@ -76,6 +78,7 @@ class Daemon:
         self.exit_code = 0
         self.stuck = False  # a camera read still hung at shutdown
         self.pacer: Pacer | None = None  # the sampling thread, from `run` until shutdown
+        self.model_watch: LinkWatch | None = None  # from `run` until shutdown, where inotify works
         self._running = threading.Lock()  # held by the sampling job while it runs
         self._inhibitor: int | None = None
         self._ready = False
@@ -165,9 +168,12 @@ class Daemon:
             self.pace(after_sample=True)
 
     def _check_model(self) -> None:
-        """A job of its own: a model `train` published, loaded while sampling (not while locked)."""
-        if self.guard.wants_camera:
-            self.model.check(self.sampler.observer)
+        """A model `train` or `model activate` published, loaded then (also while locked or paused:
+        it is ready when sampling resumes). From the link's watch, and the scheduler's backstop."""
+        watch = self.model_watch
+        if watch is not None and not watch.watching:
+            watch.watching = watch.rewatch()  # there was no link to watch (it was removed): maybe now
+        self.model.check(self.sampler.observer)
 
     def _start_sampling(self) -> None:
         """A sampling thread, sampling at once (holding `mutex`)."""
@@ -261,7 +267,13 @@ class Daemon:
         runtime.release_file_pages(uncache=True)  # start-up is over: its pages go, the libraries' in small folios
         with self.mutex:
             self._start_sampling()
-        self.scheduler.add_job(self._check_model, "interval", seconds=MODEL_CHECK_S, max_instances=1, coalesce=True)
+        try:
+            self.model_watch = LinkWatch(self.paths.models_dir / ownerfile.CURRENT, self._check_model)
+        except OSError as e:
+            log.info("cannot watch the owner model's link (%s): looking for a new model every %g s", e, MODEL_CHECK_S)
+        watched = self.model_watch is not None and self.model_watch.watching
+        self.scheduler.add_job(self._check_model, "interval", seconds=MODEL_BACKSTOP_S if watched else MODEL_CHECK_S,
+                               max_instances=1, coalesce=True)
         self.scheduler.start()
         log.info("watching %s (state %s)", self.config.camera.source, self.guard.presence.state.value)
         while not self.stopping.wait(min(WATCH_MAX_S, self.watchdog.until_due())):
@@ -279,6 +291,8 @@ class Daemon:
                 self.pacer.stop()
             self.pacer = None  # a sample still running must not pace a thread that is gone
         self.scheduler.shutdown(wait=False)
+        if self.model_watch is not None:
+            self.model_watch.close()
         self.server.stop()
         finished = self._running.acquire(timeout=SAMPLE_DRAIN_S)  # a running sample finishes first
         self.stuck = not finished or self.watchdog.abandoned

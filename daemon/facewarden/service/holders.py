@@ -27,11 +27,14 @@ from typing import Callable
 
 log = logging.getLogger(__name__)
 
+IN_ATTRIB = 0x04  # metadata changed: a link count too (the file renamed over or removed)
 IN_CLOSE_WRITE = 0x08
 IN_CLOSE_NOWRITE = 0x10
 IN_OPEN = 0x20
 IN_Q_OVERFLOW = 0x4000  # the queue overflowed: events were lost
 IN_IGNORED = 0x8000  # the watch is gone (the node was removed)
+IN_DELETE_SELF, IN_MOVE_SELF = 0x400, 0x800
+IN_DONT_FOLLOW = 0x02000000  # watch a symlink itself, not what it points to
 WATCH_MASK = IN_OPEN | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE
 EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then the name)
 # The opener's fd is installed a moment after inotify reports its open: look again this soon.

@@ -23,14 +23,13 @@ import shutil
 import threading
 from typing import Callable, Iterable
 
-from .holders import IN_IGNORED, IN_OPEN, Inotify
+from .holders import IN_ATTRIB, IN_DELETE_SELF, IN_IGNORED, IN_MOVE_SELF, IN_OPEN, Inotify
 
 log = logging.getLogger(__name__)
 
 DEFAULT = ("swaylock", "hyprlock", "waylock", "gtklock", "i3lock")
 # Where lockers are installed besides PATH (a systemd user service's PATH is short).
 DIRS = ("/usr/local/bin", "/usr/bin", "/bin")
-IN_ATTRIB, IN_DELETE_SELF, IN_MOVE_SELF = 0x04, 0x400, 0x800
 # The file was replaced (a package upgrade): watch the new one at the same path.
 REPLACED = IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED
 # After an open, look for the new locker at these delays (exec finishes a moment after the open).

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import select
 import threading
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
@@ -32,6 +35,7 @@ from ..model import adapt
 from ..paths import Paths
 from ..recognition import ownerfile, vision
 from .camera import Cameras
+from .holders import IN_ATTRIB, IN_DELETE_SELF, IN_DONT_FOLLOW, IN_MOVE_SELF, Inotify
 from .surroundings import Surroundings
 
 log = logging.getLogger("facewarden")
@@ -216,28 +220,76 @@ class Sampler:
 
 class ModelFollower:
     """Switches the observer to the model `train` published last (models/current: one readlink a
-    check). One that does not load is logged once, and the model running stays."""
+    check). One that does not load is logged once, and the model running stays. Checks may come from
+    two threads (the link's watch and the scheduler's backstop): one at a time."""
 
     def __init__(self, config: Config, where: Paths, factory: Callable[[Config, Paths], Verify]):
         self.config, self.paths, self.factory = config, where, factory
         self.version = ownerfile.current_version(where)  # read before the model: never newer
         self.refused: str | None = None
+        self._checking = threading.Lock()
 
     def load(self) -> Verify:
         return self.factory(self.config, self.paths)
 
     def check(self, observer: Observer) -> None:
-        version = ownerfile.current_version(self.paths)
-        if version in (self.version, self.refused):
-            return
+        with self._checking:
+            version = ownerfile.current_version(self.paths)
+            if version in (self.version, self.refused):
+                return
+            try:
+                verify = self.factory(self.config, self.paths)
+            except Exception as e:  # a damaged or refused model must not stop the one that works
+                self.refused = version
+                log.error("owner model %s does not load; still running %s: %s", version, self.version, e)
+                return
+            observer.verify, self.version, self.refused = verify, version, None
+            log.info("owner model %s loaded", version)
+
+
+class LinkWatch:
+    """Calls `changed()` once the symlink at `path` is replaced or removed (models/current: `train`,
+    `model activate` and `model rollback` rename a fresh link over it), from a thread of its own that
+    sleeps until then: a new model is taken at once, and nothing looks for one every few seconds.
+    `watching` is False while there is no link to watch (`rewatch` tries again). OSError: no inotify."""
+
+    MASK = IN_DONT_FOLLOW | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF  # the link itself, not its target
+
+    def __init__(self, path: Path, changed: Callable[[], None]):
+        self.path, self.changed = path, changed
+        self._inotify = Inotify()
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
+        self._stop = threading.Event()
+        self.watching = self.rewatch()
+        self._thread = threading.Thread(target=self._loop, name="model-watch", daemon=True)
+        self._thread.start()
+
+    def rewatch(self) -> bool:
+        """Watch the link now at `path` (the one renamed over the last); whether there is one."""
         try:
-            verify = self.factory(self.config, self.paths)
-        except Exception as e:  # a damaged or refused model must not stop the one that works
-            self.refused = version
-            log.error("owner model %s does not load; still running %s: %s", version, self.version, e)
-            return
-        observer.verify, self.version, self.refused = verify, version, None
-        log.info("owner model %s loaded", version)
+            self._inotify.add(str(self.path), self.MASK)
+        except OSError:
+            return False
+        return True
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self._inotify.fd, self._wake_r], [], [])
+            if self._stop.is_set():
+                break
+            if self._inotify.fd in ready and self._inotify.read():
+                self.watching = self.rewatch()
+                try:
+                    self.changed()
+                except Exception:  # the watch must outlive one failed check
+                    log.exception("checking for a new owner model")
+        self._inotify.close()
+        os.close(self._wake_r)
+
+    def close(self) -> None:
+        self._stop.set()
+        os.write(self._wake_w, b"x")
+        os.close(self._wake_w)
 
 
 WATCHDOG_MIN_S = 5.0  # the watchdog acts when no sample completed for this long...

@@ -24,6 +24,7 @@ def main() -> int:
         ["bench_day.py", "--minutes", "2" if quick else "10"],
         ["bench_lock.py"],
         ["bench_reopen.py"],
+        ["bench_surroundings.py", "--seconds", "10" if quick else "60"],
     ]
     failed = []
     for script, *args in runs:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from jeepney import DBusAddress, new_method_call
@@ -223,6 +225,21 @@ def test_surroundings_asks_a_desktop_service_that_starts_after_it(panel, tmp_pat
             session_bus_.close()
 
 
+@contextmanager
+def laptop(tmp_path: Path) -> Iterator[tuple[Surroundings, Path]]:
+    """Surroundings started without buses on a laptop's sysfs (its panel connected, HDMI not): itself
+    and the sysfs, where a test plugs in a monitor."""
+    sysfs = tmp_path / "sys"
+    connectors(sysfs, card0_eDP_1="connected", card0_HDMI_A_1="disconnected")
+    around = Surroundings(sysfs)
+    around.start(None, None)
+    try:
+        assert around.monitors == 1
+        yield around, sysfs
+    finally:
+        around.close()
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="a uevent is made by writing a device's uevent file, which needs root")
 def test_monitors_are_counted_again_at_the_kernels_uevents(tmp_path, monkeypatch):
     """A real kernel uevent (of /dev/null's device, written to its uevent file, in the part of a
@@ -231,34 +248,20 @@ def test_monitors_are_counted_again_at_the_kernels_uevents(tmp_path, monkeypatch
         pytest.skip("no netlink socket for the kernel's uevents here")
     monkeypatch.setattr(surroundings, "SUBSYSTEM", b"mem")
     monkeypatch.setattr(surroundings, "REFRESH_S", 0.01)
-    sysfs = tmp_path / "sys"
-    connectors(sysfs, card0_eDP_1="connected", card0_HDMI_A_1="disconnected")
-    around = Surroundings(sysfs)
-    around.start(None, None)
-    try:
-        assert around.monitors == 1
+    with laptop(tmp_path) as (around, sysfs):
         connectors(sysfs, card0_HDMI_A_1="connected")
         with pytest.raises(AssertionError):  # nothing reads sysfs without a uevent
             wait_for(lambda: around.monitors == 2, "a count without a uevent", timeout=0.3)
         Path("/sys/class/mem/null/uevent").write_text("change")
         wait_for(lambda: around.monitors == 2, "the monitor plugged in counted")
-    finally:
-        around.close()
 
 
 def test_monitors_are_read_every_few_seconds_without_uevents(tmp_path, monkeypatch):
     monkeypatch.setattr(surroundings, "kernel_uevents", lambda: None)
     monkeypatch.setattr(surroundings, "REFRESH_S", 0.01)
-    sysfs = tmp_path / "sys"
-    connectors(sysfs, card0_eDP_1="connected", card0_HDMI_A_1="disconnected")
-    around = Surroundings(sysfs)
-    around.start(None, None)
-    try:
-        assert around.monitors == 1
+    with laptop(tmp_path) as (around, sysfs):
         connectors(sysfs, card0_HDMI_A_1="connected")
         wait_for(lambda: around.monitors == 2, "the monitor plugged in counted")
-    finally:
-        around.close()
 
 
 def test_doctor_names_the_dimming_back_end_that_works_and_why_the_others_do_not(panel):
